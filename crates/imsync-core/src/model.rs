@@ -1,0 +1,242 @@
+//! Domain records as the store keeps them. Faces render these in their own wire formats.
+
+use crate::{ConversationId, MessageId, Seq, UserId};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRole {
+    Human,
+    Agent,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Human => "human",
+            UserRole::Agent => "agent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "human" => Some(UserRole::Human),
+            "agent" => Some(UserRole::Agent),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub role: UserRole,
+    pub agent_type: Option<String>,
+    pub avatar_url: Option<String>,
+    pub bio: Option<String>,
+    pub metadata: Value,
+    pub has_password: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+impl ConversationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationKind::Direct => "direct",
+            ConversationKind::Group => "group",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(ConversationKind::Direct),
+            "group" => Some(ConversationKind::Group),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub public: bool,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub metadata: Value,
+    pub created_by: UserId,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub archived: bool,
+    pub last_msg_seq: i64,
+    pub last_event_seq: Seq,
+    pub last_message_at: Option<i64>,
+    pub live_msg_count: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ParticipantRole {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl ParticipantRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParticipantRole::Owner => "owner",
+            ParticipantRole::Admin => "admin",
+            ParticipantRole::Member => "member",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(ParticipantRole::Owner),
+            "admin" => Some(ParticipantRole::Admin),
+            "member" => Some(ParticipantRole::Member),
+            _ => None,
+        }
+    }
+    pub fn can_manage(self) -> bool {
+        self >= ParticipantRole::Admin
+    }
+}
+
+/// A user's standing in a conversation. `left_seq` is set once they left; the row stays so that
+/// their settings and the end of their visibility are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Participant {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+    pub role: ParticipantRole,
+    pub joined_seq: Seq,
+    pub joined_at: i64,
+    pub left_seq: Option<Seq>,
+    pub read_msg_seq: i64,
+    pub pinned: bool,
+    pub pinned_at: Option<i64>,
+    pub muted: bool,
+    pub cleared_seq: i64,
+    /// The newest private event of this user about this conversation (read pointer, settings).
+    pub private_seq: Seq,
+}
+
+impl Participant {
+    pub fn is_present(&self) -> bool {
+        self.left_seq.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaction {
+    pub user_id: UserId,
+    pub emoji: String,
+    /// The event seq of the reaction's latest change.
+    pub seq: Seq,
+    pub created_at: i64,
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub msg_seq: i64,
+    /// The seq of the event that created the message; unique, used as an integer message id.
+    pub event_seq: Seq,
+    pub sender_id: UserId,
+    pub kind: String,
+    pub content: String,
+    pub metadata: Value,
+    pub parent_id: Option<MessageId>,
+    pub quoted_id: Option<MessageId>,
+    pub created_at: i64,
+    /// Strictly increasing within a conversation: every change takes a new millisecond.
+    pub updated_at: i64,
+    pub edited_at: Option<i64>,
+    pub edited_by: Option<UserId>,
+    pub deleted_at: Option<i64>,
+    pub revoked: bool,
+    pub tcount: i64,
+    pub tlm: Option<i64>,
+    /// The event seq of the newest change to the message.
+    pub version: Seq,
+}
+
+impl Message {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+/// One entry of the global event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub seq: Seq,
+    pub kind: String,
+    pub conversation_id: Option<ConversationId>,
+    pub audience: Audience,
+    pub data: Value,
+    pub at: i64,
+}
+
+/// Who may see an event: the conversation's participants at the event's seq, or one user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Audience {
+    Conversation(ConversationId),
+    User(UserId),
+}
+
+impl Audience {
+    /// The stream key the event log is indexed by.
+    pub fn stream(&self) -> String {
+        match self {
+            Audience::Conversation(c) => format!("c:{c}"),
+            Audience::User(u) => format!("u:{u}"),
+        }
+    }
+    pub fn from_stream(s: &str) -> Option<Self> {
+        match s.split_at_checked(2)? {
+            ("c:", id) => Some(Audience::Conversation(id.to_owned())),
+            ("u:", id) => Some(Audience::User(id.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+pub mod event_type {
+    pub const MESSAGE_NEW: &str = "message.new";
+    pub const MESSAGE_EDIT: &str = "message.edit";
+    pub const MESSAGE_DELETE: &str = "message.delete";
+    pub const MESSAGE_REACTION: &str = "message.reaction";
+    pub const CONVERSATION_CREATE: &str = "conversation.create";
+    pub const CONVERSATION_UPDATE: &str = "conversation.update";
+    pub const CONVERSATION_ARCHIVE: &str = "conversation.archive";
+    pub const CONVERSATION_UNARCHIVE: &str = "conversation.unarchive";
+    pub const CONVERSATION_READ: &str = "conversation.read";
+    pub const CONVERSATION_SETTINGS: &str = "conversation.settings";
+    pub const PARTICIPANT_ADD: &str = "participant.add";
+    pub const PARTICIPANT_REMOVE: &str = "participant.remove";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audience_stream_round_trips() {
+        for a in [
+            Audience::Conversation("abc".into()),
+            Audience::User("u1".into()),
+        ] {
+            assert_eq!(Audience::from_stream(&a.stream()), Some(a));
+        }
+        assert_eq!(Audience::from_stream("x"), None);
+    }
+}

@@ -1,0 +1,20 @@
+//! The HTTP side of imsync: one router per API face over one [`imsync_service::Service`], plus
+//! health, metrics and the OpenAPI document. Handlers only parse, authorise, call the service and
+//! render; rules and storage live below.
+#![forbid(unsafe_code)]
+
+mod app;
+mod auth;
+mod error;
+mod extract;
+mod metrics;
+mod native;
+mod ratelimit;
+
+pub use app::{router, AppState, ServerConfig};
+pub use metrics::install_recorder;
+
+/// The OpenAPI document of the native face, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    native::router().split_for_parts().1
+}

@@ -1,0 +1,327 @@
+//! Accounts and sessions: registration (token-only agents and password accounts), login, tokens
+//! (random, stored as their SHA-256, with an expiry), profile changes.
+
+use crate::Service;
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use imsync_core::model::ConversationKind;
+use imsync_core::model::{User, UserRole};
+use imsync_core::{ids, time::now_ms, validate, Error, ErrorCode, Result};
+use imsync_store::repo::{messages, participants, tokens, users};
+
+/// Expired tokens may still be swapped for a new one this long after they expired.
+const REFRESH_GRACE_MS: i64 = 30 * 24 * 3600 * 1000;
+
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount {
+    pub username: String,
+    pub display_name: Option<String>,
+    pub role: Option<String>,
+    pub agent_type: Option<String>,
+    pub password: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub token: String,
+    pub expires_at: i64,
+    pub is_new: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProfilePatch {
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub bio: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub conversation_count: i64,
+    pub direct_count: i64,
+    pub group_count: i64,
+    pub contact_count: i64,
+    pub messages_sent: i64,
+    pub unread_count: i64,
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(Error::internal)
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+impl Service {
+    /// The user a token belongs to; 401 for an unknown or expired token.
+    pub async fn authenticate(&self, token: &str) -> Result<User> {
+        let hash = ids::token_hash(token);
+        self.store
+            .read(move |c| {
+                let Some((user_id, expires_at)) = tokens::lookup(c, &hash)? else {
+                    return Err(Error::new(
+                        ErrorCode::Unauthorized,
+                        "Invalid or expired token",
+                    ));
+                };
+                if expires_at <= now_ms() {
+                    return Err(Error::new(
+                        ErrorCode::Unauthorized,
+                        "Invalid or expired token",
+                    ));
+                }
+                users::get(c, &user_id)?
+                    .ok_or_else(|| Error::new(ErrorCode::Unauthorized, "Invalid or expired token"))
+            })
+            .await
+    }
+
+    fn new_user(&self, a: &NewAccount) -> Result<User> {
+        validate::username(&a.username)?;
+        let display_name = a.display_name.clone().unwrap_or_else(|| a.username.clone());
+        validate::non_blank("displayName", &display_name)?;
+        validate::max_len("displayName", &display_name, validate::MAX_DISPLAY_NAME_LEN)?;
+        let role = match a.role.as_deref() {
+            None => UserRole::Human,
+            Some(r) => UserRole::parse(r)
+                .ok_or_else(|| Error::invalid("type/role must be \"agent\" or \"human\""))?,
+        };
+        if let Some(m) = &a.metadata {
+            if !m.is_object() {
+                return Err(Error::invalid("metadata must be an object"));
+            }
+        }
+        let now = now_ms();
+        Ok(User {
+            id: ids::new_id(),
+            username: a.username.clone(),
+            display_name,
+            role,
+            agent_type: a.agent_type.clone(),
+            avatar_url: None,
+            bio: None,
+            metadata: a.metadata.clone().unwrap_or_else(|| serde_json::json!({})),
+            has_password: a.password.is_some(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    fn issue(&self, c: &mut dyn imsync_store::SqlConn, user_id: &str) -> Result<(String, i64)> {
+        let token = ids::new_token();
+        let now = now_ms();
+        let expires_at = now + self.config.token_ttl_ms;
+        tokens::insert(c, &ids::token_hash(&token), user_id, now, expires_at)?;
+        Ok((token, expires_at))
+    }
+
+    /// Creates an account, or, when `caller` already is that account, hands the caller a fresh
+    /// token for it. Anyone else asking for an existing name gets 409: a token is only ever given
+    /// to someone who proved they own the account.
+    pub async fn register(&self, caller: Option<User>, account: NewAccount) -> Result<Session> {
+        if let Some(me) = caller.filter(|u| u.username.eq_ignore_ascii_case(&account.username)) {
+            let this = self.clone();
+            return self
+                .store
+                .write(move |c| {
+                    let (token, expires_at) = this.issue(c, &me.id)?;
+                    Ok(Session {
+                        user: me,
+                        token,
+                        expires_at,
+                        is_new: false,
+                    })
+                })
+                .await;
+        }
+        if !self.config.registration_open {
+            return Err(Error::new(
+                ErrorCode::RegistrationClosed,
+                "Registration is closed",
+            ));
+        }
+        if let Some(p) = &account.password {
+            if p.chars().count() < validate::MIN_PASSWORD_LEN {
+                return Err(Error::invalid(format!(
+                    "password must have at least {} characters",
+                    validate::MIN_PASSWORD_LEN
+                )));
+            }
+        }
+        let user = self.new_user(&account)?;
+        let password_hash = match account.password.clone() {
+            Some(p) => Some(
+                tokio::task::spawn_blocking(move || hash_password(&p))
+                    .await
+                    .map_err(Error::internal)??,
+            ),
+            None => None,
+        };
+        let this = self.clone();
+        self.store
+            .write(move |c| {
+                if users::username_taken(c, &user.username)? {
+                    return Err(Error::new(
+                        ErrorCode::UsernameTaken,
+                        "Username already taken",
+                    ));
+                }
+                users::insert(c, &user, password_hash.as_deref())?;
+                let (token, expires_at) = this.issue(c, &user.id)?;
+                Ok(Session {
+                    user,
+                    token,
+                    expires_at,
+                    is_new: true,
+                })
+            })
+            .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Result<Session> {
+        let name = username.to_owned();
+        let found = self
+            .store
+            .read(move |c| users::credentials(c, &name))
+            .await?;
+        let bad = || {
+            Error::new(
+                ErrorCode::InvalidCredentials,
+                "Invalid username or password",
+            )
+        };
+        let Some((user_id, Some(hash))) = found else {
+            return Err(bad());
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(Error::internal)?;
+        if !ok {
+            return Err(bad());
+        }
+        let this = self.clone();
+        self.store
+            .write(move |c| {
+                let user = users::get(c, &user_id)?.ok_or_else(bad)?;
+                let (token, expires_at) = this.issue(c, &user.id)?;
+                Ok(Session {
+                    user,
+                    token,
+                    expires_at,
+                    is_new: false,
+                })
+            })
+            .await
+    }
+
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        let hash = ids::token_hash(token);
+        self.store.write(move |c| tokens::delete(c, &hash)).await
+    }
+
+    /// Swaps a token, even one expired within the grace period, for a new one.
+    pub async fn refresh_token(&self, token: &str) -> Result<Session> {
+        let hash = ids::token_hash(token);
+        let this = self.clone();
+        self.store
+            .write(move |c| {
+                let invalid = || Error::new(ErrorCode::Unauthorized, "Invalid or expired token");
+                let (user_id, expires_at) = tokens::lookup(c, &hash)?.ok_or_else(invalid)?;
+                if expires_at + REFRESH_GRACE_MS <= now_ms() {
+                    return Err(invalid());
+                }
+                let user = users::get(c, &user_id)?.ok_or_else(invalid)?;
+                let (token, expires_at) = this.issue(c, &user.id)?;
+                Ok(Session {
+                    user,
+                    token,
+                    expires_at,
+                    is_new: false,
+                })
+            })
+            .await
+    }
+
+    pub async fn update_profile(&self, me: &User, patch: ProfilePatch) -> Result<User> {
+        if let Some(d) = &patch.display_name {
+            validate::non_blank("displayName", d)?;
+            validate::max_len("displayName", d, validate::MAX_DISPLAY_NAME_LEN)?;
+        }
+        if let Some(m) = &patch.metadata {
+            if !m.is_object() {
+                return Err(Error::invalid("metadata must be an object"));
+            }
+        }
+        let id = me.id.clone();
+        self.store
+            .write(move |c| {
+                let mut u = users::get(c, &id)?.ok_or_else(|| Error::not_found("User"))?;
+                if let Some(d) = patch.display_name {
+                    u.display_name = d;
+                }
+                if let Some(a) = patch.avatar_url {
+                    u.avatar_url = Some(a);
+                }
+                if let Some(b) = patch.bio {
+                    u.bio = Some(b);
+                }
+                if let Some(m) = patch.metadata {
+                    u.metadata = m;
+                }
+                u.updated_at = now_ms();
+                users::update_profile(c, &u)?;
+                Ok(u)
+            })
+            .await
+    }
+
+    /// Deactivates the account: its sessions end, its name stays reserved, its messages stay.
+    pub async fn delete_account(&self, me: &User) -> Result<()> {
+        let id = me.id.clone();
+        self.store
+            .write(move |c| {
+                tokens::delete_for_user(c, &id)?;
+                users::mark_deleted(c, &id, now_ms())
+            })
+            .await
+    }
+
+    pub async fn stats(&self, me: &User) -> Result<Stats> {
+        let id = me.id.clone();
+        self.store
+            .read(move |c| {
+                let mut s = Stats::default();
+                for (conv, p) in participants::conversations_of(c, &id)? {
+                    s.conversation_count += 1;
+                    match conv.kind {
+                        ConversationKind::Direct => {
+                            s.direct_count += 1;
+                            s.contact_count += 1;
+                        }
+                        ConversationKind::Group => s.group_count += 1,
+                    }
+                    s.unread_count += messages::unread_count(c, &conv.id, &id, p.read_msg_seq)?;
+                }
+                s.messages_sent = messages::count_sent_by(c, &id)?;
+                Ok(s)
+            })
+            .await
+    }
+}

@@ -1,0 +1,616 @@
+//! Conversations and membership. Membership changes write their events before they take effect
+//! where the leaving user must see them (`participant.remove`), and after where the joining user
+//! must (`participant.add`, preceded by a private `conversation.create` snapshot).
+
+use crate::{payload, resolve_user, Service};
+use imsync_core::model::{
+    event_type as ev, Audience, Conversation, ConversationKind, Participant, ParticipantRole, User,
+};
+use imsync_core::{ids, time::now_ms, validate, Error, Result};
+use imsync_store::repo::{conversations as convs, events, messages, participants, users};
+use imsync_store::SqlConn;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Default)]
+pub struct ConversationPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user: User,
+    pub participant: Participant,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversationWithMembers {
+    pub conversation: Conversation,
+    pub members: Vec<Member>,
+    /// The caller's participation.
+    pub me: Participant,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversationSummary {
+    pub conversation: Conversation,
+    pub me: Participant,
+    pub unread_count: i64,
+    pub member_count: i64,
+    /// For direct conversations: the other participant.
+    pub peer: Option<User>,
+    pub last_message: Option<imsync_core::model::Message>,
+}
+
+/// The caller's present participation, or the error a face shows for its absence.
+pub(crate) fn require_participant(
+    c: &mut dyn SqlConn,
+    conv_id: &str,
+    user_id: &str,
+) -> Result<(Conversation, Participant)> {
+    let conv = convs::get(c, conv_id)?.ok_or_else(|| Error::not_found("Conversation"))?;
+    match participants::get(c, conv_id, user_id)? {
+        Some(p) if p.is_present() => Ok((conv, p)),
+        _ => Err(Error::not_participant()),
+    }
+}
+
+fn require_manager(conv: &Conversation, p: &Participant) -> Result<()> {
+    if conv.kind == ConversationKind::Group && !p.role.can_manage() {
+        return Err(Error::forbidden(
+            "Only the group's owner or an admin may do this",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn members(c: &mut dyn SqlConn, conv_id: &str) -> Result<Vec<Member>> {
+    let mut out = Vec::new();
+    for p in participants::list_present(c, conv_id)? {
+        if let Some(user) = users::get(c, &p.user_id)? {
+            out.push(Member {
+                user,
+                participant: p,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn members_json(ms: &[Member]) -> Vec<Value> {
+    ms.iter()
+        .map(|m| payload::member(&m.user, m.participant.role.as_str()))
+        .collect()
+}
+
+/// Appends an event to a conversation's shared stream.
+fn shared_event(
+    c: &mut dyn SqlConn,
+    kind: &str,
+    conv_id: &str,
+    data: Value,
+) -> Result<imsync_core::model::Event> {
+    events::append(
+        c,
+        kind,
+        Audience::Conversation(conv_id.to_owned()),
+        Some(conv_id),
+        data,
+        now_ms(),
+    )
+}
+
+/// Appends an event private to one user about one of their conversations.
+pub(crate) fn private_event(
+    c: &mut dyn SqlConn,
+    kind: &str,
+    conv_id: &str,
+    user_id: &str,
+    data: Value,
+) -> Result<imsync_core::model::Event> {
+    let e = events::append(
+        c,
+        kind,
+        Audience::User(user_id.to_owned()),
+        Some(conv_id),
+        data,
+        now_ms(),
+    )?;
+    participants::set_private_seq(c, conv_id, user_id, e.seq)?;
+    Ok(e)
+}
+
+/// Creates a conversation with its members, all present from its `conversation.create` event.
+fn create(
+    c: &mut dyn SqlConn,
+    conv: Conversation,
+    direct_key: Option<&str>,
+    members: Vec<(User, ParticipantRole)>,
+) -> Result<Conversation> {
+    convs::insert(c, &conv, direct_key)?;
+    let members_json: Vec<Value> = members
+        .iter()
+        .map(|(u, r)| payload::member(u, r.as_str()))
+        .collect();
+    let e = shared_event(
+        c,
+        ev::CONVERSATION_CREATE,
+        &conv.id,
+        payload::conversation(&conv, Some(members_json)),
+    )?;
+    for (u, role) in &members {
+        participants::join(c, &conv.id, &u.id, *role, e.seq, e.at, 0)?;
+    }
+    convs::get(c, &conv.id)?.ok_or_else(|| Error::internal("conversation vanished"))
+}
+
+/// Brings a user into a conversation: a private snapshot so they can build it, then the shared
+/// `participant.add` from which they see its events.
+pub(crate) fn add_member(
+    c: &mut dyn SqlConn,
+    conv: &Conversation,
+    user: &User,
+    role: ParticipantRole,
+) -> Result<()> {
+    let ms = members(c, &conv.id)?;
+    let mut snapshot_members = members_json(&ms);
+    snapshot_members.push(payload::member(user, role.as_str()));
+    let snapshot = events::append(
+        c,
+        ev::CONVERSATION_CREATE,
+        Audience::User(user.id.clone()),
+        Some(&conv.id),
+        payload::conversation(conv, Some(snapshot_members)),
+        now_ms(),
+    )?;
+    let e = shared_event(
+        c,
+        ev::PARTICIPANT_ADD,
+        &conv.id,
+        payload::participant(&conv.id, user, role.as_str()),
+    )?;
+    participants::join(c, &conv.id, &user.id, role, e.seq, e.at, conv.last_msg_seq)?;
+    participants::set_private_seq(c, &conv.id, &user.id, snapshot.seq)?;
+    Ok(())
+}
+
+/// Ends a user's presence; the `participant.remove` event is the last one they see.
+fn remove_member(c: &mut dyn SqlConn, conv: &Conversation, p: &Participant) -> Result<()> {
+    let e = shared_event(
+        c,
+        ev::PARTICIPANT_REMOVE,
+        &conv.id,
+        json!({ "conversationId": conv.id, "userId": p.user_id, "role": p.role.as_str() }),
+    )?;
+    participants::leave(c, &conv.id, &p.user_id, e.seq)?;
+    if p.role == ParticipantRole::Owner {
+        let rest = participants::list_present(c, &conv.id)?;
+        if !rest.iter().any(|q| q.role == ParticipantRole::Owner) {
+            // A group keeps an owner while it has members: the longest-standing admin, else member.
+            if let Some(heir) = rest
+                .iter()
+                .filter(|q| q.role == ParticipantRole::Admin)
+                .chain(rest.iter())
+                .next()
+            {
+                participants::set_role(c, &conv.id, &heir.user_id, ParticipantRole::Owner)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_title(title: &str) -> Result<()> {
+    validate::non_blank("title", title)?;
+    validate::max_len("title", title, validate::MAX_TITLE_LEN)
+}
+
+fn check_metadata(m: &Option<Value>) -> Result<()> {
+    match m {
+        Some(v) if !v.is_object() => Err(Error::invalid("metadata must be an object")),
+        _ => Ok(()),
+    }
+}
+
+impl Service {
+    /// Creates a group owned by the caller with the given members (ids or usernames).
+    pub async fn create_group(
+        &self,
+        me: &User,
+        title: String,
+        description: Option<String>,
+        metadata: Option<Value>,
+        member_refs: Vec<String>,
+        public: bool,
+    ) -> Result<ConversationWithMembers> {
+        check_title(&title)?;
+        if let Some(d) = &description {
+            validate::max_len("description", d, validate::MAX_DESCRIPTION_LEN)?;
+        }
+        check_metadata(&metadata)?;
+        if member_refs.len() > 1000 {
+            return Err(Error::invalid("at most 1000 members at creation"));
+        }
+        let me = me.clone();
+        self.store
+            .write(move |c| {
+                let mut members = vec![(me.clone(), ParticipantRole::Owner)];
+                for r in &member_refs {
+                    let u = resolve_user(c, r)?;
+                    if !members.iter().any(|(m, _)| m.id == u.id) {
+                        members.push((u, ParticipantRole::Member));
+                    }
+                }
+                let now = now_ms();
+                let conv = Conversation {
+                    id: ids::new_id(),
+                    kind: ConversationKind::Group,
+                    public,
+                    title: Some(title),
+                    description,
+                    metadata: metadata.unwrap_or_else(|| json!({})),
+                    created_by: me.id.clone(),
+                    created_at: now,
+                    updated_at: now,
+                    archived: false,
+                    last_msg_seq: 0,
+                    last_event_seq: 0,
+                    last_message_at: None,
+                    live_msg_count: 0,
+                };
+                let conv = create(c, conv, None, members)?;
+                with_members(c, conv, &me.id)
+            })
+            .await
+    }
+
+    /// The direct conversation between the caller and another user, created on first use.
+    /// Either side that had left it is brought back. Answers whether it was created.
+    pub async fn open_direct(
+        &self,
+        me: &User,
+        other_ref: &str,
+        metadata: Option<Value>,
+    ) -> Result<(ConversationWithMembers, bool)> {
+        check_metadata(&metadata)?;
+        let me = me.clone();
+        let other_ref = other_ref.to_owned();
+        self.store
+            .write(move |c| {
+                let other = resolve_user(c, &other_ref)?;
+                let (conv, created) = open_direct_in(c, &me, &other, metadata)?;
+                Ok((with_members(c, conv, &me.id)?, created))
+            })
+            .await
+    }
+
+    pub async fn conversation(&self, me: &User, id: &str) -> Result<ConversationWithMembers> {
+        let (me, id) = (me.id.clone(), id.to_owned());
+        self.store
+            .read(move |c| {
+                let (conv, _) = require_participant(c, &id, &me)?;
+                with_members(c, conv, &me)
+            })
+            .await
+    }
+
+    /// The caller's conversations, most recently active first.
+    pub async fn conversations(&self, me: &User) -> Result<Vec<ConversationSummary>> {
+        let me = me.id.clone();
+        self.store
+            .read(move |c| {
+                let mut out = Vec::new();
+                for (conv, p) in participants::conversations_of(c, &me)? {
+                    let unread_count = messages::unread_count(c, &conv.id, &me, p.read_msg_seq)?;
+                    let present = participants::list_present(c, &conv.id)?;
+                    let peer = match conv.kind {
+                        ConversationKind::Direct => {
+                            let other = convs_peer(c, &conv, &me)?;
+                            users::get(c, &other)?
+                        }
+                        ConversationKind::Group => None,
+                    };
+                    let last_message = messages::last_live(c, &conv.id)?;
+                    out.push(ConversationSummary {
+                        member_count: present.len() as i64,
+                        conversation: conv,
+                        me: p,
+                        unread_count,
+                        peer,
+                        last_message,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    pub async fn update_conversation(
+        &self,
+        me: &User,
+        id: &str,
+        patch: ConversationPatch,
+    ) -> Result<ConversationWithMembers> {
+        if let Some(t) = &patch.title {
+            check_title(t)?;
+        }
+        if let Some(d) = &patch.description {
+            validate::max_len("description", d, validate::MAX_DESCRIPTION_LEN)?;
+        }
+        check_metadata(&patch.metadata)?;
+        let (me, id) = (me.id.clone(), id.to_owned());
+        self.store
+            .write(move |c| {
+                let (mut conv, p) = require_participant(c, &id, &me)?;
+                require_manager(&conv, &p)?;
+                if let Some(t) = patch.title {
+                    conv.title = Some(t);
+                }
+                if let Some(d) = patch.description {
+                    conv.description = Some(d);
+                }
+                if let Some(m) = patch.metadata {
+                    conv.metadata = m;
+                }
+                conv.updated_at = now_ms();
+                convs::update(c, &conv)?;
+                let ms = members(c, &conv.id)?;
+                shared_event(
+                    c,
+                    ev::CONVERSATION_UPDATE,
+                    &conv.id,
+                    payload::conversation(&conv, Some(members_json(&ms))),
+                )?;
+                with_members(c, conv, &me)
+            })
+            .await
+    }
+
+    pub async fn set_archived(&self, me: &User, id: &str, archived: bool) -> Result<Conversation> {
+        let (me, id) = (me.id.clone(), id.to_owned());
+        self.store
+            .write(move |c| {
+                let (mut conv, p) = require_participant(c, &id, &me)?;
+                require_manager(&conv, &p)?;
+                if conv.archived != archived {
+                    conv.archived = archived;
+                    conv.updated_at = now_ms();
+                    convs::update(c, &conv)?;
+                    let kind = if archived {
+                        ev::CONVERSATION_ARCHIVE
+                    } else {
+                        ev::CONVERSATION_UNARCHIVE
+                    };
+                    shared_event(
+                        c,
+                        kind,
+                        &conv.id,
+                        json!({ "id": conv.id, "conversationId": conv.id }),
+                    )?;
+                }
+                Ok(conv)
+            })
+            .await
+    }
+
+    /// Moves the caller's read pointer to the newest message. Answers the pointer and the newest
+    /// message id.
+    pub async fn mark_read(&self, me: &User, id: &str) -> Result<(i64, Option<String>, i64)> {
+        let (me, id) = (me.id.clone(), id.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, _) = require_participant(c, &id, &me)?;
+                let last = messages::by_msg_seq(c, &conv.id, conv.last_msg_seq)?.map(|m| m.id);
+                let now = now_ms();
+                if participants::advance_read(c, &conv.id, &me, conv.last_msg_seq)? {
+                    private_event(
+                        c,
+                        ev::CONVERSATION_READ,
+                        &conv.id,
+                        &me,
+                        json!({
+                            "conversationId": conv.id,
+                            "userId": me,
+                            "readMsgSeq": conv.last_msg_seq,
+                            "lastReadMessageId": last,
+                            "readAt": imsync_core::time::rfc3339(now),
+                        }),
+                    )?;
+                }
+                Ok((conv.last_msg_seq, last, now))
+            })
+            .await
+    }
+
+    /// Changes the caller's private settings of a conversation (pin, mute).
+    pub async fn set_settings(
+        &self,
+        me: &User,
+        id: &str,
+        pinned: Option<bool>,
+        muted: Option<bool>,
+    ) -> Result<Participant> {
+        let (me, id) = (me.id.clone(), id.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, mut p) = require_participant(c, &id, &me)?;
+                let before = (p.pinned, p.muted);
+                if let Some(v) = pinned {
+                    if v != p.pinned {
+                        p.pinned = v;
+                        p.pinned_at = v.then(now_ms);
+                    }
+                }
+                if let Some(v) = muted {
+                    p.muted = v;
+                }
+                if before != (p.pinned, p.muted) {
+                    participants::save_settings(c, &p)?;
+                    let e = private_event(
+                        c,
+                        ev::CONVERSATION_SETTINGS,
+                        &conv.id,
+                        &me,
+                        json!({
+                            "conversationId": conv.id,
+                            "pinned": p.pinned,
+                            "muted": p.muted,
+                            "pinnedAt": p.pinned_at.map(imsync_core::time::rfc3339),
+                        }),
+                    )?;
+                    p.private_seq = e.seq;
+                }
+                Ok(p)
+            })
+            .await
+    }
+
+    /// The caller leaves; the conversation stays for the others.
+    pub async fn leave(&self, me: &User, id: &str) -> Result<()> {
+        let (me, id) = (me.id.clone(), id.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, p) = require_participant(c, &id, &me)?;
+                remove_member(c, &conv, &p)
+            })
+            .await
+    }
+
+    pub async fn add_participant(
+        &self,
+        me: &User,
+        id: &str,
+        user_ref: &str,
+        role: Option<&str>,
+    ) -> Result<ConversationWithMembers> {
+        let role = match role {
+            None => ParticipantRole::Member,
+            Some(r) => match ParticipantRole::parse(r) {
+                Some(ParticipantRole::Owner) | None => {
+                    return Err(Error::invalid("role must be \"member\" or \"admin\""))
+                }
+                Some(r) => r,
+            },
+        };
+        let (me, id, user_ref) = (me.id.clone(), id.to_owned(), user_ref.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, p) = require_participant(c, &id, &me)?;
+                if conv.kind == ConversationKind::Direct {
+                    return Err(Error::invalid(
+                        "A direct conversation has exactly two participants",
+                    ));
+                }
+                require_manager(&conv, &p)?;
+                let user = resolve_user(c, &user_ref)?;
+                if participants::get(c, &conv.id, &user.id)?.is_some_and(|q| q.is_present()) {
+                    return Err(Error::conflict("The user is already a participant"));
+                }
+                add_member(c, &conv, &user, role)?;
+                let conv =
+                    convs::get(c, &conv.id)?.ok_or_else(|| Error::not_found("Conversation"))?;
+                with_members(c, conv, &me)
+            })
+            .await
+    }
+
+    /// Removes a participant: anyone may remove themselves; the owner and admins others (an
+    /// admin cannot remove the owner).
+    pub async fn remove_participant(&self, me: &User, id: &str, user_id: &str) -> Result<()> {
+        let (me, id, user_id) = (me.id.clone(), id.to_owned(), user_id.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, p) = require_participant(c, &id, &me)?;
+                let target = match participants::get(c, &conv.id, &user_id)? {
+                    Some(t) if t.is_present() => t,
+                    _ => return Err(Error::not_found("Participant")),
+                };
+                if target.user_id != me {
+                    if conv.kind == ConversationKind::Direct {
+                        return Err(Error::forbidden(
+                            "Nobody can be removed from a direct conversation",
+                        ));
+                    }
+                    require_manager(&conv, &p)?;
+                    if target.role == ParticipantRole::Owner && p.role != ParticipantRole::Owner {
+                        return Err(Error::forbidden("Only an owner may remove an owner"));
+                    }
+                }
+                remove_member(c, &conv, &target)
+            })
+            .await
+    }
+}
+
+fn convs_peer(c: &mut dyn SqlConn, conv: &Conversation, me: &str) -> Result<String> {
+    // The peer of a direct conversation may have left it; the membership history still names them.
+    let rows = c.query(
+        "SELECT user_id FROM participants WHERE conv_id = $1 AND user_id <> $2 LIMIT 1",
+        imsync_store::args![&conv.id, me],
+    )?;
+    Ok(rows.first().map(|r| r.string(0)).unwrap_or_default())
+}
+
+pub(crate) fn with_members(
+    c: &mut dyn SqlConn,
+    conversation: Conversation,
+    me: &str,
+) -> Result<ConversationWithMembers> {
+    let members = members(c, &conversation.id)?;
+    let me = participants::get(c, &conversation.id, me)?.ok_or_else(Error::not_participant)?;
+    Ok(ConversationWithMembers {
+        conversation,
+        members,
+        me,
+    })
+}
+
+/// Opens (or creates) the direct conversation of two users inside a write.
+pub(crate) fn open_direct_in(
+    c: &mut dyn SqlConn,
+    me: &User,
+    other: &User,
+    metadata: Option<Value>,
+) -> Result<(Conversation, bool)> {
+    if me.id == other.id {
+        return Err(Error::invalid("A direct conversation needs another user"));
+    }
+    if let Some(conv) = convs::get_direct(c, &me.id, &other.id)? {
+        for u in [me, other] {
+            if !participants::get(c, &conv.id, &u.id)?.is_some_and(|p| p.is_present()) {
+                add_member(c, &conv, u, ParticipantRole::Member)?;
+            }
+        }
+        let conv = convs::get(c, &conv.id)?.ok_or_else(|| Error::not_found("Conversation"))?;
+        return Ok((conv, false));
+    }
+    let now = now_ms();
+    let conv = Conversation {
+        id: ids::new_id(),
+        kind: ConversationKind::Direct,
+        public: false,
+        title: None,
+        description: None,
+        metadata: metadata.unwrap_or_else(|| json!({})),
+        created_by: me.id.clone(),
+        created_at: now,
+        updated_at: now,
+        archived: false,
+        last_msg_seq: 0,
+        last_event_seq: 0,
+        last_message_at: None,
+        live_msg_count: 0,
+    };
+    let key = convs::direct_key(&me.id, &other.id);
+    let conv = create(
+        c,
+        conv,
+        Some(&key),
+        vec![
+            (me.clone(), ParticipantRole::Member),
+            (other.clone(), ParticipantRole::Member),
+        ],
+    )?;
+    Ok((conv, true))
+}

@@ -1,0 +1,100 @@
+//! The service: every command and query of imsync, with its rules (who may do what, validation),
+//! shared by all faces. A command runs as one write job on the store, so its checks and its
+//! changes happen in the same transaction; its events are appended in that transaction too.
+#![forbid(unsafe_code)]
+
+mod accounts;
+mod conversations;
+mod messages;
+pub mod payload;
+mod sync;
+
+pub use accounts::{NewAccount, ProfilePatch, Session, Stats};
+pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
+pub use messages::{HistoryPage, NewMessage, SendOutcome};
+pub use sync::SyncPage;
+
+use imsync_core::model::User;
+use imsync_core::Result;
+use imsync_store::Store;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub registration_open: bool,
+    pub token_ttl_ms: i64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            registration_open: true,
+            token_ttl_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Service {
+    store: Store,
+    config: Arc<ServiceConfig>,
+}
+
+impl Service {
+    pub fn new(store: Store, config: ServiceConfig) -> Self {
+        Service {
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// A user by id or, failing that, by username.
+    pub async fn find_user(&self, reference: &str) -> Result<User> {
+        let reference = reference.to_owned();
+        self.store.read(move |c| resolve_user(c, &reference)).await
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<User> {
+        let username = username.to_owned();
+        self.store
+            .read(move |c| {
+                imsync_store::repo::users::get_by_username(c, &username)?
+                    .ok_or_else(|| imsync_core::Error::not_found("User"))
+            })
+            .await
+    }
+
+    pub async fn user(&self, id: &str) -> Result<User> {
+        let id = id.to_owned();
+        self.store
+            .read(move |c| {
+                imsync_store::repo::users::get(c, &id)?
+                    .ok_or_else(|| imsync_core::Error::not_found("User"))
+            })
+            .await
+    }
+}
+
+pub(crate) fn resolve_user(c: &mut dyn imsync_store::SqlConn, reference: &str) -> Result<User> {
+    use imsync_store::repo::users;
+    if let Some(u) = users::get(c, reference)? {
+        return Ok(u);
+    }
+    if imsync_core::validate::username(reference).is_ok() {
+        if let Some(u) = users::get_by_username(c, reference)? {
+            return Ok(u);
+        }
+    }
+    Err(imsync_core::Error::new(
+        imsync_core::ErrorCode::NotFound,
+        format!("User {reference} not found"),
+    ))
+}

@@ -1,0 +1,556 @@
+//! Messages: send (idempotent), history, edit, delete, reactions, delivery receipts.
+//!
+//! Idempotency: a send may carry a key. The record (sender, conversation, key) → message is
+//! written in the send's own transaction and kept as long as the message, so a retry — days
+//! later, after a restart, through another node — finds it and gets the original message back
+//! without a new event. The same key with a different payload is refused with 409.
+
+use crate::conversations::{open_direct_in, require_participant};
+use crate::{payload, resolve_user, Service};
+use imsync_core::model::{event_type as ev, Audience, ConversationKind, Message, User};
+use imsync_core::{ids, time::now_ms, validate, Error, ErrorCode, Result};
+use imsync_store::repo::messages::Page;
+use imsync_store::repo::{
+    conversations as convs, events, idempotency, messages, participants, reactions,
+};
+use imsync_store::SqlConn;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub content: String,
+    pub kind: Option<String>,
+    pub metadata: Option<Value>,
+    pub parent_id: Option<String>,
+    pub quoted_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// A client-chosen message id (Rocket.Chat `chat.sendMessage`); must be unused.
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendOutcome {
+    pub message: Message,
+    /// False when an idempotent retry returned the message the key made before.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    pub total: i64,
+    pub conversation_id: String,
+}
+
+impl NewMessage {
+    fn validate(&self) -> Result<()> {
+        validate::message_type(self.kind.as_deref().unwrap_or("text"))?;
+        validate::max_len("content", &self.content, validate::MAX_CONTENT_LEN)?;
+        if let Some(m) = &self.metadata {
+            if !m.is_object() {
+                return Err(Error::invalid("metadata must be an object"));
+            }
+        }
+        if let Some(k) = &self.idempotency_key {
+            if k.is_empty() || k.len() > validate::MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(Error::invalid(format!(
+                    "idempotency key must have 1 to {} characters",
+                    validate::MAX_IDEMPOTENCY_KEY_LEN
+                )));
+            }
+        }
+        if let Some(id) = &self.id {
+            if id.is_empty() || id.len() > 64 {
+                return Err(Error::invalid("message id must have 1 to 64 characters"));
+            }
+        }
+        Ok(())
+    }
+
+    /// What a retry must repeat to count as the same send.
+    fn fingerprint(&self) -> String {
+        let mut metadata = self.metadata.clone().unwrap_or_else(|| json!({}));
+        if let Some(o) = metadata.as_object_mut() {
+            o.remove("_idempotencyKey");
+        }
+        let canonical = json!({
+            "content": self.content,
+            "type": self.kind.as_deref().unwrap_or("text"),
+            "metadata": metadata,
+            "parentId": self.parent_id,
+            "quotedMessageId": self.quoted_id,
+        });
+        ids::hex(&Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+fn check_writable(conv: &imsync_core::model::Conversation) -> Result<()> {
+    if conv.archived {
+        return Err(Error::forbidden("The conversation is archived"));
+    }
+    Ok(())
+}
+
+/// A message of the conversation that the user could see, or 404.
+fn visible_message(
+    c: &mut dyn SqlConn,
+    conv_id: &str,
+    user_id: &str,
+    msg_id: &str,
+) -> Result<Message> {
+    let m = messages::get(c, msg_id)?
+        .filter(|m| m.conversation_id == conv_id)
+        .ok_or_else(|| Error::not_found("Message"))?;
+    let seen = participants::intervals_in(c, user_id, conv_id)?
+        .iter()
+        .any(|i| i.contains(m.event_seq));
+    if !seen {
+        return Err(Error::not_found("Message"));
+    }
+    Ok(m)
+}
+
+/// The send itself, inside a write.
+pub(crate) fn send_in(
+    c: &mut dyn SqlConn,
+    me: &User,
+    conv_id: &str,
+    new: NewMessage,
+) -> Result<SendOutcome> {
+    let (conv, _) = require_participant(c, conv_id, &me.id)?;
+    let fingerprint = new.fingerprint();
+    if let Some(key) = &new.idempotency_key {
+        if let Some((message_id, hash)) = idempotency::find(c, &me.id, &conv.id, key)? {
+            if hash != fingerprint {
+                return Err(Error::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    "This idempotency key was already used with a different message",
+                ));
+            }
+            let message = messages::get(c, &message_id)?
+                .ok_or_else(|| Error::internal("idempotency record without its message"))?;
+            return Ok(SendOutcome {
+                message,
+                created: false,
+            });
+        }
+    }
+    check_writable(&conv)?;
+    if conv.kind == ConversationKind::Direct {
+        // A direct conversation the peer had left comes back to them with the new message.
+        if let Some(peer) = participants::list_present(c, &conv.id)?
+            .iter()
+            .all(|p| p.user_id == me.id)
+            .then(|| peer_of(c, &conv.id, &me.id))
+            .transpose()?
+            .flatten()
+        {
+            crate::conversations::add_member(
+                c,
+                &conv,
+                &peer,
+                imsync_core::model::ParticipantRole::Member,
+            )?;
+        }
+    }
+    let mut parent = None;
+    if let Some(pid) = &new.parent_id {
+        let p = visible_message(c, &conv.id, &me.id, pid)
+            .map_err(|_| Error::invalid("parentId does not name a message of this conversation"))?;
+        if p.is_deleted() {
+            return Err(Error::invalid("parentId names a deleted message"));
+        }
+        parent = Some(p);
+    }
+    if let Some(q) = &new.quoted_id {
+        visible_message(c, &conv.id, &me.id, q).map_err(|_| {
+            Error::invalid("quotedMessageId does not name a message of this conversation")
+        })?;
+    }
+    let id = match &new.id {
+        Some(id) => {
+            if messages::exists(c, id)? {
+                return Err(Error::conflict("A message with this id already exists"));
+            }
+            id.clone()
+        }
+        None => ids::new_id(),
+    };
+    let now = now_ms();
+    let msg_seq = convs::next_msg_seq(c, &conv.id, now)?;
+    let stamp = convs::next_touch_ms(c, &conv.id, now)?;
+    let mut metadata = new.metadata.clone().unwrap_or_else(|| json!({}));
+    if let (Some(key), Some(o)) = (&new.idempotency_key, metadata.as_object_mut()) {
+        o.entry("_idempotencyKey").or_insert_with(|| json!(key));
+    }
+    let mut message = Message {
+        id,
+        conversation_id: conv.id.clone(),
+        msg_seq,
+        event_seq: 0,
+        sender_id: me.id.clone(),
+        kind: new.kind.clone().unwrap_or_else(|| "text".into()),
+        content: new.content.clone(),
+        metadata,
+        parent_id: new.parent_id.clone(),
+        quoted_id: new.quoted_id.clone(),
+        created_at: stamp,
+        updated_at: stamp,
+        edited_at: None,
+        edited_by: None,
+        deleted_at: None,
+        revoked: false,
+        tcount: 0,
+        tlm: None,
+        version: 0,
+    };
+    let e = events::append(
+        c,
+        ev::MESSAGE_NEW,
+        Audience::Conversation(conv.id.clone()),
+        Some(&conv.id),
+        payload::message(&message),
+        now,
+    )?;
+    message.event_seq = e.seq;
+    message.version = e.seq;
+    messages::insert(c, &message)?;
+    if let Some(key) = &new.idempotency_key {
+        if !idempotency::record(c, &me.id, &conv.id, key, &message.id, &fingerprint, now)? {
+            // Another node committed the same key first: this attempt rolls back and the caller
+            // retries, finding that message.
+            return Err(Error::conflict("idempotency key raced"));
+        }
+    }
+    participants::advance_read(c, &conv.id, &me.id, msg_seq)?;
+    if let Some(mut p) = parent {
+        p.tcount += 1;
+        p.tlm = Some(stamp);
+        p.updated_at = convs::next_touch_ms(c, &conv.id, now)?;
+        messages::save(c, &p)?;
+    }
+    Ok(SendOutcome {
+        message,
+        created: true,
+    })
+}
+
+fn peer_of(c: &mut dyn SqlConn, conv_id: &str, me: &str) -> Result<Option<User>> {
+    let rows = c.query(
+        "SELECT user_id FROM participants WHERE conv_id = $1 AND user_id <> $2 LIMIT 1",
+        imsync_store::args![conv_id, me],
+    )?;
+    match rows.first() {
+        Some(r) => imsync_store::repo::users::get(c, r.str(0)),
+        None => Ok(None),
+    }
+}
+
+impl Service {
+    pub async fn send(&self, me: &User, conv_id: &str, new: NewMessage) -> Result<SendOutcome> {
+        new.validate()?;
+        let retry = new.idempotency_key.is_some();
+        for attempt in 0..2 {
+            let (me2, conv_id2, new2) = (me.clone(), conv_id.to_owned(), new.clone());
+            match self
+                .store
+                .write(move |c| send_in(c, &me2, &conv_id2, new2))
+                .await
+            {
+                Err(e) if retry && attempt == 0 && e.code == ErrorCode::Conflict => continue,
+                other => return other,
+            }
+        }
+        Err(Error::conflict("idempotency key raced twice"))
+    }
+
+    /// Sends to the direct conversation with another user, creating it on first use.
+    pub async fn send_direct(
+        &self,
+        me: &User,
+        other_ref: &str,
+        new: NewMessage,
+    ) -> Result<SendOutcome> {
+        new.validate()?;
+        for attempt in 0..2 {
+            let (me2, other, new2) = (me.clone(), other_ref.to_owned(), new.clone());
+            let result = self
+                .store
+                .write(move |c| {
+                    let other = resolve_user(c, &other)?;
+                    let (conv, _) = open_direct_in(c, &me2, &other, None)?;
+                    send_in(c, &me2, &conv.id, new2)
+                })
+                .await;
+            match result {
+                Err(e) if attempt == 0 && e.code == ErrorCode::Conflict => continue,
+                other => return other,
+            }
+        }
+        Err(Error::conflict("direct send raced twice"))
+    }
+
+    /// A page of live messages, ascending. `before`/`after` are message ids.
+    pub async fn history(
+        &self,
+        me: &User,
+        conv_id: &str,
+        before: Option<String>,
+        after: Option<String>,
+        limit: i64,
+    ) -> Result<HistoryPage> {
+        let (me, conv_id) = (me.id.clone(), conv_id.to_owned());
+        self.store
+            .read(move |c| {
+                let (conv, _) = require_participant(c, &conv_id, &me)?;
+                let page = match (before, after) {
+                    (Some(_), Some(_)) => {
+                        return Err(Error::param("before and after cannot be used together"))
+                    }
+                    (Some(b), None) => Page::Before(visible_message(c, &conv.id, &me, &b)?.msg_seq),
+                    (None, Some(a)) => Page::After(visible_message(c, &conv.id, &me, &a)?.msg_seq),
+                    (None, None) => Page::Latest,
+                };
+                let visible: Vec<_> = participants::intervals_in(c, &me, &conv.id)?
+                    .into_iter()
+                    .map(|i| (i.joined_seq, i.left_seq))
+                    .collect();
+                let messages = messages::history(c, &conv.id, page, &visible, limit)?;
+                Ok(HistoryPage {
+                    messages,
+                    total: conv.live_msg_count,
+                    conversation_id: conv.id,
+                })
+            })
+            .await
+    }
+
+    /// History of the direct conversation with another user; empty if there is none yet.
+    pub async fn direct_history(
+        &self,
+        me: &User,
+        other_ref: &str,
+        before: Option<String>,
+        after: Option<String>,
+        limit: i64,
+    ) -> Result<Option<HistoryPage>> {
+        let other = self.find_user(other_ref).await?;
+        let (a, b) = (me.id.clone(), other.id.clone());
+        let conv = self
+            .store
+            .read(move |c| convs::get_direct(c, &a, &b))
+            .await?;
+        match conv {
+            Some(conv) => Ok(Some(
+                self.history(me, &conv.id, before, after, limit).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn message(&self, me: &User, conv_id: &str, msg_id: &str) -> Result<Message> {
+        let (me, conv_id, msg_id) = (me.id.clone(), conv_id.to_owned(), msg_id.to_owned());
+        self.store
+            .read(move |c| {
+                require_participant(c, &conv_id, &me)?;
+                visible_message(c, &conv_id, &me, &msg_id)
+            })
+            .await
+    }
+
+    pub async fn edit(
+        &self,
+        me: &User,
+        conv_id: &str,
+        msg_id: &str,
+        content: String,
+        metadata: Option<Value>,
+    ) -> Result<Message> {
+        validate::max_len("content", &content, validate::MAX_CONTENT_LEN)?;
+        if metadata.as_ref().is_some_and(|m| !m.is_object()) {
+            return Err(Error::invalid("metadata must be an object"));
+        }
+        let (me, conv_id, msg_id) = (me.id.clone(), conv_id.to_owned(), msg_id.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, _) = require_participant(c, &conv_id, &me)?;
+                let mut m = visible_message(c, &conv.id, &me, &msg_id)?;
+                if m.is_deleted() {
+                    return Err(Error::not_found("Message"));
+                }
+                if m.sender_id != me {
+                    return Err(Error::new(
+                        ErrorCode::NotSender,
+                        "Only the sender may edit a message",
+                    ));
+                }
+                check_writable(&conv)?;
+                let now = now_ms();
+                m.content = content;
+                if let Some(md) = metadata {
+                    m.metadata = md;
+                }
+                m.edited_at = Some(now);
+                m.edited_by = Some(me.clone());
+                m.updated_at = convs::next_touch_ms(c, &conv.id, now)?;
+                let e = events::append(
+                    c,
+                    ev::MESSAGE_EDIT,
+                    Audience::Conversation(conv.id.clone()),
+                    Some(&conv.id),
+                    payload::message_edit(&m),
+                    now,
+                )?;
+                m.version = e.seq;
+                messages::save(c, &m)?;
+                Ok(m)
+            })
+            .await
+    }
+
+    /// Deletes a message, keeping a tombstone with every field so faces can render the deletion.
+    pub async fn delete_message(&self, me: &User, conv_id: &str, msg_id: &str) -> Result<Message> {
+        let (me, conv_id, msg_id) = (me.id.clone(), conv_id.to_owned(), msg_id.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, _) = require_participant(c, &conv_id, &me)?;
+                let mut m = visible_message(c, &conv.id, &me, &msg_id)?;
+                if m.is_deleted() {
+                    return Err(Error::not_found("Message"));
+                }
+                if m.sender_id != me {
+                    return Err(Error::new(
+                        ErrorCode::NotSender,
+                        "Only the sender may delete a message",
+                    ));
+                }
+                delete_in(c, &mut m)?;
+                Ok(m)
+            })
+            .await
+    }
+
+    /// Adds or removes the caller's reaction; answers the message's reactions.
+    pub async fn react(
+        &self,
+        me: &User,
+        conv_id: &str,
+        msg_id: &str,
+        emoji: String,
+        add: bool,
+    ) -> Result<Value> {
+        validate::non_blank("emoji", &emoji)?;
+        validate::max_len("emoji", &emoji, validate::MAX_EMOJI_LEN)?;
+        let (me, conv_id, msg_id) = (me.id.clone(), conv_id.to_owned(), msg_id.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, _) = require_participant(c, &conv_id, &me)?;
+                let mut m = visible_message(c, &conv.id, &me, &msg_id)?;
+                if m.is_deleted() {
+                    return Err(Error::not_found("Message"));
+                }
+                check_writable(&conv)?;
+                react_in(c, &mut m, &me, &emoji, add)?;
+                Ok(payload::reactions(&reactions::of_message(c, &m.id)?))
+            })
+            .await
+    }
+
+    /// Records delivery receipts for messages of one conversation; answers how many were new.
+    pub async fn mark_delivered(&self, me: &User, conv_id: &str, ids: Vec<String>) -> Result<u64> {
+        if ids.len() > 200 {
+            return Err(Error::invalid("at most 200 messageIds"));
+        }
+        let (me, conv_id) = (me.id.clone(), conv_id.to_owned());
+        self.store
+            .write(move |c| {
+                let (conv, _) = require_participant(c, &conv_id, &me)?;
+                let now = now_ms();
+                let mut n = 0;
+                for id in &ids {
+                    let m = visible_message(c, &conv.id, &me, id)?;
+                    if messages::mark_delivered(c, &m.id, &me, now)? {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+            .await
+    }
+}
+
+pub(crate) fn delete_in(c: &mut dyn SqlConn, m: &mut Message) -> Result<()> {
+    let now = now_ms();
+    let stamp = convs::next_touch_ms(c, &m.conversation_id, now)?;
+    m.deleted_at = Some(stamp);
+    m.updated_at = stamp;
+    let e = events::append(
+        c,
+        ev::MESSAGE_DELETE,
+        Audience::Conversation(m.conversation_id.clone()),
+        Some(&m.conversation_id),
+        payload::message_delete(m),
+        now,
+    )?;
+    m.version = e.seq;
+    messages::save(c, m)?;
+    convs::message_removed(c, &m.conversation_id)?;
+    if let Some(pid) = &m.parent_id {
+        if let Some(mut p) = messages::get(c, pid)? {
+            p.tcount = (p.tcount - 1).max(0);
+            p.updated_at = convs::next_touch_ms(c, &m.conversation_id, now)?;
+            messages::save(c, &p)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn react_in(
+    c: &mut dyn SqlConn,
+    m: &mut Message,
+    user_id: &str,
+    emoji: &str,
+    add: bool,
+) -> Result<bool> {
+    if reactions::is_present(c, &m.id, user_id, emoji)? == add {
+        return Ok(false);
+    }
+    let now = now_ms();
+    // The event goes first so the reaction row can carry its seq; its snapshot is the message's
+    // reactions as they will be once the row is written.
+    let mut after = reactions::of_message(c, &m.id)?;
+    if add {
+        after.push(imsync_core::model::Reaction {
+            user_id: user_id.to_owned(),
+            emoji: emoji.to_owned(),
+            seq: 0,
+            created_at: now,
+            removed: false,
+        });
+    } else {
+        after.retain(|r| !(r.user_id == user_id && r.emoji == emoji));
+    }
+    let data = json!({
+        "id": m.id,
+        "messageId": m.id,
+        "conversationId": m.conversation_id,
+        "userId": user_id,
+        "emoji": emoji,
+        "action": if add { "add" } else { "remove" },
+        "reactions": payload::reactions(&after),
+    });
+    let e = events::append(
+        c,
+        ev::MESSAGE_REACTION,
+        Audience::Conversation(m.conversation_id.clone()),
+        Some(&m.conversation_id),
+        data,
+        now,
+    )?;
+    reactions::set(c, m, user_id, emoji, add, e.seq, now)?;
+    m.updated_at = convs::next_touch_ms(c, &m.conversation_id, now)?;
+    m.version = e.seq;
+    messages::save(c, m)?;
+    Ok(true)
+}

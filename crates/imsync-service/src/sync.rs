@@ -1,0 +1,33 @@
+//! Cursor sync: one page of the caller's visible events after `since`.
+
+use crate::Service;
+use imsync_core::model::{Event, User};
+use imsync_core::{Result, Seq};
+use imsync_store::repo::events;
+
+#[derive(Debug, Clone)]
+pub struct SyncPage {
+    pub events: Vec<Event>,
+    /// The last returned seq, or `since` when nothing was returned: never below `since`, and
+    /// strictly above it whenever `has_more` is true.
+    pub cursor: Seq,
+    pub has_more: bool,
+}
+
+impl Service {
+    pub async fn sync(&self, me: &User, since: Seq, limit: usize) -> Result<SyncPage> {
+        let me = me.id.clone();
+        let page = self
+            .store
+            .read(move |c| events::sync_page(c, &me, since, limit))
+            .await?;
+        metrics::counter!("imsync_sync_pages_served_total").increment(1);
+        let (events, has_more) = page;
+        let cursor = events.last().map_or(since, |e| e.seq);
+        Ok(SyncPage {
+            events,
+            cursor,
+            has_more,
+        })
+    }
+}

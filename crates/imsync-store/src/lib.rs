@@ -1,0 +1,14 @@
+//! Storage of imsync. Everything above this crate sees one seam: [`SqlConn`], a connection that runs
+//! portable SQL, and [`Store`], which hands out connections for reads and runs writes as jobs on a
+//! single writer that commits them in batches. The typed queries in [`repo`] are written once
+//! against that seam, so every backend runs the same statements.
+#![forbid(unsafe_code)]
+
+pub mod repo;
+mod sql;
+mod sqlite;
+mod store;
+mod writer;
+
+pub use sql::{Dialect, Row, SqlConn, Value};
+pub use store::{Durability, Store, StoreOptions};

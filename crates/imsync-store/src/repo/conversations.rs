@@ -1,0 +1,137 @@
+use crate::{args, Row, SqlConn};
+use imsync_core::model::{Conversation, ConversationKind};
+use imsync_core::{Result, Seq};
+
+pub(crate) const COLUMNS: &str = "id, kind, public, title, description, metadata, created_by, \
+     created_at, updated_at, archived, last_msg_seq, last_event_seq, last_message_at, \
+     live_msg_count";
+
+pub(crate) fn from_row(r: &Row) -> Conversation {
+    Conversation {
+        id: r.string(0),
+        kind: ConversationKind::parse(r.str(1)).unwrap_or(ConversationKind::Group),
+        public: r.bool(2),
+        title: r.opt_string(3),
+        description: r.opt_string(4),
+        metadata: r.json(5),
+        created_by: r.string(6),
+        created_at: r.i64(7),
+        updated_at: r.i64(8),
+        archived: r.bool(9),
+        last_msg_seq: r.i64(10),
+        last_event_seq: r.i64(11),
+        last_message_at: r.opt_i64(12),
+        live_msg_count: r.i64(13),
+    }
+}
+
+/// The key that makes a direct conversation unique for its pair, whichever side starts it.
+pub fn direct_key(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("{a}|{b}")
+    } else {
+        format!("{b}|{a}")
+    }
+}
+
+pub fn insert(c: &mut dyn SqlConn, conv: &Conversation, direct_key: Option<&str>) -> Result<()> {
+    c.execute(
+        "INSERT INTO conversations (id, kind, public, title, description, metadata, created_by, \
+         created_at, updated_at, archived, direct_key, last_touch_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        args![
+            &conv.id,
+            conv.kind.as_str(),
+            conv.public,
+            conv.title.as_deref(),
+            conv.description.as_deref(),
+            &conv.metadata,
+            &conv.created_by,
+            conv.created_at,
+            conv.updated_at,
+            conv.archived,
+            direct_key,
+            conv.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get(c: &mut dyn SqlConn, id: &str) -> Result<Option<Conversation>> {
+    let sql = format!("SELECT {COLUMNS} FROM conversations WHERE id = $1");
+    Ok(c.query_opt(&sql, args![id])?.map(|r| from_row(&r)))
+}
+
+pub fn get_direct(c: &mut dyn SqlConn, a: &str, b: &str) -> Result<Option<Conversation>> {
+    let sql = format!("SELECT {COLUMNS} FROM conversations WHERE direct_key = $1");
+    Ok(c.query_opt(&sql, args![direct_key(a, b)])?
+        .map(|r| from_row(&r)))
+}
+
+/// Saves title, description, metadata, archived and updated_at.
+pub fn update(c: &mut dyn SqlConn, conv: &Conversation) -> Result<()> {
+    c.execute(
+        "UPDATE conversations SET title = $2, description = $3, metadata = $4, archived = $5, \
+         updated_at = $6 WHERE id = $1",
+        args![
+            &conv.id,
+            conv.title.as_deref(),
+            conv.description.as_deref(),
+            &conv.metadata,
+            conv.archived,
+            conv.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records that an event of the conversation's shared stream was appended.
+pub fn touch_event(c: &mut dyn SqlConn, id: &str, seq: Seq) -> Result<()> {
+    c.execute(
+        "UPDATE conversations SET last_event_seq = $2 WHERE id = $1 AND last_event_seq < $2",
+        args![id, seq],
+    )?;
+    Ok(())
+}
+
+/// Takes the next message seq of the conversation.
+pub fn next_msg_seq(c: &mut dyn SqlConn, id: &str, at: i64) -> Result<i64> {
+    let row = c.query_opt(
+        "UPDATE conversations SET last_msg_seq = last_msg_seq + 1, last_message_at = $2, \
+         live_msg_count = live_msg_count + 1 WHERE id = $1 RETURNING last_msg_seq",
+        args![id, at],
+    )?;
+    row.map(|r| r.i64(0))
+        .ok_or_else(|| imsync_core::Error::not_found("Conversation"))
+}
+
+pub fn message_removed(c: &mut dyn SqlConn, id: &str) -> Result<()> {
+    c.execute(
+        "UPDATE conversations SET live_msg_count = live_msg_count - 1 WHERE id = $1",
+        args![id],
+    )?;
+    Ok(())
+}
+
+/// A timestamp for a change in the conversation, strictly after the previous one, so that
+/// `updated_at`/`deleted_at` order the conversation's changes without ties.
+pub fn next_touch_ms(c: &mut dyn SqlConn, id: &str, now: i64) -> Result<i64> {
+    let row = c.query_opt(
+        "UPDATE conversations SET last_touch_ms = CASE WHEN last_touch_ms >= $2 \
+         THEN last_touch_ms + 1 ELSE $2 END WHERE id = $1 RETURNING last_touch_ms",
+        args![id, now],
+    )?;
+    row.map(|r| r.i64(0))
+        .ok_or_else(|| imsync_core::Error::not_found("Conversation"))
+}
+
+/// Conversations whose shared stream moved past `since`, oldest change first, at most `limit`.
+pub fn changed_since(c: &mut dyn SqlConn, since: Seq, limit: i64) -> Result<Vec<String>> {
+    Ok(c.query(
+        "SELECT id FROM conversations WHERE last_event_seq > $1 ORDER BY last_event_seq LIMIT $2",
+        args![since, limit],
+    )?
+    .iter()
+    .map(|r| r.string(0))
+    .collect())
+}

@@ -1,0 +1,190 @@
+//! The event log and the sync read.
+//!
+//! Every event belongs to one stream: a conversation's shared stream (`c:<id>`, seen by whoever
+//! was a participant at the event's seq) or a user's private stream (`u:<id>`). The log is indexed
+//! by `(stream, seq)`.
+//!
+//! A sync page for user U after `since` is a k-way merge, by seq, of U's private stream and of the
+//! shared streams of the conversations U could see, each bounded by U's membership interval. Only
+//! conversations whose shared stream moved past `since` take part, found either from the global
+//! index of recently changed conversations (when few changed) or from U's own memberships. Each
+//! stream is read in chunks that grow while the stream keeps winning, so a page costs about
+//! `limit` rows plus one indexed probe per changed conversation, whatever the history behind it.
+
+use super::participants::{self, Interval};
+use crate::{args, Row, SqlConn};
+use imsync_core::model::{Audience, Event};
+use imsync_core::{Result, Seq};
+use std::collections::VecDeque;
+
+/// Above this many globally changed conversations, candidates come from the user's memberships.
+const GLOBAL_CANDIDATES: i64 = 256;
+const FIRST_CHUNK: i64 = 16;
+
+/// Appends an event and answers it with its seq. The caller's transaction makes it durable.
+pub fn append(
+    c: &mut dyn SqlConn,
+    kind: &str,
+    audience: Audience,
+    conversation_id: Option<&str>,
+    data: serde_json::Value,
+    at: i64,
+) -> Result<Event> {
+    let stream = audience.stream();
+    let row = c.query_opt(
+        "INSERT INTO events (stream, type, conv_id, data, at) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING seq",
+        args![&stream, kind, conversation_id, &data, at],
+    )?;
+    let seq = row
+        .map(|r| r.i64(0))
+        .ok_or_else(|| imsync_core::Error::internal("append returned no seq"))?;
+    if let Audience::Conversation(id) = &audience {
+        super::conversations::touch_event(c, id, seq)?;
+    }
+    let event = Event {
+        seq,
+        kind: kind.to_owned(),
+        conversation_id: conversation_id.map(str::to_owned),
+        audience,
+        data,
+        at,
+    };
+    c.appended(event.clone());
+    Ok(event)
+}
+
+/// The seq the next append will take, minus one: the head of the log in this snapshot.
+pub fn head(c: &mut dyn SqlConn) -> Result<Seq> {
+    Ok(c.query_opt("SELECT max(seq) FROM events", &[])?
+        .and_then(|r| r.opt_i64(0))
+        .unwrap_or(0))
+}
+
+fn from_row(r: &Row) -> Event {
+    Event {
+        seq: r.i64(0),
+        audience: Audience::from_stream(r.str(1)).unwrap_or(Audience::User(String::new())),
+        kind: r.string(2),
+        conversation_id: r.opt_string(3),
+        data: r.json(4),
+        at: r.i64(5),
+    }
+}
+
+/// Events of one stream in `(after, upto]`, ascending, at most `limit`.
+pub fn read_stream(
+    c: &mut dyn SqlConn,
+    stream: &str,
+    after: Seq,
+    upto: Option<Seq>,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    let rows = c.query(
+        "SELECT seq, stream, type, conv_id, data, at FROM events \
+         WHERE stream = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+        args![stream, after, upto.unwrap_or(i64::MAX), limit],
+    )?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+struct Cursor {
+    stream: String,
+    after: Seq,
+    upto: Option<Seq>,
+    chunk: i64,
+    buffer: VecDeque<Event>,
+    exhausted: bool,
+}
+
+impl Cursor {
+    fn new(stream: String, after: Seq, upto: Option<Seq>) -> Self {
+        Cursor {
+            stream,
+            after,
+            upto,
+            chunk: FIRST_CHUNK,
+            buffer: VecDeque::new(),
+            exhausted: false,
+        }
+    }
+
+    fn refill(&mut self, c: &mut dyn SqlConn) -> Result<()> {
+        if !self.buffer.is_empty() || self.exhausted {
+            return Ok(());
+        }
+        let events = read_stream(c, &self.stream, self.after, self.upto, self.chunk)?;
+        self.exhausted = (events.len() as i64) < self.chunk;
+        if let Some(last) = events.last() {
+            self.after = last.seq;
+        }
+        self.buffer.extend(events);
+        self.chunk = (self.chunk * 2).min(1024);
+        Ok(())
+    }
+}
+
+/// The streams (with bounds) that can hold events for `user_id` after `since`.
+pub fn visible_streams(
+    c: &mut dyn SqlConn,
+    user_id: &str,
+    since: Seq,
+) -> Result<Vec<(String, Seq, Option<Seq>)>> {
+    let changed = super::conversations::changed_since(c, since, GLOBAL_CANDIDATES)?;
+    let intervals: Vec<Interval> = if (changed.len() as i64) < GLOBAL_CANDIDATES {
+        let mut found = Vec::new();
+        for conv in &changed {
+            found.extend(participants::intervals_in(c, user_id, conv)?);
+        }
+        found
+    } else {
+        participants::open_intervals_since(c, user_id, since)?
+    };
+    let mut streams = vec![(Audience::User(user_id.to_owned()).stream(), since, None)];
+    for i in intervals {
+        if i.left_seq.is_some_and(|l| l <= since) {
+            continue;
+        }
+        let after = since.max(i.joined_seq - 1);
+        streams.push((
+            Audience::Conversation(i.conv_id).stream(),
+            after,
+            i.left_seq,
+        ));
+    }
+    Ok(streams)
+}
+
+/// One page of the events visible to `user_id` with seq > `since`, ascending, and whether more
+/// follow. Must run inside one read snapshot.
+pub fn sync_page(
+    c: &mut dyn SqlConn,
+    user_id: &str,
+    since: Seq,
+    limit: usize,
+) -> Result<(Vec<Event>, bool)> {
+    let mut cursors: Vec<Cursor> = visible_streams(c, user_id, since)?
+        .into_iter()
+        .map(|(stream, after, upto)| Cursor::new(stream, after, upto))
+        .collect();
+    for cur in &mut cursors {
+        cur.refill(c)?;
+    }
+    let mut out = Vec::with_capacity(limit.min(1024));
+    while out.len() <= limit {
+        let next = cursors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, cur)| cur.buffer.front().map(|e| (e.seq, i)))
+            .min();
+        let Some((_, i)) = next else { break };
+        let cur = &mut cursors[i];
+        if let Some(e) = cur.buffer.pop_front() {
+            out.push(e);
+        }
+        cur.refill(c)?;
+    }
+    let has_more = out.len() > limit;
+    out.truncate(limit);
+    Ok((out, has_more))
+}

@@ -1,0 +1,34 @@
+use crate::{args, SqlConn};
+use imsync_core::Result;
+
+/// The message a key already produced, with the hash of the payload it was sent with.
+pub fn find(
+    c: &mut dyn SqlConn,
+    sender: &str,
+    conv_id: &str,
+    key: &str,
+) -> Result<Option<(String, String)>> {
+    Ok(c.query_opt(
+        "SELECT message_id, payload_hash FROM idempotency \
+         WHERE sender_id = $1 AND conv_id = $2 AND key = $3",
+        args![sender, conv_id, key],
+    )?
+    .map(|r| (r.string(0), r.string(1))))
+}
+
+/// Records the key; answers false when another transaction recorded it first.
+pub fn record(
+    c: &mut dyn SqlConn,
+    sender: &str,
+    conv_id: &str,
+    key: &str,
+    message_id: &str,
+    payload_hash: &str,
+    at: i64,
+) -> Result<bool> {
+    Ok(c.execute(
+        "INSERT INTO idempotency (sender_id, conv_id, key, message_id, payload_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sender_id, conv_id, key) DO NOTHING",
+        args![sender, conv_id, key, message_id, payload_hash, at],
+    )? > 0)
+}

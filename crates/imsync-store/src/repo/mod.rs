@@ -1,0 +1,11 @@
+//! Typed queries, written once in portable SQL against [`crate::SqlConn`].
+
+pub mod conversations;
+pub mod events;
+pub mod idempotency;
+pub mod messages;
+pub mod participants;
+pub mod reactions;
+pub mod schema;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,167 @@
+//! Schema migrations, one ordered list per dialect, applied at start inside one transaction.
+//! Integers are 64-bit, timestamps are epoch milliseconds, JSON is stored as text, booleans as
+//! 0/1, so that the typed queries read the same on every backend.
+
+use crate::sql::{Dialect, SqlConn};
+use imsync_core::{Error, Result};
+
+const SQLITE: &[&str] = &[r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    username_key TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    agent_type TEXT,
+    avatar_url TEXT,
+    bio TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    password_hash TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX tokens_user ON tokens(user_id);
+CREATE TABLE conversations (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    public INTEGER NOT NULL DEFAULT 0,
+    title TEXT,
+    description TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0,
+    direct_key TEXT UNIQUE,
+    last_msg_seq INTEGER NOT NULL DEFAULT 0,
+    last_event_seq INTEGER NOT NULL DEFAULT 0,
+    last_message_at INTEGER,
+    live_msg_count INTEGER NOT NULL DEFAULT 0,
+    last_touch_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX conversations_last_event ON conversations(last_event_seq);
+CREATE TABLE participants (
+    conv_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    joined_seq INTEGER NOT NULL,
+    joined_at INTEGER NOT NULL,
+    left_seq INTEGER,
+    read_msg_seq INTEGER NOT NULL DEFAULT 0,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    pinned_at INTEGER,
+    muted INTEGER NOT NULL DEFAULT 0,
+    cleared_seq INTEGER NOT NULL DEFAULT 0,
+    private_seq INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conv_id, user_id)
+);
+CREATE INDEX participants_user ON participants(user_id);
+CREATE TABLE memberships (
+    user_id TEXT NOT NULL,
+    conv_id TEXT NOT NULL,
+    joined_seq INTEGER NOT NULL,
+    left_seq INTEGER,
+    PRIMARY KEY (user_id, conv_id, joined_seq)
+);
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    conv_id TEXT NOT NULL,
+    msg_seq INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL,
+    sender_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    parent_id TEXT,
+    quoted_id TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    edited_at INTEGER,
+    edited_by TEXT,
+    deleted_at INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    tcount INTEGER NOT NULL DEFAULT 0,
+    tlm INTEGER,
+    version INTEGER NOT NULL,
+    UNIQUE (conv_id, msg_seq)
+);
+CREATE INDEX messages_updated ON messages(conv_id, updated_at);
+CREATE INDEX messages_parent ON messages(parent_id, msg_seq) WHERE parent_id IS NOT NULL;
+CREATE INDEX messages_event_seq ON messages(event_seq);
+CREATE TABLE idempotency (
+    sender_id TEXT NOT NULL,
+    conv_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    payload_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (sender_id, conv_id, key)
+);
+CREATE TABLE reactions (
+    message_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    emoji TEXT NOT NULL,
+    conv_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (message_id, user_id, emoji)
+);
+CREATE INDEX reactions_conv_seq ON reactions(conv_id, seq);
+CREATE TABLE deliveries (
+    message_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, user_id)
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL,
+    type TEXT NOT NULL,
+    conv_id TEXT,
+    data TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX events_stream ON events(stream, seq);
+"#];
+
+/// Applies the migrations the database has not seen yet. `batch` runs a multi-statement script.
+pub fn migrate<C: SqlConn>(conn: &mut C, batch: impl Fn(&mut C, &str) -> Result<()>) -> Result<()> {
+    let steps = match conn.dialect() {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => return Err(Error::internal("no PostgreSQL migrations yet")),
+    };
+    batch(
+        conn,
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    )?;
+    let current = conn
+        .query_opt("SELECT max(version) FROM schema_version", &[])?
+        .and_then(|r| r.opt_i64(0))
+        .unwrap_or(0) as usize;
+    for (i, step) in steps.iter().enumerate().skip(current) {
+        batch(conn, "BEGIN IMMEDIATE")?;
+        let applied = batch(conn, step).and_then(|_| {
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                crate::args![(i + 1) as i64],
+            )
+            .map(|_| ())
+        });
+        match applied {
+            Ok(()) => batch(conn, "COMMIT")?,
+            Err(e) => {
+                let _ = batch(conn, "ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+use crate::{args, Row, SqlConn};
+use imsync_core::model::{User, UserRole};
+use imsync_core::Result;
+
+const COLUMNS: &str = "id, username, display_name, role, agent_type, avatar_url, bio, metadata, \
+                       password_hash IS NOT NULL, created_at, updated_at";
+
+fn from_row(r: &Row) -> User {
+    User {
+        id: r.string(0),
+        username: r.string(1),
+        display_name: r.string(2),
+        role: UserRole::parse(r.str(3)).unwrap_or(UserRole::Human),
+        agent_type: r.opt_string(4),
+        avatar_url: r.opt_string(5),
+        bio: r.opt_string(6),
+        metadata: r.json(7),
+        has_password: r.bool(8),
+        created_at: r.i64(9),
+        updated_at: r.i64(10),
+    }
+}
+
+/// Usernames are unique regardless of case.
+pub fn username_key(username: &str) -> String {
+    username.to_ascii_lowercase()
+}
+
+pub fn insert(c: &mut dyn SqlConn, u: &User, password_hash: Option<&str>) -> Result<()> {
+    c.execute(
+        "INSERT INTO users (id, username, username_key, display_name, role, agent_type, \
+         avatar_url, bio, metadata, password_hash, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        args![
+            &u.id,
+            &u.username,
+            username_key(&u.username),
+            &u.display_name,
+            u.role.as_str(),
+            u.agent_type.as_deref(),
+            u.avatar_url.as_deref(),
+            u.bio.as_deref(),
+            &u.metadata,
+            password_hash,
+            u.created_at,
+            u.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get(c: &mut dyn SqlConn, id: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL");
+    Ok(c.query_opt(&sql, args![id])?.map(|r| from_row(&r)))
+}
+
+pub fn get_by_username(c: &mut dyn SqlConn, username: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key = $1 AND deleted_at IS NULL");
+    Ok(c.query_opt(&sql, args![username_key(username)])?
+        .map(|r| from_row(&r)))
+}
+
+/// Whether the name is taken, by a live or a deleted account (names are never reused).
+pub fn username_taken(c: &mut dyn SqlConn, username: &str) -> Result<bool> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM users WHERE username_key = $1",
+        args![username_key(username)],
+    )?
+    .is_some())
+}
+
+/// The user id and password hash for a login, by username.
+pub fn credentials(
+    c: &mut dyn SqlConn,
+    username: &str,
+) -> Result<Option<(String, Option<String>)>> {
+    Ok(c.query_opt(
+        "SELECT id, password_hash FROM users WHERE username_key = $1 AND deleted_at IS NULL",
+        args![username_key(username)],
+    )?
+    .map(|r| (r.string(0), r.opt_string(1))))
+}
+
+pub fn update_profile(c: &mut dyn SqlConn, u: &User) -> Result<()> {
+    c.execute(
+        "UPDATE users SET display_name = $2, avatar_url = $3, bio = $4, metadata = $5, \
+         updated_at = $6 WHERE id = $1",
+        args![
+            &u.id,
+            &u.display_name,
+            u.avatar_url.as_deref(),
+            u.bio.as_deref(),
+            &u.metadata,
+            u.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn mark_deleted(c: &mut dyn SqlConn, id: &str, at: i64) -> Result<()> {
+    c.execute(
+        "UPDATE users SET deleted_at = $2, password_hash = NULL WHERE id = $1",
+        args![id, at],
+    )?;
+    Ok(())
+}
+
+/// Users by id, in any order; unknown ids are left out.
+pub fn get_many(c: &mut dyn SqlConn, ids: &[String]) -> Result<Vec<User>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(u) = get(c, id)? {
+            out.push(u);
+        }
+    }
+    Ok(out)
+}
+
+pub fn count(c: &mut dyn SqlConn) -> Result<i64> {
+    Ok(c.query_opt("SELECT count(*) FROM users", &[])?
+        .map_or(0, |r| r.i64(0)))
+}

@@ -1,0 +1,157 @@
+//! The single writer. Every write is a job: a closure that runs its statements on the writer's
+//! connection. The writer drains whatever jobs are queued, runs each inside its own savepoint in
+//! one transaction, commits once, then publishes the appended events in commit order and answers
+//! every job. So a reply is sent only after its data is committed (durability), a failing job
+//! rolls back alone (atomicity per write), and one commit serves a whole batch (throughput).
+
+use crate::sql::SqlConn;
+use imsync_core::{model::Event, Error, Result};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+
+/// Most jobs that share one commit.
+const MAX_BATCH: usize = 512;
+
+pub(crate) type Reply = Box<dyn FnOnce(Option<Error>) + Send>;
+
+/// What a job leaves behind: whether its statements stand, and how to answer its caller once the
+/// batch's fate is known.
+pub(crate) struct JobDone {
+    pub ok: bool,
+    pub reply: Reply,
+}
+
+pub(crate) type Job = Box<dyn FnOnce(&mut dyn SqlConn) -> JobDone + Send>;
+
+/// A backend's writing connection.
+pub(crate) trait WriterConn: Send {
+    fn conn(&mut self) -> &mut dyn SqlConn;
+    fn batch(&mut self, sql: &str) -> Result<()>;
+    fn take_appended(&mut self) -> Vec<Event>;
+    fn truncate_appended(&mut self, len: usize);
+    fn appended_len(&self) -> usize;
+}
+
+pub(crate) fn spawn(
+    name: &str,
+    mut wc: Box<dyn WriterConn>,
+    events: broadcast::Sender<Arc<Vec<Event>>>,
+) -> mpsc::Sender<Job> {
+    let (tx, mut rx) = mpsc::channel::<Job>(8192);
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(wc.as_mut(), &mut batch, &events);
+            }
+            tracing::debug!("writer stopped");
+        })
+        .expect("spawning the writer thread");
+    tx
+}
+
+fn run_batch(
+    wc: &mut dyn WriterConn,
+    batch: &mut Vec<Job>,
+    events: &broadcast::Sender<Arc<Vec<Event>>>,
+) {
+    let size = batch.len();
+    if let Err(e) = wc.batch("BEGIN IMMEDIATE") {
+        // Dropping a job that never ran closes its reply channel: its caller answers 503.
+        batch.clear();
+        tracing::error!(error = %e, "could not begin a write transaction");
+        return;
+    }
+    let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(size);
+    let mut broken = false;
+    for job in batch.drain(..) {
+        if broken {
+            drop(job);
+            continue;
+        }
+        if wc.batch("SAVEPOINT job").is_err() {
+            broken = true;
+            drop(job);
+            continue;
+        }
+        let mark = wc.appended_len();
+        let outcome = catch_unwind(AssertUnwindSafe(|| job(wc.conn())));
+        let ok = matches!(&outcome, Ok(done) if done.ok);
+        let restored = if ok {
+            wc.batch("RELEASE job")
+        } else {
+            wc.truncate_appended(mark);
+            wc.batch("ROLLBACK TO job")
+                .and_then(|_| wc.batch("RELEASE job"))
+        };
+        if restored.is_err() {
+            broken = true;
+        }
+        match outcome {
+            Ok(done) => replies.push((done.reply, done.ok)),
+            Err(_) => tracing::error!("a write job panicked; it was rolled back"),
+        }
+    }
+    let committed = if broken {
+        Err(Error::internal("a savepoint could not be restored"))
+    } else {
+        wc.batch("COMMIT")
+    };
+    match committed {
+        Ok(()) => {
+            let appended = wc.take_appended();
+            if !appended.is_empty() {
+                metrics::counter!("imsync_events_appended_total").increment(appended.len() as u64);
+                let _ = events.send(Arc::new(appended));
+            }
+            for (reply, _) in replies {
+                reply(None);
+            }
+        }
+        Err(e) => {
+            let _ = wc.batch("ROLLBACK");
+            wc.take_appended();
+            tracing::error!(error = %e, "commit failed; the batch was rolled back");
+            for (reply, ok) in replies {
+                // A failed job already carries its own error; the others lost their commit.
+                reply(ok.then(|| Error::unavailable("commit failed")));
+            }
+        }
+    }
+}
+
+/// Wraps a typed closure as a job whose result travels back on a oneshot channel.
+pub(crate) fn job<R, F>(f: F) -> (Job, tokio::sync::oneshot::Receiver<Result<R>>)
+where
+    R: Send + 'static,
+    F: FnOnce(&mut dyn SqlConn) -> Result<R> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move |conn| match f(conn) {
+        Ok(value) => JobDone {
+            ok: true,
+            reply: Box::new(move |err| {
+                let _ = tx.send(match err {
+                    None => Ok(value),
+                    Some(e) => Err(e),
+                });
+            }),
+        },
+        Err(e) => JobDone {
+            ok: false,
+            reply: Box::new(move |_| {
+                let _ = tx.send(Err(e));
+            }),
+        },
+    });
+    (job, rx)
+}

@@ -1,0 +1,216 @@
+//! Configuration: flags, then `IMSYNC_*` environment variables, then an optional TOML file
+//! (`--config`), then defaults — the first that sets a value wins.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use imsync_server::ServerConfig;
+use imsync_service::ServiceConfig;
+use imsync_store::{Durability, StoreOptions};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the flags, with underscores).
+    #[arg(long, env = "IMSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "IMSYNC_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the embedded database [default: ./imsync-data].
+    #[arg(long, env = "IMSYNC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH [default: sqlite under --data-dir].
+    #[arg(long, env = "IMSYNC_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Whether anyone may register: open or closed [default: open].
+    #[arg(long, env = "IMSYNC_REGISTRATION")]
+    pub registration: Option<String>,
+    /// SQLite durability: normal (survives a killed process) or full (fsync per commit)
+    /// [default: normal].
+    #[arg(long, env = "IMSYNC_DURABILITY")]
+    pub durability: Option<String>,
+    /// Session token lifetime in seconds [default: 604800, 7 days].
+    #[arg(long, env = "IMSYNC_TOKEN_TTL_SECS")]
+    pub token_ttl_secs: Option<u64>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long, env = "IMSYNC_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Requests per second per client address; 0 turns the limit off [default: 0].
+    #[arg(long, env = "IMSYNC_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "IMSYNC_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    registration: Option<String>,
+    durability: Option<String>,
+    token_ttl_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    rate_limit: Option<u32>,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub registration_open: bool,
+    pub durability: Durability,
+    pub token_ttl_secs: u64,
+    pub max_body_bytes: usize,
+    pub rate_limit: u32,
+    pub log_format: String,
+}
+
+impl Config {
+    pub fn resolve(a: ServeArgs) -> anyhow::Result<Config> {
+        let f: FileConfig = match &a.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let registration = a
+            .registration
+            .or(f.registration)
+            .unwrap_or_else(|| "open".into());
+        let registration_open = match registration.as_str() {
+            "open" => true,
+            "closed" => false,
+            other => bail!("--registration must be open or closed, not {other:?}"),
+        };
+        let durability_name = a
+            .durability
+            .or(f.durability)
+            .unwrap_or_else(|| "normal".into());
+        let durability = Durability::parse(&durability_name).with_context(|| {
+            format!("--durability must be normal or full, not {durability_name:?}")
+        })?;
+        let log_format = a
+            .log_format
+            .or(f.log_format)
+            .unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            bail!("--log-format must be text or json, not {log_format:?}");
+        }
+        Ok(Config {
+            listen: a
+                .listen
+                .or(f.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir: a
+                .data_dir
+                .or(f.data_dir)
+                .unwrap_or_else(|| "imsync-data".into()),
+            database_url: a.database_url.or(f.database_url),
+            registration_open,
+            durability,
+            token_ttl_secs: a
+                .token_ttl_secs
+                .or(f.token_ttl_secs)
+                .unwrap_or(7 * 24 * 3600),
+            max_body_bytes: a.max_body_bytes.or(f.max_body_bytes).unwrap_or(1024 * 1024),
+            rate_limit: a.rate_limit.or(f.rate_limit).unwrap_or(0),
+            log_format,
+        })
+    }
+
+    pub fn store_options(&self) -> anyhow::Result<StoreOptions> {
+        let sqlite_path = match self.database_url.as_deref() {
+            None => self.data_dir.join("imsync.db"),
+            Some(url) => match url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+            {
+                Some(path) if !path.is_empty() => PathBuf::from(path),
+                _ if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                    bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH")
+                }
+                _ => bail!("--database-url must look like sqlite://PATH, not {url:?}"),
+            },
+        };
+        Ok(StoreOptions {
+            sqlite_path,
+            durability: self.durability,
+        })
+    }
+
+    pub fn service_config(&self) -> ServiceConfig {
+        ServiceConfig {
+            registration_open: self.registration_open,
+            token_ttl_ms: (self.token_ttl_secs as i64).saturating_mul(1000),
+        }
+    }
+
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            max_body_bytes: self.max_body_bytes,
+            rate_limit_per_sec: self.rate_limit,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_defaults_fill_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imsync.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nregistration = \"closed\"\nrate_limit = 5\n",
+        )
+        .unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:7000".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7000");
+        assert!(!c.registration_open);
+        assert_eq!(c.rate_limit, 5);
+        assert_eq!(c.data_dir, PathBuf::from("imsync-data"));
+        assert_eq!(
+            c.store_options().unwrap().sqlite_path,
+            PathBuf::from("imsync-data/imsync.db")
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::resolve(ServeArgs {
+            registration: Some("maybe".into()),
+            ..Default::default()
+        })
+        .is_err());
+        let c = Config::resolve(ServeArgs {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.store_options().is_err());
+        let c = Config::resolve(ServeArgs {
+            database_url: Some("sqlite:///tmp/x.db".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.store_options().unwrap().sqlite_path,
+            PathBuf::from("/tmp/x.db")
+        );
+    }
+}

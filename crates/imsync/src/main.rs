@@ -1,0 +1,111 @@
+//! `imsync`: the server binary.
+#![forbid(unsafe_code)]
+
+mod config;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Config, ServeArgs};
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "imsync", version, about = "Offline-first messaging server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Apply the schema migrations and exit.
+    Migrate(ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (args, migrate_only) = match cli.command {
+        Some(Command::Serve(a)) => (a, false),
+        Some(Command::Migrate(a)) => (a, true),
+        // No command means `serve`, still reading its settings from the environment.
+        None => match Cli::parse_from(["imsync", "serve"]).command {
+            Some(Command::Serve(a)) => (a, false),
+            _ => unreachable!("parsed as serve"),
+        },
+    };
+    let config = Config::resolve(args)?;
+    init_logging(&config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(run(config, migrate_only))
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("IMSYNC_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
+    let store = imsync_store::Store::open(&config.store_options()?)
+        .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))?;
+    if migrate_only {
+        tracing::info!(storage = store.description(), "migrations applied");
+        return Ok(());
+    }
+    let service = imsync_service::Service::new(store, config.service_config());
+    let state = imsync_server::AppState {
+        service,
+        metrics: imsync_server::install_recorder(),
+        config: Arc::new(config.server_config()),
+    };
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        storage = state.service.store().description(),
+        "imsync is ready"
+    );
+    let app = imsync_server::router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

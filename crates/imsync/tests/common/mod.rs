@@ -1,0 +1,307 @@
+//! Test support: a server on an ephemeral port (in-process, or the real binary as a child
+//! process) and a small JSON client for the native API.
+#![allow(dead_code)]
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An imsync server running inside the test process on 127.0.0.1:0 with its own data dir.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[derive(Clone, Default)]
+pub struct Options {
+    pub registration_open: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    pub rate_limit: Option<u32>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(o: Options) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = imsync_store::Store::open(&imsync_store::StoreOptions {
+            sqlite_path: dir.path().join("imsync.db"),
+            durability: imsync_store::Durability::Normal,
+        })
+        .expect("open store");
+        let service = imsync_service::Service::new(
+            store,
+            imsync_service::ServiceConfig {
+                registration_open: o.registration_open.unwrap_or(true),
+                ..Default::default()
+            },
+        );
+        let state = imsync_server::AppState {
+            service,
+            metrics: imsync_server::install_recorder(),
+            config: Arc::new(imsync_server::ServerConfig {
+                max_body_bytes: o.max_body_bytes.unwrap_or(1024 * 1024),
+                rate_limit_per_sec: o.rate_limit.unwrap_or(0),
+            }),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = imsync_server::router(state);
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .ok();
+        });
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            dir,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn client(&self) -> Api {
+        Api::new(&self.base, None)
+    }
+
+    /// Registers a token account and answers a client acting as it.
+    pub async fn user(&self, username: &str) -> Api {
+        let anon = self.client();
+        let (status, body) = anon
+            .post(
+                "/api/im/register",
+                json!({"type": "human", "username": username, "displayName": username}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "register {username}: {body}");
+        let mut api = Api::new(
+            &self.base,
+            Some(body["data"]["token"].as_str().unwrap().to_owned()),
+        );
+        api.user_id = body["data"]["imUserId"].as_str().unwrap().to_owned();
+        api.username = username.to_owned();
+        api
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A JSON client for the native API, optionally authenticated.
+#[derive(Clone)]
+pub struct Api {
+    pub http: Client,
+    pub base: String,
+    pub token: Option<String>,
+    pub user_id: String,
+    pub username: String,
+}
+
+impl Api {
+    pub fn new(base: &str, token: Option<String>) -> Api {
+        Api {
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            token,
+            user_id: String::new(),
+            username: String::new(),
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{path} answered {status} with a non-JSON body: {text:?}"));
+        (status, value)
+    }
+
+    /// Sends a raw body (for malformed JSON tests).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{path} answered {status} with a non-JSON body: {text:?}"));
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(Method::GET, path, None, &[]).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, Some(body), &[]).await
+    }
+    pub async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
+        self.request(Method::POST, path, None, &[]).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PATCH, path, Some(body), &[]).await
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.request(Method::DELETE, path, None, &[]).await
+    }
+
+    /// Creates a group with the given members (usernames or ids); answers its id.
+    pub async fn group(&self, title: &str, members: &[&str]) -> String {
+        let (s, b) = self
+            .post(
+                "/api/im/groups",
+                json!({"title": title, "members": members}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "create group: {b}");
+        b["data"]["groupId"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a text message; answers the message JSON.
+    pub async fn send(&self, conv: &str, content: &str) -> Value {
+        let (s, b) = self
+            .post(
+                &format!("/api/im/messages/{conv}"),
+                json!({"content": content}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "send: {b}");
+        b["data"]["message"].clone()
+    }
+
+    /// Follows the sync cursor from `since` to the end with pages of `limit`; answers all events
+    /// and the final cursor.
+    pub async fn sync_all(&self, since: i64, limit: usize) -> (Vec<Value>, i64) {
+        let mut cursor = since;
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            let (s, b) = self
+                .get(&format!("/api/im/sync?since={cursor}&limit={limit}"))
+                .await;
+            assert_eq!(s, StatusCode::OK, "sync: {b}");
+            let d = &b["data"];
+            out.extend(d["events"].as_array().unwrap().iter().cloned());
+            let next = d["cursor"].as_i64().unwrap();
+            assert!(next >= cursor, "cursor went back from {cursor} to {next}");
+            let more = d["hasMore"].as_bool().unwrap();
+            if more {
+                assert!(next > cursor, "hasMore with a cursor that did not advance");
+            }
+            cursor = next;
+            if !more {
+                return (out, cursor);
+            }
+        }
+        panic!("sync did not finish");
+    }
+}
+
+/// The real `imsync` binary as a child process on a free port, for restart and kill tests.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ChildServer {
+    pub async fn spawn(data_dir: &Path, port: u16) -> ChildServer {
+        #[allow(clippy::zombie_processes)] // Drop kills and waits for it.
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("IMSYNC_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn imsync");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+                if r.status().is_success() {
+                    return ChildServer { child, base };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("imsync did not become healthy on port {port}");
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().to_path_buf()
+}
