@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Requests per second per client address; 0 turns the limit off.
     pub rate_limit_per_sec: u32,
+    /// A WebSocket that sends nothing for this long is closed.
+    pub ws_idle_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +35,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_bytes: 1024 * 1024,
             rate_limit_per_sec: 0,
+            ws_idle_timeout: crate::realtime::default_idle_timeout(),
         }
     }
 }
@@ -94,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/openapi.json", get(openapi_json))
         .merge(native)
+        .merge(crate::realtime::router())
         .fallback(fallback)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -10,6 +10,7 @@ mod extract;
 mod metrics;
 mod native;
 mod ratelimit;
+mod realtime;
 
 pub use app::{router, AppState, ServerConfig};
 pub use metrics::install_recorder;

@@ -614,3 +614,13 @@ pub(crate) fn open_direct_in(
     )?;
     Ok((conv, true))
 }
+
+impl Service {
+    /// Everyone who shares a present conversation with the user.
+    pub async fn peers(&self, me: &User) -> Result<Vec<String>> {
+        let me = me.id.clone();
+        self.store
+            .read(move |c| participants::peers_of(c, &me))
+            .await
+    }
+}

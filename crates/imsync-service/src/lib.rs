@@ -5,6 +5,7 @@
 
 mod accounts;
 mod conversations;
+pub mod hub;
 mod messages;
 pub mod payload;
 mod sync;
@@ -23,6 +24,8 @@ use std::sync::Arc;
 pub struct ServiceConfig {
     pub registration_open: bool,
     pub token_ttl_ms: i64,
+    /// Events queued per realtime connection before it is closed as lagging.
+    pub realtime_queue: usize,
 }
 
 impl Default for ServiceConfig {
@@ -30,6 +33,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             registration_open: true,
             token_ttl_ms: 7 * 24 * 3600 * 1000,
+            realtime_queue: hub::DEFAULT_QUEUE,
         }
     }
 }
@@ -38,14 +42,24 @@ impl Default for ServiceConfig {
 pub struct Service {
     store: Store,
     config: Arc<ServiceConfig>,
+    hub: hub::Hub,
 }
 
 impl Service {
+    /// Builds the service and starts its live hub on the store's commit feed. Must be called
+    /// inside a Tokio runtime; the hub stops when the store's writer does.
     pub fn new(store: Store, config: ServiceConfig) -> Self {
+        let hub = hub::Hub::new(config.realtime_queue);
+        tokio::spawn(hub.clone().run(store.clone(), store.subscribe()));
         Service {
             store,
             config: Arc::new(config),
+            hub,
         }
+    }
+
+    pub fn hub(&self) -> &hub::Hub {
+        &self.hub
     }
 
     pub fn store(&self) -> &Store {

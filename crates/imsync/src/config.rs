@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "IMSYNC_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Close a WebSocket that sent nothing (not even a ping) for this many seconds [default: 120].
+    #[arg(long, env = "IMSYNC_WS_IDLE_TIMEOUT_SECS")]
+    pub ws_idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -56,6 +59,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     rate_limit: Option<u32>,
     log_format: Option<String>,
+    ws_idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +73,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub rate_limit: u32,
     pub log_format: String,
+    pub ws_idle_timeout_secs: u64,
 }
 
 impl Config {
@@ -123,6 +128,11 @@ impl Config {
             max_body_bytes: a.max_body_bytes.or(f.max_body_bytes).unwrap_or(1024 * 1024),
             rate_limit: a.rate_limit.or(f.rate_limit).unwrap_or(0),
             log_format,
+            ws_idle_timeout_secs: a
+                .ws_idle_timeout_secs
+                .or(f.ws_idle_timeout_secs)
+                .unwrap_or(120)
+                .max(1),
         })
     }
 
@@ -150,6 +160,7 @@ impl Config {
         ServiceConfig {
             registration_open: self.registration_open,
             token_ttl_ms: (self.token_ttl_secs as i64).saturating_mul(1000),
+            ..Default::default()
         }
     }
 
@@ -157,6 +168,7 @@ impl Config {
         ServerConfig {
             max_body_bytes: self.max_body_bytes,
             rate_limit_per_sec: self.rate_limit,
+            ws_idle_timeout: std::time::Duration::from_secs(self.ws_idle_timeout_secs),
         }
     }
 }

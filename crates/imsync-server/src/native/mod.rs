@@ -10,6 +10,8 @@ mod render;
 mod sync;
 mod users;
 
+pub use sync::event_json;
+
 use crate::app::AppState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

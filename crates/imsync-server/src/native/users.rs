@@ -92,17 +92,25 @@ pub async fn by_username(
 #[utoipa::path(post, path = "/api/im/presence/batch", request_body = PresenceBody,
     responses((status = 200, description = "Presence of each user")))]
 pub async fn presence(
-    State(_state): State<AppState>,
+    State(state): State<AppState>,
     _auth: Auth,
     JsonBody(b): JsonBody<PresenceBody>,
 ) -> ApiResult<Response> {
     if b.user_ids.len() > 100 {
         return Err(Error::invalid("at most 100 userIds").into());
     }
-    // Nobody is online until realtime connections exist to say otherwise.
+    // Online while the user has a realtime connection.
     Ok(ok(b
         .user_ids
         .iter()
-        .map(|id| json!({ "userId": id, "status": "offline", "online": false, "lastSeen": null }))
+        .map(|id| {
+            let (online, last_seen) = state.service.hub().presence(id);
+            json!({
+                "userId": id,
+                "status": if online { "online" } else { "offline" },
+                "online": online,
+                "lastSeen": last_seen.map(rfc3339),
+            })
+        })
         .collect()))
 }

@@ -233,3 +233,27 @@ pub fn open_intervals_since(
     })
     .collect())
 }
+
+/// Who was a participant of the conversation at event `seq`.
+pub fn members_at(c: &mut dyn SqlConn, conv_id: &str, seq: Seq) -> Result<Vec<String>> {
+    Ok(c.query(
+        "SELECT DISTINCT user_id FROM memberships WHERE conv_id = $1 AND joined_seq <= $2 \
+         AND (left_seq IS NULL OR left_seq >= $2)",
+        args![conv_id, seq],
+    )?
+    .iter()
+    .map(|r| r.string(0))
+    .collect())
+}
+
+/// Everyone who shares a present conversation with the user (for presence fan-out).
+pub fn peers_of(c: &mut dyn SqlConn, user_id: &str) -> Result<Vec<String>> {
+    Ok(c.query(
+        "SELECT DISTINCT q.user_id FROM participants p JOIN participants q ON q.conv_id = p.conv_id \
+         WHERE p.user_id = $1 AND p.left_seq IS NULL AND q.left_seq IS NULL AND q.user_id <> $1",
+        args![user_id],
+    )?
+    .iter()
+    .map(|r| r.string(0))
+    .collect())
+}

@@ -5,7 +5,8 @@
 use crate::sql::{Dialect, SqlConn};
 use imsync_core::{Error, Result};
 
-const SQLITE: &[&str] = &[r#"
+const SQLITE: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     username TEXT NOT NULL,
@@ -130,7 +131,10 @@ CREATE TABLE events (
     at INTEGER NOT NULL
 );
 CREATE INDEX events_stream ON events(stream, seq);
-"#];
+"#,
+    // Live fan-out asks who was in a conversation at a given seq.
+    "CREATE INDEX memberships_conv ON memberships(conv_id, joined_seq);",
+];
 
 /// Applies the migrations the database has not seen yet. `batch` runs a multi-statement script.
 pub fn migrate<C: SqlConn>(conn: &mut C, batch: impl Fn(&mut C, &str) -> Result<()>) -> Result<()> {

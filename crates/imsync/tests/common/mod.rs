@@ -22,6 +22,8 @@ pub struct Options {
     pub registration_open: Option<bool>,
     pub max_body_bytes: Option<usize>,
     pub rate_limit: Option<u32>,
+    pub ws_idle_timeout: Option<Duration>,
+    pub realtime_queue: Option<usize>,
 }
 
 impl TestServer {
@@ -40,6 +42,7 @@ impl TestServer {
             store,
             imsync_service::ServiceConfig {
                 registration_open: o.registration_open.unwrap_or(true),
+                realtime_queue: o.realtime_queue.unwrap_or(1024),
                 ..Default::default()
             },
         );
@@ -49,6 +52,9 @@ impl TestServer {
             config: Arc::new(imsync_server::ServerConfig {
                 max_body_bytes: o.max_body_bytes.unwrap_or(1024 * 1024),
                 rate_limit_per_sec: o.rate_limit.unwrap_or(0),
+                ws_idle_timeout: o
+                    .ws_idle_timeout
+                    .unwrap_or_else(|| std::time::Duration::from_secs(120)),
             }),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,190 @@
+//! `GET /sse?token=&since=` (Prismer frames as `data:` lines) and `GET /api/im/sync/stream`
+//! (`event: sync` with `id: <seq>`, then `event: caught_up`, then live; `Last-Event-ID` resumes).
+
+use super::{announce_presence, authenticated_frame, backlog_page, frames, RealtimeQuery};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::QueryParams;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use imsync_core::model::User;
+use imsync_core::{Error, Seq};
+use imsync_service::hub::Delivery;
+use serde_json::json;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+async fn authenticate(state: &AppState, q: &RealtimeQuery) -> ApiResult<User> {
+    let token = q
+        .token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError(Error::new(
+                imsync_core::ErrorCode::Unauthorized,
+                "Missing token",
+            ))
+        })?;
+    Ok(state.service.authenticate(token).await?)
+}
+
+fn stream_response(rx: mpsc::Receiver<SseEvent>, keep_alive: bool) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    let sse = Sse::new(stream);
+    if keep_alive {
+        sse.keep_alive(KeepAlive::new().interval(HEARTBEAT).text(" heartbeat"))
+            .into_response()
+    } else {
+        sse.into_response()
+    }
+}
+
+pub async fn frames(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<RealtimeQuery>,
+) -> ApiResult<Response> {
+    let since = q.since()?;
+    let user = authenticate(&state, &q).await?;
+    let (tx, rx) = mpsc::channel::<SseEvent>(64);
+    tokio::spawn(async move {
+        let service = state.service.clone();
+        let (mut sub, first) = service.hub().subscribe(&user.id);
+        let data = |s: String| SseEvent::default().data(s);
+        if tx.send(data(authenticated_frame(&user))).await.is_err() {
+            return;
+        }
+        if first {
+            announce_presence(&service, &user, "online").await;
+        }
+        let mut last_sent = since.unwrap_or(0);
+        if let Some(mut cursor) = since {
+            loop {
+                let Ok((events, more)) = backlog_page(&service, &user, cursor).await else {
+                    return;
+                };
+                for e in &events {
+                    if tx.send(data(frames::sync_frame(e))).await.is_err() {
+                        return;
+                    }
+                    last_sent = e.seq;
+                }
+                cursor = last_sent.max(cursor);
+                if !more {
+                    break;
+                }
+            }
+        }
+        while let Some(d) = sub.rx.recv().await {
+            let sent = match d {
+                Delivery::Event(d) => {
+                    if d.event.seq <= last_sent {
+                        continue;
+                    }
+                    last_sent = d.event.seq;
+                    let r = frames::render(&d);
+                    let ok = tx.send(data(r[0].clone())).await.is_ok();
+                    ok && (since.is_none() || tx.send(data(r[1].clone())).await.is_ok())
+                }
+                Delivery::Ephemeral(f) => tx.send(data(f.to_string())).await.is_ok(),
+            };
+            if !sent {
+                break;
+            }
+        }
+        // A lagging subscription ends the stream; the client reconnects with `since`.
+        drop(sub);
+        if !service.hub().presence(&user.id).0 {
+            announce_presence(&service, &user, "offline").await;
+        }
+    });
+    Ok(stream_response(rx, true))
+}
+
+pub async fn sync_stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<RealtimeQuery>,
+) -> ApiResult<Response> {
+    // A browser reconnects with its old URL and the id it last saw: the header wins.
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let since: Seq = match last_event_id {
+        Some(v) => v
+            .parse::<Seq>()
+            .ok()
+            .filter(|s| *s >= 0)
+            .ok_or_else(|| ApiError(Error::param("Last-Event-ID must be a sequence number")))?,
+        None => q.since()?.unwrap_or(0),
+    };
+    let user = authenticate(&state, &q).await?;
+    let (tx, rx) = mpsc::channel::<SseEvent>(64);
+    tokio::spawn(async move {
+        let service = state.service.clone();
+        let (mut sub, _) = service.hub().subscribe(&user.id);
+        let sync_event = |e: &imsync_core::model::Event| {
+            SseEvent::default()
+                .event("sync")
+                .id(e.seq.to_string())
+                .data(crate::native::event_json(e).to_string())
+        };
+        let mut last_sent = since;
+        let mut cursor = since;
+        loop {
+            let Ok((events, more)) = backlog_page(&service, &user, cursor).await else {
+                return;
+            };
+            for e in &events {
+                if tx.send(sync_event(e)).await.is_err() {
+                    return;
+                }
+                last_sent = e.seq;
+            }
+            cursor = last_sent.max(cursor);
+            if !more {
+                break;
+            }
+        }
+        let caught_up = SseEvent::default()
+            .event("caught_up")
+            .data(json!({ "cursor": last_sent }).to_string());
+        if tx.send(caught_up).await.is_err() {
+            return;
+        }
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                d = sub.rx.recv() => match d {
+                    Some(Delivery::Event(d)) => {
+                        if d.event.seq <= last_sent {
+                            continue;
+                        }
+                        last_sent = d.event.seq;
+                        if tx.send(sync_event(&d.event)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Delivery::Ephemeral(_)) => {}
+                    None => break,
+                },
+                _ = beat.tick() => {
+                    let hb = SseEvent::default().event("heartbeat").data("{}");
+                    if tx.send(hb).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Ok(stream_response(rx, false))
+}

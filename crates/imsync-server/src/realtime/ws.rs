@@ -1,0 +1,306 @@
+//! `GET /ws?token=&since=`: the WebSocket of the Prismer SDK's realtime client.
+
+use super::{announce_presence, authenticated_frame, backlog_page, frames, RealtimeQuery};
+use crate::app::AppState;
+use crate::error::ApiResult;
+use crate::extract::QueryParams;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use imsync_core::model::User;
+use imsync_core::Seq;
+use imsync_service::hub::Delivery;
+use imsync_service::NewMessage;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+pub const CLOSE_LAGGING: u16 = 4008;
+pub const CLOSE_IDLE: u16 = 4000;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<RealtimeQuery>,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let since = q.since()?;
+    let token = q.token.unwrap_or_default();
+    Ok(ws.on_upgrade(move |socket| async move {
+        let user = match state.service.authenticate(&token).await {
+            Ok(u) => u,
+            Err(_) => {
+                close(socket, CLOSE_UNAUTHORIZED, "invalid or expired token").await;
+                return;
+            }
+        };
+        run(socket, state, user, since).await;
+    }))
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+async fn send(socket: &mut WebSocket, text: &str) -> bool {
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<Seq>) {
+    let service = state.service.clone();
+    let (mut sub, first) = service.hub().subscribe(&user.id);
+    metrics::gauge!("imsync_realtime_connections").increment(1.0);
+    if !send(&mut socket, &authenticated_frame(&user)).await {
+        return;
+    }
+    if first {
+        announce_presence(&service, &user, "online").await;
+    }
+    let with_sync = since.is_some();
+    let mut last_sent = since.unwrap_or(0);
+    if let Some(mut cursor) = since {
+        loop {
+            match backlog_page(&service, &user, cursor).await {
+                Ok((events, more)) => {
+                    for e in &events {
+                        if !send(&mut socket, &frames::sync_frame(e)).await {
+                            return;
+                        }
+                        last_sent = e.seq;
+                    }
+                    cursor = last_sent.max(cursor);
+                    if !more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = send(
+                        &mut socket,
+                        &frames::error_frame(e.code.as_str(), &e.message, None),
+                    )
+                    .await;
+                    close(socket, 1011, "backlog unavailable").await;
+                    return;
+                }
+            }
+        }
+    }
+    let idle = state.config.ws_idle_timeout;
+    let mut deadline = Instant::now() + idle;
+    loop {
+        tokio::select! {
+            d = sub.rx.recv() => match d {
+                Some(Delivery::Event(d)) => {
+                    if d.event.seq <= last_sent {
+                        continue;
+                    }
+                    last_sent = d.event.seq;
+                    let rendered = frames::render(&d);
+                    if !send(&mut socket, &rendered[0]).await {
+                        break;
+                    }
+                    if with_sync && !send(&mut socket, &rendered[1]).await {
+                        break;
+                    }
+                }
+                Some(Delivery::Ephemeral(frame)) => {
+                    if !send(&mut socket, &frame.to_string()).await {
+                        break;
+                    }
+                }
+                None => {
+                    if sub.lagged() {
+                        close(socket, CLOSE_LAGGING, "lagging").await;
+                    } else {
+                        close(socket, 1001, "going away").await;
+                    }
+                    break;
+                }
+            },
+            m = socket.recv() => match m {
+                Some(Ok(Message::Text(text))) => {
+                    deadline = Instant::now() + idle;
+                    if let Some(reply) = handle_client_frame(&state, &user, text.as_str()).await {
+                        if !send(&mut socket, &reply).await {
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {
+                    deadline = Instant::now() + idle;
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                close(socket, CLOSE_IDLE, "idle timeout").await;
+                break;
+            }
+        }
+    }
+    let user_id = user.id.clone();
+    drop(sub);
+    metrics::gauge!("imsync_realtime_connections").decrement(1.0);
+    if !service.hub().presence(&user_id).0 {
+        announce_presence(&service, &user, "offline").await;
+    }
+}
+
+/// Handles one client frame; answers the frame to send back, if any.
+async fn handle_client_frame(state: &AppState, user: &User, text: &str) -> Option<String> {
+    let frame: Value = match serde_json::from_str(text) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return Some(frames::error_frame(
+                "INVALID_FRAME",
+                "Frames must be JSON objects",
+                None,
+            ))
+        }
+    };
+    let request_id = frame.get("requestId").cloned();
+    let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
+    let kind = frame
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let service = &state.service;
+    let conversation_id = payload
+        .get("conversationId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let err = |e: imsync_core::Error| {
+        Some(frames::error_frame(
+            e.code.as_str(),
+            &e.message,
+            request_id.as_ref(),
+        ))
+    };
+    match kind {
+        "ping" => {
+            let id = payload
+                .get("requestId")
+                .cloned()
+                .or_else(|| request_id.clone())
+                .unwrap_or(Value::Null);
+            Some(
+                json!({ "type": "pong", "payload": { "requestId": id }, "requestId": id })
+                    .to_string(),
+            )
+        }
+        "conversation.join" => {
+            let Some(conv) = conversation_id else {
+                return err(imsync_core::Error::invalid(
+                    "payload.conversationId is required",
+                ));
+            };
+            // Every participant is subscribed to all of their conversations already.
+            match service.conversation(user, &conv).await {
+                Ok(_) => None,
+                Err(e) => err(e),
+            }
+        }
+        "message.send" => {
+            let Some(conv) = conversation_id else {
+                return err(imsync_core::Error::invalid(
+                    "payload.conversationId is required",
+                ));
+            };
+            let str_field = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
+            let metadata = payload.get("metadata").cloned().filter(|m| !m.is_null());
+            let key = str_field("idempotencyKey").or_else(|| {
+                metadata
+                    .as_ref()
+                    .and_then(|m| m.get("_idempotencyKey"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+            let new = NewMessage {
+                content: str_field("content").unwrap_or_default(),
+                kind: str_field("type"),
+                metadata,
+                parent_id: str_field("parentId"),
+                quoted_id: str_field("quotedMessageId"),
+                idempotency_key: key,
+                id: None,
+            };
+            if new.content.trim().is_empty() {
+                return err(imsync_core::Error::invalid("content must not be empty"));
+            }
+            match service.send(user, &conv, new).await {
+                Ok(outcome) => Some(
+                    json!({
+                        "type": "message.ack",
+                        "payload": {
+                            "conversationId": conv,
+                            "message": imsync_service::payload::message(&outcome.message),
+                            "duplicate": !outcome.created,
+                        },
+                        "requestId": request_id,
+                    })
+                    .to_string(),
+                ),
+                Err(e) => err(e),
+            }
+        }
+        "typing.start" | "typing.stop" => {
+            let Some(conv) = conversation_id else {
+                return err(imsync_core::Error::invalid(
+                    "payload.conversationId is required",
+                ));
+            };
+            match service.conversation(user, &conv).await {
+                Ok(c) => {
+                    let others: Vec<String> = c
+                        .members
+                        .iter()
+                        .map(|m| m.user.id.clone())
+                        .filter(|id| *id != user.id)
+                        .collect();
+                    let frame = json!({
+                        "type": "typing.indicator",
+                        "payload": { "conversationId": conv, "userId": user.id, "isTyping": kind == "typing.start" },
+                        "timestamp": imsync_core::time::now_ms(),
+                    });
+                    service
+                        .hub()
+                        .deliver(&others, &Delivery::Ephemeral(std::sync::Arc::new(frame)));
+                    None
+                }
+                Err(e) => err(e),
+            }
+        }
+        "presence.update" => {
+            let status = payload
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("online");
+            if !matches!(status, "online" | "away" | "busy" | "offline") {
+                return err(imsync_core::Error::invalid(
+                    "status must be online, away, busy or offline",
+                ));
+            }
+            super::announce_presence(service, user, status).await;
+            None
+        }
+        "" => Some(frames::error_frame(
+            "INVALID_FRAME",
+            "Frames need a type",
+            request_id.as_ref(),
+        )),
+        other => Some(frames::error_frame(
+            "UNKNOWN_TYPE",
+            &format!("Unknown frame type {other:?}"),
+            request_id.as_ref(),
+        )),
+    }
+}
+
+/// Idle timeout default: the SDK pings every 25 s.
+pub fn default_idle_timeout() -> Duration {
+    Duration::from_secs(120)
+}

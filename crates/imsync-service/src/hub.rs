@@ -1,0 +1,276 @@
+//! The live hub: fans committed events out to connected clients.
+//!
+//! The hub reads appended events from one feed, in commit order (today the store's own commit
+//! feed; with several nodes, a feed that also carries other nodes' appends). For each event it
+//! computes the audience once — the user of a private event, or the conversation's participants
+//! at the event's seq — and offers the event to every subscription of those users through a
+//! bounded queue. A subscription whose queue is full is dropped and marked lagging, so a slow
+//! consumer never slows the writer or anyone else; its client resumes from its last seq.
+//!
+//! Participants per conversation are loaded once, as of the first event that needs them, from the
+//! membership intervals (so a hub that is behind still gets them right), and then kept current by
+//! applying `participant.add` (before delivering it, so the new member gets it) and
+//! `participant.remove` (after delivering it, so the removed member gets it and nothing more).
+
+use imsync_core::model::{event_type as ev, Audience, Event};
+use imsync_core::{Seq, UserId};
+use imsync_store::repo::participants;
+use imsync_store::Store;
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{broadcast, mpsc};
+
+/// Default queue length of one subscription before it counts as lagging.
+pub const DEFAULT_QUEUE: usize = 1024;
+
+/// An event on its way to connections, with a rendering cache shared by all of them.
+pub struct Delivered {
+    pub event: Event,
+    pub rendered: OnceLock<Vec<String>>,
+}
+
+/// What a subscription receives.
+#[derive(Clone)]
+pub enum Delivery {
+    Event(Arc<Delivered>),
+    /// A frame that is not stored (typing, presence), already in wire form.
+    Ephemeral(Arc<Value>),
+}
+
+struct Sub {
+    id: u64,
+    tx: mpsc::Sender<Delivery>,
+    lagged: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Subscribers {
+    by_user: HashMap<UserId, Vec<Sub>>,
+    last_seen: HashMap<UserId, i64>,
+}
+
+struct Inner {
+    queue: usize,
+    subs: Mutex<Subscribers>,
+    next_id: AtomicU64,
+    /// The seq of the last event the hub has offered to subscriptions.
+    position: AtomicI64,
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// A live subscription. Dropping it unsubscribes.
+pub struct Subscription {
+    pub rx: mpsc::Receiver<Delivery>,
+    lagged: Arc<AtomicBool>,
+    id: u64,
+    user: UserId,
+    hub: Hub,
+}
+
+impl Subscription {
+    /// True once the hub dropped this subscription for falling behind.
+    pub fn lagged(&self) -> bool {
+        self.lagged.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut subs = self.hub.inner.subs.lock();
+        let now_empty = match subs.by_user.get_mut(&self.user) {
+            Some(list) => {
+                list.retain(|s| s.id != self.id);
+                list.is_empty()
+            }
+            None => false,
+        };
+        if now_empty {
+            subs.by_user.remove(&self.user);
+            subs.last_seen
+                .insert(self.user.clone(), imsync_core::time::now_ms());
+        }
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new(DEFAULT_QUEUE)
+    }
+}
+
+impl Hub {
+    pub fn new(queue: usize) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                queue: queue.max(1),
+                subs: Mutex::new(Subscribers::default()),
+                next_id: AtomicU64::new(1),
+                position: AtomicI64::new(0),
+            }),
+        }
+    }
+
+    /// Subscribes a user's connection. Every event the hub offers after this call reaches it
+    /// (until it lags); answers whether this is the user's first connection.
+    pub fn subscribe(&self, user: &str) -> (Subscription, bool) {
+        let (tx, rx) = mpsc::channel(self.inner.queue);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut subs = self.inner.subs.lock();
+        let list = subs.by_user.entry(user.to_owned()).or_default();
+        let first = list.is_empty();
+        list.push(Sub {
+            id,
+            tx,
+            lagged: lagged.clone(),
+        });
+        drop(subs);
+        (
+            Subscription {
+                rx,
+                lagged,
+                id,
+                user: user.to_owned(),
+                hub: self.clone(),
+            },
+            first,
+        )
+    }
+
+    pub fn position(&self) -> Seq {
+        self.inner.position.load(Ordering::Acquire)
+    }
+
+    /// Online while the user has a connection; otherwise when they were last seen, if known.
+    pub fn presence(&self, user: &str) -> (bool, Option<i64>) {
+        let subs = self.inner.subs.lock();
+        if subs.by_user.contains_key(user) {
+            (true, None)
+        } else {
+            (false, subs.last_seen.get(user).copied())
+        }
+    }
+
+    pub fn connected_users(&self) -> usize {
+        self.inner.subs.lock().by_user.len()
+    }
+
+    /// Offers a delivery to every connection of the given users.
+    pub fn deliver(&self, users: &[UserId], d: &Delivery) {
+        let mut subs = self.inner.subs.lock();
+        for u in users {
+            if let Some(list) = subs.by_user.get_mut(u) {
+                list.retain(|s| match s.tx.try_send(d.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        s.lagged.store(true, Ordering::Release);
+                        metrics::counter!("imsync_realtime_lagging_closed_total").increment(1);
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                });
+            }
+        }
+    }
+
+    fn has_subscribers(&self) -> bool {
+        !self.inner.subs.lock().by_user.is_empty()
+    }
+
+    /// Drops every subscription as lagging (the feed itself fell behind); clients resume.
+    fn drop_all(&self) {
+        let mut subs = self.inner.subs.lock();
+        for list in subs.by_user.values_mut() {
+            for s in list.drain(..) {
+                s.lagged.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Runs the hub over a feed of committed event batches until the feed closes.
+    pub async fn run(self, store: Store, mut feed: broadcast::Receiver<Arc<Vec<Event>>>) {
+        let mut members: HashMap<String, HashSet<UserId>> = HashMap::new();
+        loop {
+            match feed.recv().await {
+                Ok(batch) => {
+                    for e in batch.iter() {
+                        self.offer(&store, &mut members, e).await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "hub fell behind its feed; dropping connections");
+                    members.clear();
+                    self.drop_all();
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+
+    async fn offer(
+        &self,
+        store: &Store,
+        members: &mut HashMap<String, HashSet<UserId>>,
+        e: &Event,
+    ) {
+        let subject = e
+            .data
+            .get("userId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let audience: Vec<UserId> = match &e.audience {
+            Audience::User(u) => vec![u.clone()],
+            Audience::Conversation(conv) => {
+                if !members.contains_key(conv) && self.has_subscribers() {
+                    let (c, seq) = (conv.clone(), e.seq);
+                    match store
+                        .read(move |db| participants::members_at(db, &c, seq))
+                        .await
+                    {
+                        Ok(list) => {
+                            members.insert(conv.clone(), list.into_iter().collect());
+                        }
+                        Err(err) => {
+                            // Without the members nobody can be served exactly: everyone resumes.
+                            tracing::error!(error = %err.message, "hub could not load members");
+                            self.drop_all();
+                        }
+                    }
+                }
+                match members.get_mut(conv) {
+                    Some(set) => {
+                        if e.kind == ev::PARTICIPANT_ADD {
+                            if let Some(u) = &subject {
+                                set.insert(u.clone());
+                            }
+                        }
+                        set.iter().cloned().collect()
+                    }
+                    None => Vec::new(),
+                }
+            }
+        };
+        if !audience.is_empty() {
+            let d = Delivery::Event(Arc::new(Delivered {
+                event: e.clone(),
+                rendered: OnceLock::new(),
+            }));
+            self.deliver(&audience, &d);
+        }
+        if e.kind == ev::PARTICIPANT_REMOVE {
+            if let (Audience::Conversation(conv), Some(u)) = (&e.audience, &subject) {
+                if let Some(set) = members.get_mut(conv) {
+                    set.remove(u);
+                }
+            }
+        }
+        self.inner.position.store(e.seq, Ordering::Release);
+    }
+}
