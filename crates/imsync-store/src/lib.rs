@@ -4,11 +4,13 @@
 //! against that seam, so every backend runs the same statements.
 #![forbid(unsafe_code)]
 
+mod pg;
 pub mod repo;
 mod sql;
 mod sqlite;
 mod store;
 mod writer;
 
+pub use pg::PgOptions;
 pub use sql::{Dialect, Row, SqlConn, Value};
 pub use store::{Durability, Store, StoreOptions};

@@ -63,7 +63,7 @@ impl Store {
     pub fn open(options: &StoreOptions) -> Result<Store> {
         let (events, _) = broadcast::channel(4096);
         let (writer_conn, readers) = crate::sqlite::open(options)?;
-        let writer = writer::spawn("imsync-sqlite-writer", writer_conn, events.clone());
+        let writer = writer::spawn("imsync-sqlite-writer", writer_conn, Some(events.clone()));
         Ok(Store {
             inner: Arc::new(Inner {
                 writer,
@@ -77,6 +77,32 @@ impl Store {
                         Durability::Full => "FULL",
                     }
                 ),
+            }),
+        })
+    }
+
+    /// Opens PostgreSQL: migrations under an advisory lock (several nodes may start at once),
+    /// one writer connection, a pool of readers, and a listener that feeds the live hub with
+    /// every node's commits.
+    pub async fn open_postgres(options: &crate::pg::PgOptions) -> Result<Store> {
+        let (events, _) = broadcast::channel(4096);
+        // The synchronous client runs its own small runtime: keep it off the async threads.
+        let (o, feed) = (options.clone(), events.clone());
+        let (writer_conn, readers) = tokio::task::spawn_blocking(move || {
+            let opened = crate::pg::open(&o)?;
+            crate::pg::spawn_listener(o, feed)?;
+            Ok::<_, Error>(opened)
+        })
+        .await
+        .map_err(Error::internal)??;
+        let writer = writer::spawn("imsync-pg-writer", writer_conn, None);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                events,
+                dialect: Dialect::Postgres,
+                description: "postgres".to_owned(),
             }),
         })
     }

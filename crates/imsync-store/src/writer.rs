@@ -36,7 +36,7 @@ pub(crate) trait WriterConn: Send {
 pub(crate) fn spawn(
     name: &str,
     mut wc: Box<dyn WriterConn>,
-    events: broadcast::Sender<Arc<Vec<Event>>>,
+    events: Option<broadcast::Sender<Arc<Vec<Event>>>>,
 ) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(8192);
     std::thread::Builder::new()
@@ -62,7 +62,7 @@ pub(crate) fn spawn(
 fn run_batch(
     wc: &mut dyn WriterConn,
     batch: &mut Vec<Job>,
-    events: &broadcast::Sender<Arc<Vec<Event>>>,
+    events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
 ) {
     let size = batch.len();
     if let Err(e) = wc.batch("BEGIN IMMEDIATE") {
@@ -111,7 +111,10 @@ fn run_batch(
             let appended = wc.take_appended();
             if !appended.is_empty() {
                 metrics::counter!("imsync_events_appended_total").increment(appended.len() as u64);
-                let _ = events.send(Arc::new(appended));
+                // Without a local feed (PostgreSQL), every node's listener publishes instead.
+                if let Some(events) = events {
+                    let _ = events.send(Arc::new(appended));
+                }
             }
             for (reply, _) in replies {
                 reply(None);

@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use imsync_server::ServerConfig;
 use imsync_service::ServiceConfig;
-use imsync_store::{Durability, StoreOptions};
+use imsync_store::{Durability, PgOptions, StoreOptions};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -20,7 +20,8 @@ pub struct ServeArgs {
     /// Directory for the embedded database [default: ./imsync-data].
     #[arg(long, env = "IMSYNC_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH [default: sqlite under --data-dir].
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite under
+    /// --data-dir].
     #[arg(long, env = "IMSYNC_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Whether anyone may register: open or closed [default: open].
@@ -45,6 +46,15 @@ pub struct ServeArgs {
     /// Close a WebSocket that sent nothing (not even a ping) for this many seconds [default: 120].
     #[arg(long, env = "IMSYNC_WS_IDLE_TIMEOUT_SECS")]
     pub ws_idle_timeout_secs: Option<u64>,
+    /// PostgreSQL read connections per node [default: 16].
+    #[arg(long, env = "IMSYNC_PG_POOL_SIZE")]
+    pub pg_pool_size: Option<usize>,
+    /// PostgreSQL statement timeout in milliseconds [default: 30000].
+    #[arg(long, env = "IMSYNC_PG_STATEMENT_TIMEOUT_MS")]
+    pub pg_statement_timeout_ms: Option<u64>,
+    /// PostgreSQL schema for imsync's tables (created if missing) [default: the search path].
+    #[arg(long, env = "IMSYNC_PG_SCHEMA")]
+    pub pg_schema: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -60,6 +70,9 @@ struct FileConfig {
     rate_limit: Option<u32>,
     log_format: Option<String>,
     ws_idle_timeout_secs: Option<u64>,
+    pg_pool_size: Option<usize>,
+    pg_statement_timeout_ms: Option<u64>,
+    pg_schema: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +87,15 @@ pub struct Config {
     pub rate_limit: u32,
     pub log_format: String,
     pub ws_idle_timeout_secs: u64,
+    pub pg_pool_size: usize,
+    pub pg_statement_timeout_ms: u64,
+    pub pg_schema: Option<String>,
+}
+
+/// Which database the server runs on.
+pub enum Backend {
+    Sqlite(StoreOptions),
+    Postgres(PgOptions),
 }
 
 impl Config {
@@ -133,27 +155,42 @@ impl Config {
                 .or(f.ws_idle_timeout_secs)
                 .unwrap_or(120)
                 .max(1),
+            pg_pool_size: a.pg_pool_size.or(f.pg_pool_size).unwrap_or(16).max(1),
+            pg_statement_timeout_ms: a
+                .pg_statement_timeout_ms
+                .or(f.pg_statement_timeout_ms)
+                .unwrap_or(30_000),
+            pg_schema: a.pg_schema.or(f.pg_schema),
         })
     }
 
-    pub fn store_options(&self) -> anyhow::Result<StoreOptions> {
+    pub fn backend(&self) -> anyhow::Result<Backend> {
         let sqlite_path = match self.database_url.as_deref() {
             None => self.data_dir.join("imsync.db"),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                return Ok(Backend::Postgres(PgOptions {
+                    url: url.to_owned(),
+                    schema: self.pg_schema.clone(),
+                    pool_size: self.pg_pool_size,
+                    statement_timeout: std::time::Duration::from_millis(
+                        self.pg_statement_timeout_ms,
+                    ),
+                }))
+            }
             Some(url) => match url
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"))
             {
                 Some(path) if !path.is_empty() => PathBuf::from(path),
-                _ if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                    bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH")
-                }
-                _ => bail!("--database-url must look like sqlite://PATH, not {url:?}"),
+                _ => bail!(
+                    "--database-url must look like sqlite://PATH or postgres://..., not {url:?}"
+                ),
             },
         };
-        Ok(StoreOptions {
+        Ok(Backend::Sqlite(StoreOptions {
             sqlite_path,
             durability: self.durability,
-        })
+        }))
     }
 
     pub fn service_config(&self) -> ServiceConfig {
@@ -196,10 +233,8 @@ mod tests {
         assert!(!c.registration_open);
         assert_eq!(c.rate_limit, 5);
         assert_eq!(c.data_dir, PathBuf::from("imsync-data"));
-        assert_eq!(
-            c.store_options().unwrap().sqlite_path,
-            PathBuf::from("imsync-data/imsync.db")
-        );
+        assert!(matches!(c.backend().unwrap(),
+            Backend::Sqlite(o) if o.sqlite_path == PathBuf::from("imsync-data/imsync.db")));
     }
 
     #[test]
@@ -214,15 +249,19 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert!(c.store_options().is_err());
+        assert!(c.backend().is_err());
         let c = Config::resolve(ServeArgs {
             database_url: Some("sqlite:///tmp/x.db".into()),
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(
-            c.store_options().unwrap().sqlite_path,
-            PathBuf::from("/tmp/x.db")
-        );
+        assert!(matches!(c.backend().unwrap(),
+            Backend::Sqlite(o) if o.sqlite_path == PathBuf::from("/tmp/x.db")));
+        let c = Config::resolve(ServeArgs {
+            database_url: Some("postgres://u@h/db".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(matches!(c.backend().unwrap(), Backend::Postgres(o) if o.pool_size == 16));
     }
 }

@@ -59,8 +59,11 @@ fn init_logging(format: &str) {
 }
 
 async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
-    let store = imsync_store::Store::open(&config.store_options()?)
-        .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))?;
+    let store = match config.backend()? {
+        config::Backend::Sqlite(o) => imsync_store::Store::open(&o),
+        config::Backend::Postgres(o) => imsync_store::Store::open_postgres(&o).await,
+    }
+    .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))?;
     if migrate_only {
         tracing::info!(storage = store.description(), "migrations applied");
         return Ok(());

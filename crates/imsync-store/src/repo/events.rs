@@ -12,7 +12,7 @@
 //! `limit` rows plus one indexed probe per changed conversation, whatever the history behind it.
 
 use super::participants::{self, Interval};
-use crate::{args, Row, SqlConn};
+use crate::{args, Dialect, Row, SqlConn};
 use imsync_core::model::{Audience, Event};
 use imsync_core::{Result, Seq};
 use std::collections::VecDeque;
@@ -31,14 +31,31 @@ pub fn append(
     at: i64,
 ) -> Result<Event> {
     let stream = audience.stream();
-    let row = c.query_opt(
-        "INSERT INTO events (stream, type, conv_id, data, at) VALUES ($1, $2, $3, $4, $5) \
-         RETURNING seq",
-        args![&stream, kind, conversation_id, &data, at],
-    )?;
-    let seq = row
-        .map(|r| r.i64(0))
-        .ok_or_else(|| imsync_core::Error::internal("append returned no seq"))?;
+    let seq = match c.dialect() {
+        // One writer: SQLite hands out the next rowid, and commits are in that order.
+        Dialect::Sqlite => c.query_opt(
+            "INSERT INTO events (stream, type, conv_id, data, at) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING seq",
+            args![&stream, kind, conversation_id, &data, at],
+        )?,
+        // Several writers: the counter row's lock, held to commit, orders commits by seq.
+        Dialect::Postgres => {
+            let row = c.query_opt(
+                "UPDATE counters SET value = value + 1 WHERE name = 'event_seq' RETURNING value",
+                &[],
+            )?;
+            if let Some(r) = &row {
+                c.execute(
+                    "INSERT INTO events (seq, stream, type, conv_id, data, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    args![r.i64(0), &stream, kind, conversation_id, &data, at],
+                )?;
+            }
+            row
+        }
+    }
+    .map(|r| r.i64(0))
+    .ok_or_else(|| imsync_core::Error::internal("append returned no seq"))?;
     if let Audience::Conversation(id) = &audience {
         super::conversations::touch_event(c, id, seq)?;
     }
@@ -84,6 +101,16 @@ pub fn read_stream(
         "SELECT seq, stream, type, conv_id, data, at FROM events \
          WHERE stream = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
         args![stream, after, upto.unwrap_or(i64::MAX), limit],
+    )?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Every event after `after`, in seq order, at most `limit` (for feeding live fan-out).
+pub fn read_after(c: &mut dyn SqlConn, after: Seq, limit: i64) -> Result<Vec<Event>> {
+    let rows = c.query(
+        "SELECT seq, stream, type, conv_id, data, at FROM events WHERE seq > $1 \
+         ORDER BY seq LIMIT $2",
+        args![after, limit],
     )?;
     Ok(rows.iter().map(from_row).collect())
 }

@@ -3,7 +3,7 @@
 //! 0/1, so that the typed queries read the same on every backend.
 
 use crate::sql::{Dialect, SqlConn};
-use imsync_core::{Error, Result};
+use imsync_core::Result;
 
 const SQLITE: &[&str] = &[
     r#"
@@ -136,15 +136,29 @@ CREATE INDEX events_stream ON events(stream, seq);
     "CREATE INDEX memberships_conv ON memberships(conv_id, joined_seq);",
 ];
 
+/// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock
+/// orders appends across nodes (see `pg`).
+fn postgres_steps() -> Vec<String> {
+    let mut steps: Vec<String> = SQLITE
+        .iter()
+        .map(|s| s.replace(" INTEGER", " BIGINT"))
+        .collect();
+    steps[0].push_str(
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);\n\
+         INSERT INTO counters (name, value) VALUES ('event_seq', 0);\n",
+    );
+    steps
+}
+
 /// Applies the migrations the database has not seen yet. `batch` runs a multi-statement script.
 pub fn migrate<C: SqlConn>(conn: &mut C, batch: impl Fn(&mut C, &str) -> Result<()>) -> Result<()> {
-    let steps = match conn.dialect() {
-        Dialect::Sqlite => SQLITE,
-        Dialect::Postgres => return Err(Error::internal("no PostgreSQL migrations yet")),
+    let steps: Vec<String> = match conn.dialect() {
+        Dialect::Sqlite => SQLITE.iter().map(|s| s.to_string()).collect(),
+        Dialect::Postgres => postgres_steps(),
     };
     batch(
         conn,
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
     )?;
     let current = conn
         .query_opt("SELECT max(version) FROM schema_version", &[])?

@@ -9,6 +9,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The PostgreSQL database the suite runs against instead of SQLite, when set (`.ci/run` sets it
+/// to a fresh database for the PostgreSQL pass).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("IMSYNC_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A schema per server (per data dir), so tests sharing one database never see each other.
+pub fn schema_for(dir: &Path) -> String {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    format!("t_{clean}")
+}
+
 /// An imsync server running inside the test process on 127.0.0.1:0 with its own data dir.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -33,11 +52,21 @@ impl TestServer {
 
     pub async fn start_with(o: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = imsync_store::Store::open(&imsync_store::StoreOptions {
-            sqlite_path: dir.path().join("imsync.db"),
-            durability: imsync_store::Durability::Normal,
-        })
-        .expect("open store");
+        let store = match postgres_url() {
+            Some(url) => imsync_store::Store::open_postgres(&imsync_store::PgOptions {
+                url,
+                schema: Some(schema_for(dir.path())),
+                pool_size: 8,
+                statement_timeout: Duration::from_secs(30),
+            })
+            .await
+            .expect("open PostgreSQL store"),
+            None => imsync_store::Store::open(&imsync_store::StoreOptions {
+                sqlite_path: dir.path().join("imsync.db"),
+                durability: imsync_store::Durability::Normal,
+            })
+            .expect("open store"),
+        };
         let service = imsync_service::Service::new(
             store,
             imsync_service::ServiceConfig {
@@ -270,14 +299,18 @@ pub fn free_port() -> u16 {
 impl ChildServer {
     pub async fn spawn(data_dir: &Path, port: u16) -> ChildServer {
         #[allow(clippy::zombie_processes)] // Drop kills and waits for it.
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data_dir)
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir);
+        if let Some(url) = postgres_url() {
+            cmd.args(["--database-url", &url, "--pg-schema", &schema_for(data_dir)]);
+        }
+        let child = cmd
             .env("IMSYNC_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -1,0 +1,460 @@
+//! The PostgreSQL backend, for several stateless nodes on one database.
+//!
+//! Gap-free cursor with concurrent writers on several nodes: every append takes the next seq from
+//! one counter row (`UPDATE counters … RETURNING`), whose row lock is held until the transaction
+//! commits. So seqs commit in the order they were handed out, every snapshot holds a prefix of the
+//! log, and a reader that moved its cursor past seq N can never later find an uncommitted N−1
+//! appearing behind it. The price is one committing writer at a time across the cluster; each node
+//! batches its jobs into one transaction (see `writer`), so the lock is taken once per batch, not
+//! once per message. Chosen over xmin-horizon reads because it keeps the sync read identical on
+//! both backends and makes the proof a property of the write path alone.
+//!
+//! Cross-node fan-out: the writer sends `pg_notify('imsync_events', <last seq>)` inside the batch's
+//! transaction (delivered at commit); every node's listener wakes, reads the events after the last
+//! seq it delivered in seq order, and feeds them to its hub. It carries the seq, not the event, so
+//! a missed or merged notification costs nothing: the next one (or the periodic poll, or the
+//! catch-up after a reconnect) reads from where delivery stopped.
+
+use crate::sql::{Dialect, Row, SqlConn, Value};
+use crate::store::ReaderPool;
+use crate::writer::WriterConn;
+use bytes::BytesMut;
+use imsync_core::{model::Event, Error, ErrorCode, Result, Seq};
+use parking_lot::{Condvar, Mutex};
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{Client, NoTls, Statement};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+const CHANNEL: &str = "imsync_events";
+const MIGRATION_LOCK: i64 = 0x1_6d73_796e_63;
+
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub url: String,
+    /// A schema to keep the tables in (created if missing); the connection's default otherwise.
+    pub schema: Option<String>,
+    /// Read connections per node.
+    pub pool_size: usize,
+    pub statement_timeout: Duration,
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                _ => v.to_string().as_str().to_sql(ty, out),
+            },
+            Value::Text(s) => match *ty {
+                Type::INT8 => s.parse::<i64>()?.to_sql(ty, out),
+                _ => s.as_str().to_sql(ty, out),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+fn map_err(e: postgres::Error) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return Error::conflict(format!("constraint violated: {}", db.message()));
+        }
+        if *code == SqlState::QUERY_CANCELED
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+        {
+            return Error::unavailable(e);
+        }
+        return Error::internal(e);
+    }
+    // No server answer: the connection is gone or never came.
+    Error::unavailable(e)
+}
+
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+    appended: Vec<Event>,
+}
+
+fn connect(o: &PgOptions) -> Result<Conn> {
+    let mut config: postgres::Config = o
+        .url
+        .parse()
+        .map_err(|e| Error::new(ErrorCode::Unavailable, format!("bad database URL: {e}")))?;
+    config.connect_timeout(Duration::from_secs(5));
+    config.application_name("imsync");
+    let mut client = config.connect(NoTls).map_err(|e| {
+        Error::new(
+            ErrorCode::Unavailable,
+            format!("cannot connect to PostgreSQL: {e}"),
+        )
+    })?;
+    let mut setup = format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}; SET client_min_messages = warning;",
+        o.statement_timeout.as_millis(),
+        o.statement_timeout.as_millis()
+    );
+    if let Some(schema) = &o.schema {
+        setup.push_str(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema};"
+        ));
+    }
+    client.batch_execute(&setup).map_err(map_err)?;
+    Ok(Conn {
+        client,
+        statements: HashMap::new(),
+        appended: Vec::new(),
+    })
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(map_err)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+}
+
+fn to_row(r: &postgres::Row) -> Result<Row> {
+    let mut values = Vec::with_capacity(r.len());
+    for (i, col) in r.columns().iter().enumerate() {
+        let v = match *col.type_() {
+            Type::INT8 => r.get::<_, Option<i64>>(i).map(Value::Int),
+            Type::INT4 => r.get::<_, Option<i32>>(i).map(|v| Value::Int(v as i64)),
+            Type::INT2 => r.get::<_, Option<i16>>(i).map(|v| Value::Int(v as i64)),
+            Type::BOOL => r.get::<_, Option<bool>>(i).map(|v| Value::Int(v as i64)),
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+                r.get::<_, Option<String>>(i).map(Value::Text)
+            }
+            ref other => {
+                return Err(Error::internal(format!(
+                    "column {} has unsupported type {other}",
+                    col.name()
+                )))
+            }
+        };
+        values.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+impl SqlConn for Conn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let stmt = self.statement(sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
+        self.client.execute(&stmt, &refs).map_err(map_err)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let stmt = self.statement(sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
+        let rows = self.client.query(&stmt, &refs).map_err(map_err)?;
+        rows.iter().map(to_row).collect()
+    }
+
+    fn appended(&mut self, event: Event) {
+        self.appended.push(event);
+    }
+}
+
+/// The writer's connection: reconnects when the database comes back, and notifies the other
+/// nodes of every commit.
+struct Writer {
+    options: PgOptions,
+    conn: Option<Conn>,
+    appended: Vec<Event>,
+    broken: Broken,
+}
+
+impl Writer {
+    fn conn(&mut self) -> Result<&mut Conn> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            self.conn = Some(connect(&self.options)?);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+}
+
+/// Where a job's statements go while the writer holds no usable connection.
+struct Broken;
+
+impl SqlConn for Broken {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+    fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64> {
+        Err(Error::unavailable("no database connection"))
+    }
+    fn query(&mut self, _: &str, _: &[Value]) -> Result<Vec<Row>> {
+        Err(Error::unavailable("no database connection"))
+    }
+    fn appended(&mut self, _: Event) {}
+}
+
+impl WriterConn for Writer {
+    fn conn(&mut self) -> &mut dyn SqlConn {
+        match self.conn.as_mut() {
+            Some(c) => c,
+            None => &mut self.broken,
+        }
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        match sql {
+            "BEGIN IMMEDIATE" => {
+                let c = self.conn()?;
+                c.client.batch_execute("BEGIN").map_err(map_err)
+            }
+            "COMMIT" => {
+                let c = self.conn()?;
+                if let Some(last) = c.appended.last().map(|e| e.seq) {
+                    c.client
+                        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last.to_string()])
+                        .map_err(map_err)?;
+                }
+                c.client.batch_execute("COMMIT").map_err(map_err)?;
+                let appended = std::mem::take(&mut c.appended);
+                self.appended.extend(appended);
+                Ok(())
+            }
+            other => {
+                let c = self.conn()?;
+                c.client.batch_execute(other).map_err(map_err)
+            }
+        }
+    }
+
+    fn take_appended(&mut self) -> Vec<Event> {
+        if let Some(c) = self.conn.as_mut() {
+            c.appended.clear();
+        }
+        std::mem::take(&mut self.appended)
+    }
+
+    fn truncate_appended(&mut self, len: usize) {
+        if let Some(c) = self.conn.as_mut() {
+            c.appended.truncate(len);
+        }
+    }
+
+    fn appended_len(&self) -> usize {
+        self.conn.as_ref().map_or(0, |c| c.appended.len())
+    }
+}
+
+struct Readers {
+    options: PgOptions,
+    state: Mutex<(Vec<Conn>, usize)>,
+    freed: Condvar,
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        // Closing a synchronous client blocks on its own runtime, which must not happen on an
+        // async worker thread (where the last store handle is usually dropped).
+        let idle = std::mem::take(&mut self.state.get_mut().0);
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("imsync-pg-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+impl ReaderPool for Readers {
+    fn with_reader(&self, f: &mut dyn FnMut(&mut dyn SqlConn)) -> Result<()> {
+        let mut conn = {
+            let mut st = self.state.lock();
+            loop {
+                if let Some(c) = st.0.pop() {
+                    break c;
+                }
+                if st.1 < self.options.pool_size {
+                    st.1 += 1;
+                    drop(st);
+                    match connect(&self.options) {
+                        Ok(c) => break c,
+                        Err(e) => {
+                            self.state.lock().1 -= 1;
+                            self.freed.notify_one();
+                            return Err(e);
+                        }
+                    }
+                }
+                self.freed.wait(&mut st);
+            }
+        };
+        let result = conn
+            .client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(map_err)
+            .map(|_| f(&mut conn))
+            .and_then(|_| conn.client.batch_execute("COMMIT").map_err(map_err));
+        let mut st = self.state.lock();
+        if result.is_ok() && !conn.client.is_closed() {
+            st.0.push(conn);
+        } else {
+            // A failed read may have left the connection aborted or dead: start afresh next time.
+            st.1 -= 1;
+        }
+        drop(st);
+        self.freed.notify_one();
+        result
+    }
+}
+
+pub(crate) fn open(options: &PgOptions) -> Result<(Box<dyn WriterConn>, Arc<dyn ReaderPool>)> {
+    if let Some(s) = &options.schema {
+        let ok = !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(Error::new(
+                ErrorCode::Unavailable,
+                "the schema name may only hold a-z, 0-9 and _",
+            ));
+        }
+    }
+    let mut conn = connect(options)?;
+    conn.client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(map_err)?;
+    let migrated = crate::repo::schema::migrate(&mut conn, |c, sql| {
+        let sql = if sql == "BEGIN IMMEDIATE" {
+            "BEGIN"
+        } else {
+            sql
+        };
+        c.client.batch_execute(sql).map_err(map_err)
+    });
+    let _ = conn
+        .client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    migrated?;
+    let writer = Writer {
+        options: options.clone(),
+        conn: Some(conn),
+        appended: Vec::new(),
+        broken: Broken,
+    };
+    let readers = Readers {
+        options: options.clone(),
+        state: Mutex::new((Vec::new(), 0)),
+        freed: Condvar::new(),
+    };
+    Ok((Box::new(writer), Arc::new(readers)))
+}
+
+/// Feeds `events` with every committed event, in seq order, from any node.
+pub(crate) fn spawn_listener(
+    options: PgOptions,
+    events: broadcast::Sender<Arc<Vec<Event>>>,
+) -> Result<()> {
+    let mut conn = connect(&options)?;
+    let mut delivered = crate::repo::events::head(&mut conn)?;
+    std::thread::Builder::new()
+        .name("imsync-pg-listener".into())
+        .spawn(move || {
+            let mut conn = Some(conn);
+            loop {
+                let c = match conn.as_mut() {
+                    Some(c) if !c.client.is_closed() => c,
+                    _ => match connect(&options) {
+                        Ok(c) => conn.insert(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e.message, "listener cannot reach the database");
+                            std::thread::sleep(Duration::from_secs(1));
+                            continue;
+                        }
+                    },
+                };
+                match listen_once(c, &mut delivered, &events) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "listener lost its connection; catching up after reconnect");
+                        conn = None;
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        })
+        .map_err(Error::internal)?;
+    Ok(())
+}
+
+/// LISTENs (again), catches up from `delivered`, then waits for notifications; returns on error.
+fn listen_once(
+    c: &mut Conn,
+    delivered: &mut Seq,
+    events: &broadcast::Sender<Arc<Vec<Event>>>,
+) -> Result<()> {
+    c.client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .map_err(map_err)?;
+    loop {
+        catch_up(c, delivered, events)?;
+        // Poll now and then as well: a notification only speeds delivery up; it is never needed.
+        let woke = c
+            .client
+            .notifications()
+            .timeout_iter(Duration::from_secs(2))
+            .next()
+            .map_err(map_err)?;
+        if woke.is_some() {
+            let mut pending = c.client.notifications();
+            let mut it = pending.iter();
+            while it.next().map_err(map_err)?.is_some() {}
+        }
+        if c.client.is_closed() {
+            return Err(Error::unavailable("listener connection closed"));
+        }
+    }
+}
+
+fn catch_up(
+    c: &mut Conn,
+    delivered: &mut Seq,
+    events: &broadcast::Sender<Arc<Vec<Event>>>,
+) -> Result<()> {
+    loop {
+        let batch = crate::repo::events::read_after(c, *delivered, 1000)?;
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        *delivered = last;
+        let full = batch.len() == 1000;
+        let _ = events.send(Arc::new(batch));
+        if !full {
+            return Ok(());
+        }
+    }
+}
