@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 const CHANNEL: &str = "imsync_events";
-const MIGRATION_LOCK: i64 = 0x1_6d73_796e_63;
+const MIGRATION_LOCK: i64 = 0x016d_7379_6e63;
 
 #[derive(Debug, Clone)]
 pub struct PgOptions {

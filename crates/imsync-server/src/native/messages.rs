@@ -79,7 +79,9 @@ impl SendBody {
             metadata: Some(Value::Object(metadata)),
             parent_id: self.parent_id,
             quoted_id: self.quoted_message_id,
-            idempotency_key: header_key.or(self.idempotency_key).or(metadata_key),
+            // The offline outbox's key lives in metadata and stays the same on every retry,
+            // while the SDK may mint a fresh header key per attempt: metadata wins.
+            idempotency_key: metadata_key.or(self.idempotency_key).or(header_key),
             id: None,
         })
     }

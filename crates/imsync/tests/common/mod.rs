@@ -310,6 +310,7 @@ impl ChildServer {
         if let Some(url) = postgres_url() {
             cmd.args(["--database-url", &url, "--pg-schema", &schema_for(data_dir)]);
         }
+        #[allow(clippy::zombie_processes)] // Drop kills and waits for it.
         let child = cmd
             .env("IMSYNC_LOG", "warn")
             .stdout(std::process::Stdio::null())
