@@ -19,7 +19,7 @@ use imsync_store::Store;
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{broadcast, mpsc};
 
@@ -58,6 +58,11 @@ struct Inner {
     next_id: AtomicU64,
     /// The seq of the last event the hub has offered to subscriptions.
     position: AtomicI64,
+    /// Set at shutdown: subscriptions end as "going away" and no new ones stay open.
+    closing: AtomicBool,
+    /// Realtime connections still running (see [`Hub::track`]).
+    active: AtomicUsize,
+    idle: tokio::sync::Notify,
 }
 
 #[derive(Clone)]
@@ -99,6 +104,17 @@ impl Drop for Subscription {
     }
 }
 
+/// Held by a running realtime connection.
+pub struct ConnectionGuard(Hub);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.inner.idle.notify_waiters();
+        }
+    }
+}
+
 impl Default for Hub {
     fn default() -> Self {
         Self::new(DEFAULT_QUEUE)
@@ -113,6 +129,9 @@ impl Hub {
                 subs: Mutex::new(Subscribers::default()),
                 next_id: AtomicU64::new(1),
                 position: AtomicI64::new(0),
+                closing: AtomicBool::new(false),
+                active: AtomicUsize::new(0),
+                idle: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -126,11 +145,13 @@ impl Hub {
         let mut subs = self.inner.subs.lock();
         let list = subs.by_user.entry(user.to_owned()).or_default();
         let first = list.is_empty();
-        list.push(Sub {
-            id,
-            tx,
-            lagged: lagged.clone(),
-        });
+        if !self.inner.closing.load(Ordering::Acquire) {
+            list.push(Sub {
+                id,
+                tx,
+                lagged: lagged.clone(),
+            });
+        }
         drop(subs);
         (
             Subscription {
@@ -182,6 +203,33 @@ impl Hub {
 
     fn has_subscribers(&self) -> bool {
         !self.inner.subs.lock().by_user.is_empty()
+    }
+
+    /// Ends every subscription as "going away" (server shutdown); later ones end at once.
+    pub fn close_all(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        self.inner.subs.lock().by_user.clear();
+    }
+
+    /// Counts a realtime connection as running until the guard is dropped.
+    pub fn track(&self) -> ConnectionGuard {
+        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard(self.clone())
+    }
+
+    /// Waits until every tracked connection has finished (after [`Hub::close_all`]), at most
+    /// `limit`.
+    pub async fn drained(&self, limit: std::time::Duration) {
+        let wait = async {
+            while self.inner.active.load(Ordering::Acquire) > 0 {
+                let notified = self.inner.idle.notified();
+                if self.inner.active.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
     }
 
     /// Drops every subscription as lagging (the feed itself fell behind); clients resume.

@@ -279,6 +279,17 @@ impl Service {
                 .store
                 .write(move |c| {
                     let other = resolve_user(c, &other)?;
+                    // A retry of a keyed send answers from its record before the conversation is
+                    // reopened: re-adding a peer who left would append events for a duplicate.
+                    if let Some(key) = &new2.idempotency_key {
+                        if let Some(conv) = convs::get_direct(c, &me2.id, &other.id)? {
+                            let present = participants::get(c, &conv.id, &me2.id)?
+                                .is_some_and(|p| p.is_present());
+                            if present && idempotency::find(c, &me2.id, &conv.id, key)?.is_some() {
+                                return send_in(c, &me2, &conv.id, new2);
+                            }
+                        }
+                    }
                     let (conv, _) = open_direct_in(c, &me2, &other, None)?;
                     send_in(c, &me2, &conv.id, new2)
                 })

@@ -6,7 +6,8 @@
 //! log, and a reader that moved its cursor past seq N can never later find an uncommitted N−1
 //! appearing behind it. The price is one committing writer at a time across the cluster; each node
 //! batches its jobs into one transaction (see `writer`), so the lock is taken once per batch, not
-//! once per message. Chosen over xmin-horizon reads because it keeps the sync read identical on
+//! once per message. The lock is taken as the batch's first statement, so that all transactions
+//! acquire locks in the same order and two nodes cannot deadlock. Chosen over xmin-horizon reads because it keeps the sync read identical on
 //! both backends and makes the proof a property of the write path alone.
 //!
 //! Cross-node fan-out: the writer sends `pg_notify('imsync_events', <last seq>)` inside the batch's
@@ -31,6 +32,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 const CHANNEL: &str = "imsync_events";
+/// The listener's `application_name`, so operators (and tests) can tell its connection apart.
+const LISTENER: &str = "imsync-listener";
 const MIGRATION_LOCK: i64 = 0x016d_7379_6e63;
 
 #[derive(Debug, Clone)]
@@ -99,12 +102,21 @@ struct Conn {
 }
 
 fn connect(o: &PgOptions) -> Result<Conn> {
+    connect_as(o, "imsync")
+}
+
+fn connect_as(o: &PgOptions, application: &str) -> Result<Conn> {
     let mut config: postgres::Config = o
         .url
         .parse()
         .map_err(|e| Error::new(ErrorCode::Unavailable, format!("bad database URL: {e}")))?;
     config.connect_timeout(Duration::from_secs(5));
-    config.application_name("imsync");
+    // With a schema, the name carries it so one deployment's connections can be told apart.
+    let name = match &o.schema {
+        Some(schema) => format!("{application}:{schema}"),
+        None => application.to_owned(),
+    };
+    config.application_name(&name);
     let mut client = config.connect(NoTls).map_err(|e| {
         Error::new(
             ErrorCode::Unavailable,
@@ -231,8 +243,14 @@ impl WriterConn for Writer {
     fn batch(&mut self, sql: &str) -> Result<()> {
         match sql {
             "BEGIN IMMEDIATE" => {
+                // Take the append lock first, before any row lock: every write transaction in the
+                // cluster acquires its locks in the same order, so nodes cannot deadlock.
                 let c = self.conn()?;
-                c.client.batch_execute("BEGIN").map_err(map_err)
+                c.client
+                    .batch_execute(
+                        "BEGIN; SELECT value FROM counters WHERE name = 'event_seq' FOR UPDATE",
+                    )
+                    .map_err(map_err)
             }
             "COMMIT" => {
                 let c = self.conn()?;
@@ -379,7 +397,7 @@ pub(crate) fn spawn_listener(
     options: PgOptions,
     events: broadcast::Sender<Arc<Vec<Event>>>,
 ) -> Result<()> {
-    let mut conn = connect(&options)?;
+    let mut conn = connect_as(&options, LISTENER)?;
     let mut delivered = crate::repo::events::head(&mut conn)?;
     std::thread::Builder::new()
         .name("imsync-pg-listener".into())
@@ -388,7 +406,7 @@ pub(crate) fn spawn_listener(
             loop {
                 let c = match conn.as_mut() {
                     Some(c) if !c.client.is_closed() => c,
-                    _ => match connect(&options) {
+                    _ => match connect_as(&options, LISTENER) {
                         Ok(c) => conn.insert(c),
                         Err(e) => {
                             tracing::warn!(error = %e.message, "listener cannot reach the database");

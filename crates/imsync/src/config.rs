@@ -213,6 +213,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn flags_beat_file_and_defaults_fill_in() {
@@ -234,7 +235,7 @@ mod tests {
         assert_eq!(c.rate_limit, 5);
         assert_eq!(c.data_dir, PathBuf::from("imsync-data"));
         assert!(matches!(c.backend().unwrap(),
-            Backend::Sqlite(o) if o.sqlite_path == PathBuf::from("imsync-data/imsync.db")));
+            Backend::Sqlite(o) if o.sqlite_path == Path::new("imsync-data/imsync.db")));
     }
 
     #[test]
@@ -256,7 +257,7 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(c.backend().unwrap(),
-            Backend::Sqlite(o) if o.sqlite_path == PathBuf::from("/tmp/x.db")));
+            Backend::Sqlite(o) if o.sqlite_path == Path::new("/tmp/x.db")));
         let c = Config::resolve(ServeArgs {
             database_url: Some("postgres://u@h/db".into()),
             ..Default::default()

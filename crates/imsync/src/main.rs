@@ -82,14 +82,24 @@ async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
         storage = state.service.store().description(),
         "imsync is ready"
     );
+    let hub = state.service.hub().clone();
+    let closer = hub.clone();
     let app = imsync_server::router(state);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests, closing realtime connections");
+        // Realtime connections end with "going away" so that in-flight requests can finish.
+        closer.close_all();
+    })
     .await
     .context("serving")?;
+    // Upgraded connections outlive the HTTP server: let them send their close frames.
+    hub.close_all();
+    hub.drained(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
 }

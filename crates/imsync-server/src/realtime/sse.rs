@@ -55,6 +55,7 @@ pub async fn frames(
     let (tx, rx) = mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let service = state.service.clone();
+        let _running = service.hub().track();
         let (mut sub, first) = service.hub().subscribe(&user.id);
         let data = |s: String| SseEvent::default().data(s);
         if tx.send(data(authenticated_frame(&user))).await.is_err() {
@@ -130,6 +131,7 @@ pub async fn sync_stream(
     let (tx, rx) = mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let service = state.service.clone();
+        let _running = service.hub().track();
         let (mut sub, _) = service.hub().subscribe(&user.id);
         let sync_event = |e: &imsync_core::model::Event| {
             SseEvent::default()

@@ -53,6 +53,7 @@ async fn send(socket: &mut WebSocket, text: &str) -> bool {
 
 async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<Seq>) {
     let service = state.service.clone();
+    let _running = service.hub().track();
     let (mut sub, first) = service.hub().subscribe(&user.id);
     metrics::gauge!("imsync_realtime_connections").increment(1.0);
     if !send(&mut socket, &authenticated_frame(&user)).await {

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""Interop check: drive a running imsync with Prismer's official Python SDK (PyPI `prismer`).
+
+Usage: prismer_check.py BASE_URL        e.g. prismer_check.py http://127.0.0.1:8080
+
+Covers the calls of specs/native.md as the SDK makes them: anonymous register, me, group create,
+send with an explicit idempotency key twice (one message), history, edit, delete, the error
+envelope, a direct message, then the offline layer of AsyncPrismerClient: outbox send, and
+OfflineManager.sync() to completion over several pages (the SDK asks for 100 events a page).
+
+Exits 0 when every check passes; otherwise prints what failed and exits 1.
+"""
+
+import asyncio
+import os
+import sys
+import tempfile
+import traceback
+import uuid
+import warnings
+
+# Before importing the SDK: a scratch HOME so no ~/.prismer/config.toml is read, and no
+# environment that would send the SDK elsewhere than the server under test.
+os.environ["HOME"] = tempfile.mkdtemp(prefix="prismer-home-")
+for _var in ("PRISMER_BASE_URL", "PRISMER_API_KEY"):
+    os.environ.pop(_var, None)
+os.environ["NO_PROXY"] = ",".join(
+    x for x in (os.environ.get("NO_PROXY"), "127.0.0.1", "localhost") if x
+)
+os.environ["no_proxy"] = os.environ["NO_PROXY"]
+
+import prismer  # noqa: E402
+from prismer import AsyncPrismerClient, PrismerClient  # noqa: E402
+from prismer.offline import MemoryStorage  # noqa: E402
+
+# imsync's tokens are opaque strings, not JWTs, so the SDK warns at every client construction
+# that the key "should start with sk-prismer- (or eyJ for IM JWT)". Harmless: said once below.
+warnings.filterwarnings("ignore", message="API key should start with", category=UserWarning)
+
+# Enough messages that the SDK's sync loop (limit=100) has to follow hasMore over pages.
+BULK_MESSAGES = 120
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def step(msg):
+    print(f"[prismer_check] {msg}", flush=True)
+
+
+def check(cond, what, result=None):
+    if not cond:
+        detail = f"\n    response: {result!r}" if result is not None else ""
+        raise CheckFailed(f"{what}{detail}")
+
+
+def ok_data(result, what):
+    """Asserts an `{ok:true, data}` envelope and answers `data`."""
+    check(isinstance(result, dict), f"{what}: the SDK answered a non-dict", result)
+    check(result.get("ok") is True, f"{what}: ok is not true", result)
+    check("data" in result, f"{what}: no data in the envelope", result)
+    return result["data"]
+
+
+def history_ids(client, conv_id):
+    data = ok_data(client.im.messages.get_history(conv_id, limit=200), "history")
+    check(isinstance(data, list), "history: data is not a list", data)
+    return data
+
+
+def register(base, username, display):
+    anon = PrismerClient(base_url=base)  # no key: anonymous registration
+    try:
+        data = ok_data(
+            anon.im.account.register(type="human", username=username, displayName=display),
+            f"register {username}",
+        )
+    finally:
+        anon.close()
+    for key in ("imUserId", "username", "token"):
+        check(data.get(key), f"register {username}: data.{key} missing", data)
+    check(data.get("isNew") is True, f"register {username}: isNew is not true", data)
+    if not data["token"].startswith(("sk-prismer-", "eyJ")) and username.startswith("alice"):
+        step("  note: the token is not sk-prismer-/eyJ-prefixed; the SDK warns (harmless)")
+    client = PrismerClient(api_key=data["token"], base_url=base)
+    me = ok_data(client.im.account.me(), f"me of {username}")
+    check(
+        (me.get("user") or {}).get("id") == data["imUserId"],
+        f"me of {username}: user.id is not the registered imUserId",
+        me,
+    )
+    return client, data["imUserId"], data["token"]
+
+
+def sync_checks(base, alice, alice_id, bob_id, bob_token, group_id, deleted_id, kept_id):
+    """The offline layer of the async client, acting as bob."""
+
+    async def run():
+        storage = MemoryStorage()
+        ac = AsyncPrismerClient(
+            api_key=bob_token,
+            base_url=base,
+            offline={
+                "storage": storage,
+                "sync_on_connect": True,
+                "outbox_retry_limit": 5,
+                "outbox_flush_interval": 1.0,
+                "conflict_strategy": "server",
+            },
+        )
+        events = []
+        try:
+            mgr = await ac.init_offline()
+            for name in (
+                "sync.start",
+                "sync.progress",
+                "sync.complete",
+                "sync.error",
+                "outbox.failed",
+                "message.failed",
+                "message.confirmed",
+            ):
+                mgr.on(name, lambda payload=None, _n=name: events.append((_n, payload)))
+
+            def errors():
+                return [e for e in events if e[0] in ("sync.error", "outbox.failed", "message.failed")]
+
+            check(await storage.get_cursor("global_sync") is None, "a fresh storage has a cursor")
+
+            step("offline sync from 0")
+            await mgr.sync()
+            check(not errors(), f"sync emitted an error: {errors()}")
+            complete = [p for n, p in events if n == "sync.complete"]
+            check(len(complete) == 1, f"sync.complete was not emitted once: {events}")
+            check(mgr.sync_state == "idle", f"sync state is {mgr.sync_state!r}, not idle")
+            pages = sum(1 for n, _ in events if n == "sync.progress")
+            check(pages >= 2, f"expected several sync pages (hasMore), saw {pages}")
+            cursor1 = await storage.get_cursor("global_sync")
+            check(cursor1 is not None and cursor1.isdigit(), f"stored cursor {cursor1!r}")
+            check(int(cursor1) > 0, f"the stored cursor did not advance from 0: {cursor1!r}")
+            new_messages = complete[0]["new_messages"]
+            check(
+                new_messages >= BULK_MESSAGES + 2,
+                f"sync.complete counted {new_messages} new messages, expected at least "
+                f"{BULK_MESSAGES + 2}",
+            )
+            step(f"  cursor 0 -> {cursor1} in {pages} pages, {new_messages} message.new")
+
+            conv = await storage.get_conversation(group_id)
+            check(conv is not None, "the group is not in local storage after sync")
+            check(conv.type == "group", f"group stored with type {conv.type!r}")
+            check(isinstance(conv.members, list), f"group members is {conv.members!r}")
+            check(
+                all(isinstance(m, dict) for m in conv.members),
+                f"group members are not objects: {conv.members!r}",
+            )
+            member_ids = {m.get("userId") for m in conv.members}
+            check(
+                {alice_id, bob_id} <= member_ids,
+                f"group members {member_ids} lack alice or bob",
+            )
+            check(
+                await storage.get_message(deleted_id) is None,
+                "the deleted message is still in local storage after sync",
+            )
+            kept = await storage.get_message(kept_id)
+            check(kept is not None, "the kept message is not in local storage after sync")
+            check(kept.content == "kept", f"kept message content {kept.content!r}")
+            check(kept.sender_id == alice_id, f"kept message senderId {kept.sender_id!r}")
+
+            step("offline cache: conversations list answers a list")
+            convs = ok_data(await ac.im.conversations.list(), "offline conversations.list")
+            check(isinstance(convs, list), "conversations.list data is not a list", convs)
+            check(any(c.get("id") == group_id for c in convs), "group missing from the list", convs)
+
+            step("offline outbox: send through the outbox and flush")
+            pending = await mgr.dispatch(
+                "POST", f"/api/im/messages/{group_id}", {"content": "via outbox", "type": "text"}
+            )
+            check(pending.get("_pending") is True, "outbox dispatch did not queue", pending)
+            for _ in range(100):
+                if await mgr.outbox_size() == 0 and any(
+                    n == "message.confirmed" for n, _ in events
+                ):
+                    break
+                await mgr.flush()
+                await asyncio.sleep(0.1)
+            check(not errors(), f"the outbox reported a failure: {errors()}")
+            check(await mgr.outbox_size() == 0, "the outbox did not drain")
+            confirmed = [p for n, p in events if n == "message.confirmed"]
+            check(confirmed, f"no message.confirmed: {events}")
+            server_msg = confirmed[-1]["server_message"]
+            for key in ("id", "conversationId", "content", "type", "senderId", "createdAt"):
+                check(key in server_msg, f"outbox send: data.message.{key} missing", server_msg)
+            check(server_msg["senderId"] == bob_id, "outbox message senderId", server_msg)
+
+            step("incremental sync: the cursor moves on and picks up new messages")
+            alice_msg = ok_data(
+                alice.im.messages.send(group_id, "after first sync"), "alice send after sync"
+            )["message"]
+            await mgr.sync()
+            check(not errors(), f"second sync emitted an error: {errors()}")
+            check(mgr.sync_state == "idle", f"sync state is {mgr.sync_state!r}, not idle")
+            cursor2 = await storage.get_cursor("global_sync")
+            check(
+                cursor2 is not None and int(cursor2) > int(cursor1),
+                f"cursor did not advance on the second sync: {cursor1} -> {cursor2}",
+            )
+            got = await storage.get_message(alice_msg["id"])
+            check(got is not None, "the message sent after the first sync was not synced")
+            step(f"  cursor {cursor1} -> {cursor2}")
+
+            await mgr.sync()  # nothing new: must stay put and still succeed
+            check(not errors(), f"an empty sync emitted an error: {errors()}")
+            cursor3 = await storage.get_cursor("global_sync")
+            check(cursor3 == cursor2, f"an empty sync moved the cursor {cursor2} -> {cursor3}")
+        finally:
+            await ac.close()
+
+    asyncio.run(run())
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: prismer_check.py BASE_URL", file=sys.stderr)
+        return 2
+    base = sys.argv[1].rstrip("/")
+    step(f"prismer {prismer.__version__} against {base}")
+    suffix = uuid.uuid4().hex[:8]
+
+    step("register two users anonymously")
+    alice, alice_id, _ = register(base, f"alice_{suffix}", "Alice")
+    bob, bob_id, bob_token = register(base, f"bob_{suffix}", "Bob")
+    try:
+        step("create a group")
+        group = ok_data(alice.im.groups.create(f"team-{suffix}", [bob_id]), "groups.create")
+        group_id = group.get("groupId")
+        check(group_id, "groups.create: no groupId", group)
+        members = {m.get("userId") for m in group.get("members") or []}
+        check({alice_id, bob_id} <= members, "groups.create: members lack alice or bob", group)
+        groups = ok_data(bob.im.groups.list(), "bob groups.list")
+        check(isinstance(groups, list), "groups.list data is not a list", groups)
+        check(any(g.get("groupId") == group_id for g in groups), "bob does not see the group", groups)
+
+        step("send twice with one explicit idempotency key")
+        key = f"interop-{uuid.uuid4()}"
+        first = ok_data(alice.im.groups.send(group_id, "hello", idempotency_key=key), "send #1")
+        msg = first.get("message") or {}
+        for k in ("id", "conversationId", "senderId", "type", "content", "createdAt"):
+            check(k in msg, f"send: data.message.{k} missing", first)
+        check(msg["content"] == "hello", "send: content", first)
+        check(msg["senderId"] == alice_id, "send: senderId is not alice", first)
+        check(msg["conversationId"] == group_id, "send: conversationId is not the group", first)
+        second = ok_data(alice.im.groups.send(group_id, "hello", idempotency_key=key), "send #2")
+        check(
+            (second.get("message") or {}).get("id") == msg["id"],
+            f"a retry with the same idempotency key made a second message "
+            f"({msg['id']} vs {(second.get('message') or {}).get('id')})",
+            second,
+        )
+        hist = history_ids(bob, group_id)
+        hello = [m for m in hist if m.get("content") == "hello"]
+        check(len(hello) == 1, f"history holds {len(hello)} copies of the message, not 1", hist)
+        check(hello[0].get("id") == msg["id"], "history: the message id differs", hist)
+
+        step("edit")
+        ok_data(alice.im.messages.edit(group_id, msg["id"], "hello, edited"), "edit")
+        hist = history_ids(bob, group_id)
+        edited = [m for m in hist if m.get("id") == msg["id"]]
+        check(edited and edited[0].get("content") == "hello, edited", "history after edit", hist)
+
+        step("someone else's edit is refused with an {code,message} error")
+        refused = bob.im.messages.edit(group_id, msg["id"], "not mine")
+        check(refused.get("ok") is False, "bob edited alice's message", refused)
+        err = refused.get("error")
+        check(
+            isinstance(err, dict) and err.get("code") and err.get("message"),
+            "error is not an object {code, message}",
+            refused,
+        )
+
+        step("mark as read (a POST with no body)")
+        ok_data(bob.im.conversations.mark_as_read(group_id), "mark_as_read")
+
+        step("delete")
+        ok_data(alice.im.messages.delete(group_id, msg["id"]), "delete")
+        hist = history_ids(bob, group_id)
+        check(all(m.get("id") != msg["id"] for m in hist), "history still shows the deleted message", hist)
+
+        step("direct message and more group traffic")
+        direct = ok_data(bob.im.direct.send(alice_id, "hi alice"), "direct send")
+        check((direct.get("message") or {}).get("content") == "hi alice", "direct send", direct)
+        dm_hist = ok_data(alice.im.direct.get_messages(bob_id), "direct history")
+        check(
+            isinstance(dm_hist, list) and any(m.get("content") == "hi alice" for m in dm_hist),
+            "direct history lacks the message",
+            dm_hist,
+        )
+        kept = ok_data(alice.im.messages.send(group_id, "kept"), "send kept")["message"]
+        for i in range(BULK_MESSAGES):
+            ok_data(alice.im.messages.send(group_id, f"bulk {i}"), f"bulk send {i}")
+
+        sync_checks(base, alice, alice_id, bob_id, bob_token, group_id, msg["id"], kept["id"])
+    finally:
+        alice.close()
+        bob.close()
+
+    step("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except CheckFailed as e:
+        print(f"[prismer_check] FAILED: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except Exception:
+        print("[prismer_check] FAILED with an exception:", file=sys.stderr)
+        traceback.print_exc()
+        sys.exit(1)

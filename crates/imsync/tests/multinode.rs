@@ -1,0 +1,323 @@
+//! Several imsync processes on one PostgreSQL database: a gap-free cursor with concurrent
+//! writers on every node, cross-node realtime (also across a listener reconnect), idempotency
+//! across nodes, recovery when the database drops connections, graceful shutdown.
+//!
+//! These run when IMSYNC_TEST_DATABASE_URL names a PostgreSQL database (`.ci/run` sets it);
+//! the graceful-shutdown test runs on either backend.
+
+mod common;
+
+use common::{free_port, postgres_url, schema_for, Api, ChildServer};
+use futures_util::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+async fn register(base: &str, name: &str) -> Api {
+    let anon = Api::new(base, None);
+    let (s, b) = anon
+        .post(
+            "/api/im/register",
+            json!({"type": "agent", "username": name}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let mut api = Api::new(base, Some(b["data"]["token"].as_str().unwrap().to_owned()));
+    api.user_id = b["data"]["imUserId"].as_str().unwrap().to_owned();
+    api.username = name.to_owned();
+    api
+}
+
+fn on(api: &Api, base: &str) -> Api {
+    let mut a = api.clone();
+    a.base = base.to_owned();
+    a
+}
+
+/// Runs `sql` on the test database (to cut connections the way an outage would).
+fn psql(sql: &str) {
+    let url = postgres_url().unwrap();
+    let out = std::process::Command::new("psql")
+        .args([url.as_str(), "-qAtc", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_one_gap_free_log() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let seed: u64 = std::env::var("IMSYNC_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(ChildServer::spawn(dir.path(), free_port()).await);
+    }
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let readers: Vec<Api> = {
+        let mut v = Vec::new();
+        for (i, base) in bases.iter().enumerate() {
+            v.push(register(base, &format!("reader{i}")).await);
+        }
+        v
+    };
+    let mut writers = Vec::new();
+    for i in 0..8 {
+        writers.push(register(&bases[i % 3], &format!("writer{i}")).await);
+    }
+    let mut members: Vec<String> = readers.iter().map(|r| r.user_id.clone()).collect();
+    members.extend(writers.iter().map(|w| w.user_id.clone()));
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    let g1 = writers[0].group("g1", &refs).await;
+    let g2 = on(&writers[1], &bases[1]).group("g2", &refs).await;
+
+    // A WebSocket on node 0 with since=0 sees every event, whichever node appended it.
+    let token = readers[0].token.clone().unwrap();
+    let ws_url = format!(
+        "ws://{}/ws?token={token}&since=0",
+        bases[0].trim_start_matches("http://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+
+    let per_writer = 40;
+    let mut tasks = Vec::new();
+    for (i, w) in writers.iter().enumerate() {
+        let w = w.clone();
+        let (bases, g1, g2) = (bases.clone(), g1.clone(), g2.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for j in 0..per_writer {
+                let api = on(&w, &bases[(i + j) % 3]);
+                let conv = if j % 2 == 0 { &g1 } else { &g2 };
+                ids.push(
+                    api.send(conv, &format!("{i}-{j}")).await["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            ids
+        }));
+    }
+    // Readers page through rotating nodes with small limits while the writers run.
+    let mut reader_tasks = Vec::new();
+    for (i, r) in readers.iter().enumerate() {
+        let r = r.clone();
+        let bases = bases.clone();
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(i as u64));
+        reader_tasks.push(tokio::spawn(async move {
+            let mut cursor = 0i64;
+            let mut seen = Vec::new();
+            let mut idle_rounds = 0;
+            for round in 0..100_000usize {
+                let api = on(&r, &bases[round % 3]);
+                let limit = rng.random_range(1..6);
+                let (s, b) = api
+                    .get(&format!("/api/im/sync?since={cursor}&limit={limit}"))
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{b}");
+                let d = &b["data"];
+                for e in d["events"].as_array().unwrap() {
+                    seen.push(e["seq"].as_i64().unwrap());
+                }
+                cursor = d["cursor"].as_i64().unwrap();
+                if d["events"].as_array().unwrap().is_empty() {
+                    idle_rounds += 1;
+                    if idle_rounds > 200 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                } else {
+                    idle_rounds = 0;
+                }
+            }
+            (seen, cursor)
+        }));
+    }
+    // Midway, cut every node's notification listener: they reconnect and catch up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'imsync-listener:{}'",
+        schema_for(dir.path())
+    ));
+
+    let mut acknowledged = HashSet::new();
+    for t in tasks {
+        acknowledged.extend(t.await.unwrap());
+    }
+    let (full, _) = on(&readers[0], &bases[2]).sync_all(0, 500).await;
+    let full_seqs: Vec<i64> = full.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    let messages: HashSet<String> = full
+        .iter()
+        .filter(|e| e["type"] == "message.new")
+        .map(|e| e["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        messages, acknowledged,
+        "seed {seed}: every acknowledged message is in the log"
+    );
+    for t in reader_tasks {
+        let (seen, cursor) = t.await.unwrap();
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "seed {seed}: out of order or repeated"
+        );
+        let set: HashSet<i64> = seen.iter().copied().collect();
+        assert_eq!(set.len(), seen.len(), "seed {seed}: duplicates");
+        assert!(cursor <= *full_seqs.last().unwrap());
+        // Every seq up to the reader's cursor that it may see, it saw.
+        let expected: Vec<i64> = full_seqs.iter().copied().filter(|s| *s <= cursor).collect();
+        assert_eq!(seen, expected, "seed {seed}: a reader skipped an event");
+    }
+    // The WebSocket on node 0 got all of it, in order, once.
+    let last = *full_seqs.last().unwrap();
+    let mut got = Vec::new();
+    while got.last() != Some(&last) {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("seed {seed}: WS stalled at {:?} of {last}", got.last()))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            let f: Value = serde_json::from_str(t.as_str()).unwrap();
+            if f["type"] == "sync" {
+                got.push(f["payload"]["seq"].as_i64().unwrap());
+            }
+        }
+    }
+    assert_eq!(got, full_seqs, "seed {seed}: cross-node realtime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_key_sent_to_two_nodes_at_once_makes_one_message() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = ChildServer::spawn(dir.path(), free_port()).await;
+    let b = ChildServer::spawn(dir.path(), free_port()).await;
+    let alice = register(&a.base, "alice").await;
+    let _bob = register(&b.base, "bob").await;
+    let g = alice.group("g", &["bob"]).await;
+    for round in 0..10 {
+        let key = format!("race-{round}");
+        let body = json!({"content": format!("once {round}")});
+        let path = format!("/api/im/messages/{g}");
+        let (x, y) = (on(&alice, &a.base), on(&alice, &b.base));
+        let h = [("X-Idempotency-Key", key.as_str())];
+        let (r1, r2) = tokio::join!(
+            x.request(reqwest::Method::POST, &path, Some(body.clone()), &h),
+            y.request(reqwest::Method::POST, &path, Some(body.clone()), &h)
+        );
+        assert_eq!(r1.0, StatusCode::CREATED, "{}", r1.1);
+        assert_eq!(r2.0, StatusCode::CREATED, "{}", r2.1);
+        assert_eq!(r1.1["data"]["message"]["id"], r2.1["data"]["message"]["id"]);
+    }
+    let (events, _) = alice.sync_all(0, 500).await;
+    assert_eq!(
+        events.iter().filter(|e| e["type"] == "message.new").count(),
+        10
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_database_connections_answer_503_then_recover() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = ChildServer::spawn(dir.path(), free_port()).await;
+    let alice = register(&node.base, "alice").await;
+    let g = alice.group("g", &[]).await;
+    alice.send(&g, "before").await;
+    let schema = schema_for(dir.path());
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'imsync:{schema}'"
+    ));
+    let mut sent = 0;
+    for i in 0..20 {
+        let (s, b) = alice
+            .post(
+                &format!("/api/im/messages/{g}"),
+                json!({"content": format!("after {i}")}),
+            )
+            .await;
+        match s {
+            StatusCode::CREATED => sent += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(b["ok"], false);
+                assert_eq!(b["error"]["code"], "SERVICE_UNAVAILABLE");
+            }
+            other => panic!("unexpected {other}: {b}"),
+        }
+        let (s, b) = alice.get(&format!("/api/im/messages/{g}?limit=200")).await;
+        assert!(
+            s == StatusCode::OK || s == StatusCode::SERVICE_UNAVAILABLE,
+            "{s}: {b}"
+        );
+    }
+    assert!(
+        sent >= 15,
+        "the node recovered ({sent} of 20 sends went through)"
+    );
+    // Nothing half-written: the history holds exactly the acknowledged messages.
+    let (_, b) = alice.get(&format!("/api/im/messages/{g}?limit=200")).await;
+    assert_eq!(b["data"].as_array().unwrap().len(), sent + 1);
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = ChildServer::spawn(dir.path(), free_port()).await;
+    let alice = register(&node.base, "alice").await;
+    let token = alice.token.clone().unwrap();
+    let url = format!(
+        "ws://{}/ws?token={token}",
+        node.base.trim_start_matches("http://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("authenticated"));
+    let pid = node.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut code = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        if let Ok(Message::Close(Some(f))) = m {
+            code = Some(u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(1001));
+    let mut exit = None;
+    for _ in 0..100 {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            exit = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(exit.expect("exited after SIGTERM").success());
+}
