@@ -11,6 +11,8 @@
 //! membership intervals (so a hub that is behind still gets them right), and then kept current by
 //! applying `participant.add` (before delivering it, so the new member gets it) and
 //! `participant.remove` (after delivering it, so the removed member gets it and nothing more).
+//! Changes to a message (edit, deletion, reaction) go only to members who could see the message
+//! itself, as sync does.
 
 use imsync_core::model::{event_type as ev, Audience, Event};
 use imsync_core::{Seq, UserId};
@@ -18,7 +20,7 @@ use imsync_store::repo::participants;
 use imsync_store::Store;
 use parking_lot::Mutex;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{broadcast, mpsc};
@@ -201,6 +203,19 @@ impl Hub {
         }
     }
 
+    fn is_subscribed(&self, user: &str) -> bool {
+        self.inner.subs.lock().by_user.contains_key(user)
+    }
+
+    /// Ends a user's subscriptions as lagging: they resume from their last seq.
+    fn drop_user(&self, user: &str) {
+        if let Some(list) = self.inner.subs.lock().by_user.remove(user) {
+            for s in list {
+                s.lagged.store(true, Ordering::Release);
+            }
+        }
+    }
+
     fn has_subscribers(&self) -> bool {
         !self.inner.subs.lock().by_user.is_empty()
     }
@@ -244,7 +259,7 @@ impl Hub {
 
     /// Runs the hub over a feed of committed event batches until the feed closes.
     pub async fn run(self, store: Store, mut feed: broadcast::Receiver<Arc<Vec<Event>>>) {
-        let mut members: HashMap<String, HashSet<UserId>> = HashMap::new();
+        let mut members: HashMap<String, HashMap<UserId, Seq>> = HashMap::new();
         loop {
             match feed.recv().await {
                 Ok(batch) => {
@@ -265,7 +280,7 @@ impl Hub {
     async fn offer(
         &self,
         store: &Store,
-        members: &mut HashMap<String, HashSet<UserId>>,
+        members: &mut HashMap<String, HashMap<UserId, Seq>>,
         e: &Event,
     ) {
         let subject = e
@@ -292,17 +307,44 @@ impl Hub {
                         }
                     }
                 }
-                match members.get_mut(conv) {
-                    Some(set) => {
-                        if e.kind == ev::PARTICIPANT_ADD {
-                            if let Some(u) = &subject {
-                                set.insert(u.clone());
-                            }
+                // A change to a message goes only to those who could see the message itself.
+                let created = e.data.get("createdSeq").and_then(Value::as_i64);
+                let mut audience = Vec::new();
+                let mut doubtful = Vec::new();
+                if let Some(set) = members.get_mut(conv) {
+                    if e.kind == ev::PARTICIPANT_ADD {
+                        if let Some(u) = &subject {
+                            set.insert(u.clone(), e.seq);
                         }
-                        set.iter().cloned().collect()
                     }
-                    None => Vec::new(),
+                    for (u, joined) in set.iter() {
+                        match created {
+                            Some(c) if *joined > c => doubtful.push(u.clone()),
+                            _ => audience.push(u.clone()),
+                        }
+                    }
                 }
+                // Joined after the message: only a connected member who was also there when it
+                // was created (an earlier membership) gets the change.
+                for u in doubtful {
+                    if !self.is_subscribed(&u) {
+                        continue;
+                    }
+                    let (c, user, created) = (conv.clone(), u.clone(), created.unwrap_or_default());
+                    let saw = store
+                        .read(move |db| {
+                            Ok(participants::intervals_in(db, &user, &c)?
+                                .iter()
+                                .any(|i| i.contains(created)))
+                        })
+                        .await;
+                    match saw {
+                        Ok(true) => audience.push(u),
+                        Ok(false) => {}
+                        Err(_) => self.drop_user(&u),
+                    }
+                }
+                audience
             }
         };
         if !audience.is_empty() {

@@ -550,6 +550,7 @@ pub(crate) fn react_in(
         "emoji": emoji,
         "action": if add { "add" } else { "remove" },
         "reactions": payload::reactions(&after),
+        "createdSeq": m.event_seq,
     });
     let e = events::append(
         c,

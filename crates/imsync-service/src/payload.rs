@@ -46,11 +46,12 @@ pub fn message_edit(m: &Message) -> Value {
         "editedAt": m.edited_at.map(rfc3339),
         "editedBy": m.edited_by,
         "updatedAt": rfc3339(m.updated_at),
+        "createdSeq": m.event_seq,
     })
 }
 
 pub fn message_delete(m: &Message) -> Value {
-    json!({ "id": m.id, "conversationId": m.conversation_id })
+    json!({ "id": m.id, "conversationId": m.conversation_id, "createdSeq": m.event_seq })
 }
 
 /// A member as events and responses show it.

@@ -106,8 +106,8 @@ struct World {
     conv_index: HashMap<String, usize>,
     msgs: Vec<Msg>,
     direct: HashMap<(usize, usize), usize>,
-    /// Every shared event: seq -> (conversation, type).
-    shared: BTreeMap<i64, (usize, String)>,
+    /// Every shared event: seq -> (conversation, type, seq that created the message it changes).
+    shared: BTreeMap<i64, (usize, String, Option<i64>)>,
     /// The private events each user must receive, in order: (type, conversation).
     private: Vec<Vec<(String, usize)>>,
     cursors: Vec<i64>,
@@ -164,7 +164,8 @@ impl World {
                 "event in the wrong conversation: {e}"
             );
             if p.aud == Aud::Shared {
-                self.shared.insert(seq(e), (c, p.kind.to_owned()));
+                let created = e["data"]["createdSeq"].as_i64();
+                self.shared.insert(seq(e), (c, p.kind.to_owned(), created));
             }
             seqs.push(seq(e));
         }
@@ -846,7 +847,7 @@ impl World {
             assert!(s > prev, "user {u}: seq {s} after {prev}");
             prev = s;
             match self.shared.get(&s) {
-                Some((c, k)) => {
+                Some((c, k, _)) => {
                     assert_eq!(kind(e), k, "user {u}: event {e}");
                     assert_eq!(conv_of(e), Some(self.convs[*c].id.as_str()));
                     assert!(
@@ -862,8 +863,10 @@ impl World {
         }
         assert_eq!(private, self.private[u], "user {u}: private events");
         let got: BTreeSet<i64> = stream.iter().map(seq).collect();
-        for (s, (c, k)) in &self.shared {
-            if self.convs[*c].saw(u, *s) {
+        for (s, (c, k, created)) in &self.shared {
+            // A change to a message reaches only those who could see the message itself.
+            let saw_message = created.is_none_or(|m| self.convs[*c].saw(u, m));
+            if self.convs[*c].saw(u, *s) && saw_message {
                 assert!(
                     got.contains(s),
                     "user {u} missed {k} at seq {s} of conversation {c}"

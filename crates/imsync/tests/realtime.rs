@@ -499,3 +499,68 @@ async fn sync_stream_sends_backlog_then_caught_up_then_live_and_honours_last_eve
     let b = r.block(&mut resp).await;
     assert!(b.contains("\"two\""), "resumed after the header's id: {b}");
 }
+
+/// A member who joined after a message was sent never learns of its edits, deletion or
+/// reactions: not over sync, not live. Changes to messages they saw do reach them.
+#[tokio::test]
+async fn late_joiners_get_no_changes_to_messages_from_before_they_joined() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let _bob = srv.user("bob").await;
+    let carol = srv.user("carol").await;
+    let g = alice.group("g", &["bob"]).await;
+    let old = alice.send(&g, "before carol").await;
+    let old_id = old["id"].as_str().unwrap();
+    alice
+        .post(
+            &format!("/api/im/conversations/{g}/participants"),
+            json!({"userId": carol.user_id}),
+        )
+        .await;
+    let mut ws = connect(&srv, &carol, None).await;
+    alice
+        .patch(
+            &format!("/api/im/messages/{g}/{old_id}"),
+            json!({"content": "secret edit"}),
+        )
+        .await;
+    alice
+        .post(
+            &format!("/api/im/messages/{g}/{old_id}/reactions"),
+            json!({"emoji": "x"}),
+        )
+        .await;
+    alice
+        .delete(&format!("/api/im/messages/{g}/{old_id}"))
+        .await;
+    let new = alice.send(&g, "after carol").await;
+    let new_id = new["id"].as_str().unwrap();
+    alice
+        .patch(
+            &format!("/api/im/messages/{g}/{new_id}"),
+            json!({"content": "visible edit"}),
+        )
+        .await;
+
+    let (edit, before) = until(&mut ws, "message.edit").await;
+    assert_eq!(
+        edit["payload"]["id"], new_id,
+        "the first edit carol sees is of the new message"
+    );
+    assert!(
+        before.iter().all(|f| f["payload"]["id"] != old_id),
+        "nothing about the old message: {before:?}"
+    );
+    let (events, _) = carol.sync_all(0, 3).await;
+    let about_old: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["data"]["id"] == old_id)
+        .collect();
+    assert!(about_old.is_empty(), "{about_old:?}");
+    let edits: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "message.edit")
+        .collect();
+    assert_eq!(edits.len(), 1);
+    assert_eq!(edits[0]["data"]["content"], "visible edit");
+}

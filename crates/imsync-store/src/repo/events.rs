@@ -15,7 +15,7 @@ use super::participants::{self, Interval};
 use crate::{args, Dialect, Row, SqlConn};
 use imsync_core::model::{Audience, Event};
 use imsync_core::{Result, Seq};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// Above this many globally changed conversations, candidates come from the user's memberships.
 const GLOBAL_CANDIDATES: i64 = 256;
@@ -151,12 +151,11 @@ impl Cursor {
     }
 }
 
+/// A stream to merge: its key, the seq after which to read, and the last seq to read.
+type Stream = (String, Seq, Option<Seq>);
+
 /// The streams (with bounds) that can hold events for `user_id` after `since`.
-pub fn visible_streams(
-    c: &mut dyn SqlConn,
-    user_id: &str,
-    since: Seq,
-) -> Result<Vec<(String, Seq, Option<Seq>)>> {
+pub fn visible_streams(c: &mut dyn SqlConn, user_id: &str, since: Seq) -> Result<Vec<Stream>> {
     let changed = super::conversations::changed_since(c, since, GLOBAL_CANDIDATES)?;
     let intervals: Vec<Interval> = if (changed.len() as i64) < GLOBAL_CANDIDATES {
         let mut found = Vec::new();
@@ -182,6 +181,28 @@ pub fn visible_streams(
     Ok(streams)
 }
 
+/// Whether the user may see a change to a message: edits, deletions and reactions are shown only
+/// to those who could see the message itself (created while they were a participant). The
+/// user's intervals in a conversation are read once per page, and only when such a change
+/// comes up.
+fn sees_message_change(
+    c: &mut dyn SqlConn,
+    user_id: &str,
+    e: &Event,
+    intervals: &mut HashMap<String, Vec<Interval>>,
+) -> Result<bool> {
+    let Some(created) = e.data.get("createdSeq").and_then(serde_json::Value::as_i64) else {
+        return Ok(true);
+    };
+    let Some(conv) = &e.conversation_id else {
+        return Ok(true);
+    };
+    if !intervals.contains_key(conv) {
+        intervals.insert(conv.clone(), participants::intervals_in(c, user_id, conv)?);
+    }
+    Ok(intervals[conv].iter().any(|i| i.contains(created)))
+}
+
 /// One page of the events visible to `user_id` with seq > `since`, ascending, and whether more
 /// follow. Must run inside one read snapshot.
 pub fn sync_page(
@@ -190,6 +211,7 @@ pub fn sync_page(
     since: Seq,
     limit: usize,
 ) -> Result<(Vec<Event>, bool)> {
+    let mut intervals = HashMap::new();
     let mut cursors: Vec<Cursor> = visible_streams(c, user_id, since)?
         .into_iter()
         .map(|(stream, after, upto)| Cursor::new(stream, after, upto))
@@ -207,7 +229,9 @@ pub fn sync_page(
         let Some((_, i)) = next else { break };
         let cur = &mut cursors[i];
         if let Some(e) = cur.buffer.pop_front() {
-            out.push(e);
+            if sees_message_change(c, user_id, &e, &mut intervals)? {
+                out.push(e);
+            }
         }
         cur.refill(c)?;
     }

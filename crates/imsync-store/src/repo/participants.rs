@@ -234,15 +234,16 @@ pub fn open_intervals_since(
     .collect())
 }
 
-/// Who was a participant of the conversation at event `seq`.
-pub fn members_at(c: &mut dyn SqlConn, conv_id: &str, seq: Seq) -> Result<Vec<String>> {
+/// Who was a participant of the conversation at event `seq`, each with the seq their
+/// membership began.
+pub fn members_at(c: &mut dyn SqlConn, conv_id: &str, seq: Seq) -> Result<Vec<(String, Seq)>> {
     Ok(c.query(
-        "SELECT DISTINCT user_id FROM memberships WHERE conv_id = $1 AND joined_seq <= $2 \
-         AND (left_seq IS NULL OR left_seq >= $2)",
+        "SELECT user_id, max(joined_seq) FROM memberships WHERE conv_id = $1 \
+         AND joined_seq <= $2 AND (left_seq IS NULL OR left_seq >= $2) GROUP BY user_id",
         args![conv_id, seq],
     )?
     .iter()
-    .map(|r| r.string(0))
+    .map(|r| (r.string(0), r.i64(1)))
     .collect())
 }
 
