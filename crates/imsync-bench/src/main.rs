@@ -1,0 +1,575 @@
+//! `imsync-bench`: starts the release `imsync` on a fresh temp data dir, prepares data through
+//! the public API (or the documented bulk-load `seed` step), drives load from this process,
+//! stops the server, prints a markdown table and writes `bench/results/<scenario>.json`.
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use imsync_bench::client::{http_client, Api};
+use imsync_bench::report::{cores, f, git_commit, memory_mib, ratio, Meta, Report};
+use imsync_bench::scenarios::{self, CatchUp, SendPar};
+use imsync_bench::seed::{self, SeedArgs};
+use imsync_bench::server::ServerProc;
+use imsync_bench::{matrix, scenarios::LOAD_COLUMNS};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "imsync-bench",
+    about = "Benchmark harness for imsync (see shared/BENCHMARKS.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// The release imsync binary [default: <repo>/target/release/imsync].
+    #[arg(long)]
+    imsync_bin: Option<PathBuf>,
+    /// Multiplies every default size (and duration).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// The server's durability setting: normal or full.
+    #[arg(long, default_value = "normal")]
+    durability: String,
+    /// Where the JSON results go [default: <repo>/bench/results].
+    #[arg(long)]
+    results_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct SynapseArgs {
+    /// Base URL of a running Synapse on 127.0.0.1.
+    #[arg(long, default_value = "http://127.0.0.1:8448")]
+    synapse_url: String,
+    /// `registration_shared_secret` of that Synapse.
+    #[arg(long, env = "SYNAPSE_SHARED_SECRET")]
+    synapse_secret: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One client, sequential sends into one group, against the sequential /healthz floor.
+    SendSeq(Common),
+    /// 64 clients, 100 groups of 100 members, random sends, against the 64-client floor.
+    SendPar(Common),
+    /// A user follows the cursor over 100k pending events in 200 conversations.
+    CatchUp(Common),
+    /// One incremental sync (10 new events) over histories of 10k, 100k and 1M events.
+    IncrSync {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds the bulk load may take in all; the 1M history is cut to fit.
+        #[arg(long, default_value_t = 80.0)]
+        seed_budget_secs: f64,
+    },
+    /// Every imsync scenario above, one after the other.
+    All(Common),
+    /// Bulk-loads a data dir in-process through the service (used by incr-sync).
+    Seed {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        #[arg(long, default_value_t = 5_000)]
+        convs: usize,
+        #[arg(long, default_value_t = 500)]
+        caller_convs: usize,
+        /// Target size of the event log.
+        #[arg(long)]
+        events: i64,
+        #[arg(long, default_value = "normal")]
+        durability: String,
+        #[arg(long, default_value_t = 512)]
+        concurrency: usize,
+    },
+    /// imsync and a running Synapse side by side with matching workloads (bench/peers/synapse).
+    PeerSynapse {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        synapse: SynapseArgs,
+    },
+    /// Sequential sends to Synapse only.
+    SynapseSendSeq {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        synapse: SynapseArgs,
+    },
+    /// 8 concurrent clients sending to Synapse only.
+    SynapseSendPar {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        synapse: SynapseArgs,
+    },
+    /// History pagination (/messages) on Synapse only.
+    SynapseCatchUp {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        synapse: SynapseArgs,
+    },
+    /// Send -> /sync long-poll wake-up on Synapse only.
+    SynapseWakeup {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        synapse: SynapseArgs,
+    },
+}
+
+fn repo_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+impl Common {
+    fn bin(&self) -> PathBuf {
+        self.imsync_bin
+            .clone()
+            .unwrap_or_else(|| repo_root().join("target/release/imsync"))
+    }
+    fn results(&self) -> PathBuf {
+        self.results_dir
+            .clone()
+            .unwrap_or_else(|| repo_root().join("bench/results"))
+    }
+    fn meta(&self, storage: &str) -> Meta {
+        let backend = storage.split(" (").next().unwrap_or(storage).to_owned();
+        let setting = storage
+            .split_once('(')
+            .map(|(_, r)| r.trim_end_matches(')').to_owned())
+            .unwrap_or_default();
+        Meta {
+            commit: git_commit(&repo_root()),
+            cores: cores(),
+            memory_mib: memory_mib(),
+            durability: format!("{backend} {setting}").trim().to_owned(),
+            backend,
+            scale: self.scale,
+            imsync_bin: self.bin().display().to_string(),
+            started_at_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+fn emit(common: &Common, report: &Report, storage: &str) -> Result<()> {
+    let meta = common.meta(storage);
+    println!("{}", report.markdown(Some(&meta)));
+    let path = report.write_json(&common.results(), &meta)?;
+    eprintln!("  wrote {}", path.display());
+    Ok(())
+}
+
+/// Starts imsync on a fresh temp data dir, runs `f` against it, stops it; answers the report
+/// and the storage description.
+async fn with_server<F, Fut>(common: &Common, f: F) -> Result<(Report, String)>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Report>>,
+{
+    let tmp = tempfile::Builder::new().prefix("imsync-bench-").tempdir()?;
+    let server =
+        ServerProc::start(&common.bin(), &tmp.path().join("data"), &common.durability).await?;
+    let storage = Api::new(&http_client(), &server.base).storage().await?;
+    let result = f(server.base.clone()).await;
+    let rss = server.rss_kib();
+    server.stop()?;
+    let mut report = result?;
+    if let Some(kib) = rss {
+        report.note(format!("server RSS at the end: {} MiB", kib / 1024));
+        report.figures["server_rss_kib"] = json!(kib);
+    }
+    Ok((report, storage))
+}
+
+async fn send_seq(c: &Common) -> Result<()> {
+    let n = ((10_000.0 * c.scale).round() as usize).max(10);
+    let (r, s) = with_server(c, |base| async move { scenarios::send_seq(&base, n).await }).await?;
+    emit(c, &r, &s)
+}
+
+async fn send_par(c: &Common) -> Result<()> {
+    let p = SendPar::scaled(c.scale);
+    let (r, s) = with_server(c, |base| async move {
+        scenarios::send_par(&base, p, "send-par").await
+    })
+    .await?;
+    emit(c, &r, &s)
+}
+
+async fn catch_up(c: &Common) -> Result<()> {
+    let p = CatchUp::scaled(c.scale);
+    let (r, s) = with_server(c, |base| async move { scenarios::catch_up(&base, p).await }).await?;
+    emit(c, &r, &s)
+}
+
+async fn incr_sync(c: &Common, budget: f64) -> Result<()> {
+    let s = c.scale;
+    let sized = |n: f64, min: usize| ((n * s).round() as usize).max(min);
+    let (users, convs, caller_convs) = (sized(10_000.0, 20), sized(5_000.0, 10), sized(500.0, 2));
+    let histories = [
+        sized(10_000.0, 100),
+        sized(100_000.0, 300),
+        sized(1_000_000.0, 1000),
+    ];
+    let tmp = tempfile::Builder::new()
+        .prefix("imsync-bench-incr-")
+        .tempdir()?;
+    let dir = tmp.path().join("data");
+    let exe = std::env::current_exe()?;
+    let mut report = Report::new(
+        "incr-sync",
+        &[
+            "history events",
+            "caller's share",
+            "seeded msgs/s",
+            "calls",
+            "p50 ms",
+            "p99 ms",
+            "mean ms",
+        ],
+    );
+    let mut figures = Vec::new();
+    let mut storage = String::new();
+    let mut seed_secs = 0.0f64;
+    let started = Instant::now();
+    for (i, &target) in histories.iter().enumerate() {
+        let mut target = target as i64;
+        if let (Ok(m), true) = (seed::read_manifest(&dir), i == histories.len() - 1) {
+            // Cut the last history to what the measured seeding rate fits in the budget.
+            let fits = m.head + ((budget - seed_secs).max(5.0) * m.last_rate) as i64;
+            if target > fits {
+                let cut = (fits / 10_000 * 10_000).max(m.head + 1000);
+                report.note(format!(
+                    "the {target}-event history was cut to {cut} events: seeding runs at {} msgs/s \
+                     here and the bulk-load budget is {budget} s (raise --seed-budget-secs to seed it fully)",
+                    f(m.last_rate, 0)
+                ));
+                target = cut;
+            }
+        }
+        eprintln!("  [incr-sync] seeding the history to {target} events");
+        let t = Instant::now();
+        let status = std::process::Command::new(&exe)
+            .arg("seed")
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--users", &users.to_string(), "--convs", &convs.to_string()])
+            .args(["--caller-convs", &caller_convs.to_string()])
+            .args([
+                "--events",
+                &target.to_string(),
+                "--durability",
+                &c.durability,
+            ])
+            .status()
+            .context("running the seed step")?;
+        anyhow::ensure!(status.success(), "the seed step failed: {status}");
+        seed_secs += t.elapsed().as_secs_f64();
+        let m = seed::read_manifest(&dir)?;
+        let server = ServerProc::start(&c.bin(), &dir, &c.durability).await?;
+        let http = http_client();
+        let anon = Api::new(&http, &server.base);
+        storage = anon.storage().await?;
+        for k in 0..10 {
+            let conv = &m.convs[k % m.caller_convs.max(1)];
+            let owner = anon.with_token(&m.users[conv.owner].1);
+            owner.send(&conv.id, &format!("fresh event {k}")).await?;
+        }
+        let caller = anon.with_token(&m.users[0].1);
+        let load = scenarios::measure_incr(&caller, m.head, 10, 2000, Duration::from_secs(6)).await;
+        server.stop()?;
+        let load = load?;
+        report.row(vec![
+            m.head.to_string(),
+            format!("{} of {} convs", m.caller_convs, m.convs.len()),
+            f(m.last_rate, 0),
+            load.count.to_string(),
+            f(load.latency.p50_ms, 3),
+            f(load.latency.p99_ms, 3),
+            f(load.latency.mean_ms, 3),
+        ]);
+        figures.push(
+            json!({ "history_events": m.head, "seed_msgs_per_sec": m.last_rate, "sync": load }),
+        );
+    }
+    let p = |i: usize, k: &str| figures[i]["sync"]["latency"][k].as_f64().unwrap_or(0.0);
+    let last = figures.len() - 1;
+    report.row(vec![
+        format!(
+            "ratio {}/{}",
+            figures[last]["history_events"], figures[0]["history_events"]
+        ),
+        String::new(),
+        String::new(),
+        String::new(),
+        f(ratio(p(last, "p50_ms"), p(0, "p50_ms")), 2),
+        f(ratio(p(last, "p99_ms"), p(0, "p99_ms")), 2),
+        f(ratio(p(last, "mean_ms"), p(0, "mean_ms")), 2),
+    ]);
+    report.note(format!(
+        "{users} users, {convs} groups of 3-4, the caller in {caller_convs}; 10 new events waiting; \
+         histories bulk-loaded in-process through imsync_service (`imsync-bench seed`) in {} s; \
+         total {} s",
+        f(seed_secs, 1),
+        f(started.elapsed().as_secs_f64(), 1)
+    ));
+    report.figures = json!({ "histories": figures,
+        "ratio_p50": ratio(p(last, "p50_ms"), p(0, "p50_ms")),
+        "ratio_p99": ratio(p(last, "p99_ms"), p(0, "p99_ms")),
+        "goal": "p99 < 5 ms, ratio 1M/10k <= 1.5" });
+    emit(c, &report, &storage)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::SendSeq(c) => send_seq(&c).await,
+            Command::SendPar(c) => send_par(&c).await,
+            Command::CatchUp(c) => catch_up(&c).await,
+            Command::IncrSync {
+                common,
+                seed_budget_secs,
+            } => incr_sync(&common, seed_budget_secs).await,
+            Command::All(c) => {
+                send_seq(&c).await?;
+                send_par(&c).await?;
+                catch_up(&c).await?;
+                incr_sync(&c, 80.0).await
+            }
+            Command::Seed {
+                data_dir,
+                users,
+                convs,
+                caller_convs,
+                events,
+                durability,
+                concurrency,
+            } => {
+                let durability = imsync_store::Durability::parse(&durability)
+                    .context("--durability must be normal or full")?;
+                let m = seed::seed(&SeedArgs {
+                    data_dir,
+                    users,
+                    convs,
+                    caller_convs,
+                    events,
+                    durability,
+                    concurrency,
+                })
+                .await?;
+                eprintln!(
+                    "  seeded: head {} events, {} messages, last run {} msgs/s",
+                    m.head,
+                    m.messages,
+                    f(m.last_rate, 0)
+                );
+                Ok(())
+            }
+            Command::PeerSynapse { common, synapse } => peer_synapse(&common, &synapse).await,
+            Command::SynapseSendSeq { common, synapse } => {
+                let r = matrix::send_seq(
+                    &synapse.synapse_url,
+                    &synapse.synapse_secret,
+                    peer_sizes(common.scale).seq,
+                )
+                .await?;
+                emit(&common, &r, "synapse (sqlite)")
+            }
+            Command::SynapseSendPar { common, synapse } => {
+                let z = peer_sizes(common.scale);
+                let r = matrix::send_par(
+                    &synapse.synapse_url,
+                    &synapse.synapse_secret,
+                    z.par_clients,
+                    z.par_rooms,
+                    z.par_duration,
+                )
+                .await?;
+                emit(&common, &r, "synapse (sqlite)")
+            }
+            Command::SynapseCatchUp { common, synapse } => {
+                let z = peer_sizes(common.scale);
+                let r = matrix::catch_up(
+                    &synapse.synapse_url,
+                    &synapse.synapse_secret,
+                    z.history,
+                    z.page,
+                )
+                .await?;
+                emit(&common, &r, "synapse (sqlite)")
+            }
+            Command::SynapseWakeup { common, synapse } => {
+                let r = matrix::wakeup(
+                    &synapse.synapse_url,
+                    &synapse.synapse_secret,
+                    peer_sizes(common.scale).wakeups,
+                )
+                .await?;
+                emit(&common, &r, "synapse (sqlite)")
+            }
+        }
+    })
+}
+
+/// Workload sizes shared by imsync and Synapse in `peer-synapse` (Synapse is ~100x slower, so
+/// these are far below the imsync-only defaults).
+struct PeerSizes {
+    seq: usize,
+    par_clients: usize,
+    par_rooms: usize,
+    par_duration: Duration,
+    history: usize,
+    page: usize,
+    wakeups: usize,
+}
+
+fn peer_sizes(scale: f64) -> PeerSizes {
+    PeerSizes {
+        seq: ((300.0 * scale).round() as usize).max(5),
+        par_clients: 8,
+        par_rooms: 10,
+        par_duration: Duration::from_secs_f64((10.0 * scale).max(0.5)),
+        history: ((1000.0 * scale).round() as usize).max(20),
+        page: 100,
+        wakeups: ((30.0 * scale).round() as usize).max(3),
+    }
+}
+
+async fn peer_synapse(c: &Common, s: &SynapseArgs) -> Result<()> {
+    let z = peer_sizes(c.scale);
+    let (url, secret) = (s.synapse_url.as_str(), s.synapse_secret.as_str());
+    eprintln!("== imsync side");
+    let par = SendPar {
+        clients: z.par_clients,
+        groups: z.par_rooms,
+        members: z.par_clients,
+        users: z.par_clients,
+        duration: z.par_duration,
+        floor_duration: z.par_duration,
+    };
+    let (history, page, seq, wakeups) = (z.history, z.page, z.seq, z.wakeups);
+    let (im, storage) = with_server(c, |base| async move {
+        let seq = scenarios::send_seq(&base, seq).await?;
+        let par = scenarios::send_par(&base, par, "send-par-8").await?;
+        let cu = scenarios::catch_up(&base, CatchUp { events: history, convs: 1, limit: page }).await?;
+        let wake = matrix::imsync_wakeup(&base, wakeups).await;
+        let mut r = Report::new("imsync", &[]);
+        r.figures = json!({ "send_seq": seq.figures["send"], "send_par": par.figures["send"],
+            "catch_up": cu.figures["catch_up"],
+            "wakeup": wake.as_ref().map(|w| json!(w)).unwrap_or_else(|e| json!({"error": e.to_string()})) });
+        Ok(r)
+    })
+    .await?;
+    eprintln!("== Synapse side ({url})");
+    let sseq = matrix::send_seq(url, secret, seq).await?;
+    let spar = matrix::send_par(url, secret, z.par_clients, z.par_rooms, z.par_duration).await?;
+    let scu = matrix::catch_up(url, secret, history, page).await?;
+    let swake = matrix::wakeup(url, secret, wakeups).await?;
+    let g = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    let lat = |v: &serde_json::Value, k: &str| v["latency"][k].as_f64().unwrap_or(0.0);
+    let mut r = Report::new(
+        "peer-synapse",
+        &["workload", "imsync", "Synapse", "imsync / Synapse"],
+    );
+    let (i, sy) = (
+        &im.figures,
+        (
+            &sseq.figures["send"],
+            &spar.figures["send"],
+            &scu.figures["catch_up"],
+            &swake.figures["wakeup"],
+        ),
+    );
+    let mut row = |name: String, a: f64, b: f64, unit: &str, higher_better: bool| {
+        let x = if higher_better {
+            ratio(a, b)
+        } else {
+            ratio(b, a)
+        };
+        r.row(vec![
+            name,
+            format!("{} {unit}", f(a, 2)),
+            format!("{} {unit}", f(b, 2)),
+            format!("{}× better", f(x, 1)),
+        ]);
+    };
+    row(
+        format!("send-seq ({seq} msgs): rate"),
+        g(&i["send_seq"], "per_sec"),
+        g(sy.0, "per_sec"),
+        "msgs/s",
+        true,
+    );
+    row(
+        "send-seq: p50".into(),
+        lat(&i["send_seq"], "p50_ms"),
+        lat(sy.0, "p50_ms"),
+        "ms",
+        false,
+    );
+    row(
+        format!(
+            "send-par ({} clients, {} rooms): rate",
+            z.par_clients, z.par_rooms
+        ),
+        g(&i["send_par"], "per_sec"),
+        g(sy.1, "per_sec"),
+        "msgs/s",
+        true,
+    );
+    row(
+        "send-par: p99".into(),
+        lat(&i["send_par"], "p99_ms"),
+        lat(sy.1, "p99_ms"),
+        "ms",
+        false,
+    );
+    row(
+        format!("catch-up ({history} events, pages of {page}; imsync /sync, Synapse /messages)"),
+        g(&i["catch_up"], "events_per_sec"),
+        g(sy.2, "events_per_sec"),
+        "events/s",
+        true,
+    );
+    if i["wakeup"]["latency"].is_object() {
+        row(
+            "send → wake-up p50 (imsync SSE, Synapse /sync long-poll)".into(),
+            lat(&i["wakeup"], "p50_ms"),
+            lat(sy.3, "p50_ms"),
+            "ms",
+            false,
+        );
+        row(
+            "send → wake-up p99".into(),
+            lat(&i["wakeup"], "p99_ms"),
+            lat(sy.3, "p99_ms"),
+            "ms",
+            false,
+        );
+    } else {
+        r.row(vec![
+            "send → wake-up p50".into(),
+            format!("n/a ({})", i["wakeup"]["error"]),
+            format!("{} ms", f(lat(sy.3, "p50_ms"), 2)),
+            String::new(),
+        ]);
+    }
+    r.note(format!("imsync storage: {storage}; Synapse: SQLite (its default synchronous setting), rate limits off"));
+    r.figures = json!({ "imsync": im.figures, "synapse": { "send_seq": sy.0, "send_par": sy.1, "catch_up": sy.2, "wakeup": sy.3 } });
+    let _ = LOAD_COLUMNS;
+    emit(c, &r, &storage)
+}
