@@ -72,24 +72,26 @@ impl Service {
     /// The user a token belongs to; 401 for an unknown or expired token.
     pub async fn authenticate(&self, token: &str) -> Result<User> {
         let hash = ids::token_hash(token);
-        self.store
+        if let Some(user) = self.sessions.get(&hash, now_ms()) {
+            return Ok(user);
+        }
+        let key = hash.clone();
+        let (user, expires_at) = self
+            .store
             .read(move |c| {
-                let Some((user_id, expires_at)) = tokens::lookup(c, &hash)? else {
-                    return Err(Error::new(
-                        ErrorCode::Unauthorized,
-                        "Invalid or expired token",
-                    ));
+                let invalid = || Error::new(ErrorCode::Unauthorized, "Invalid or expired token");
+                let Some((user_id, expires_at)) = tokens::lookup(c, &key)? else {
+                    return Err(invalid());
                 };
                 if expires_at <= now_ms() {
-                    return Err(Error::new(
-                        ErrorCode::Unauthorized,
-                        "Invalid or expired token",
-                    ));
+                    return Err(invalid());
                 }
-                users::get(c, &user_id)?
-                    .ok_or_else(|| Error::new(ErrorCode::Unauthorized, "Invalid or expired token"))
+                let user = users::get(c, &user_id)?.ok_or_else(invalid)?;
+                Ok((user, expires_at))
             })
-            .await
+            .await?;
+        self.sessions.put(hash, user.clone(), expires_at);
+        Ok(user)
     }
 
     fn new_user(&self, a: &NewAccount) -> Result<User> {
@@ -233,6 +235,7 @@ impl Service {
 
     pub async fn logout(&self, token: &str) -> Result<()> {
         let hash = ids::token_hash(token);
+        self.sessions.forget_token(&hash);
         self.store.write(move |c| tokens::delete(c, &hash)).await
     }
 
@@ -290,6 +293,7 @@ impl Service {
                 Ok(u)
             })
             .await
+            .inspect(|u| self.sessions.forget_user(&u.id))
     }
 
     /// Deactivates the account: its sessions end, its name stays reserved, its messages stay.
@@ -300,7 +304,9 @@ impl Service {
                 tokens::delete_for_user(c, &id)?;
                 users::mark_deleted(c, &id, now_ms())
             })
-            .await
+            .await?;
+        self.sessions.forget_user(&me.id);
+        Ok(())
     }
 
     pub async fn stats(&self, me: &User) -> Result<Stats> {

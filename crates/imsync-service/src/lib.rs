@@ -8,6 +8,7 @@ mod conversations;
 pub mod hub;
 mod messages;
 pub mod payload;
+mod sessions;
 mod sync;
 
 pub use accounts::{NewAccount, ProfilePatch, Session, Stats};
@@ -43,6 +44,7 @@ pub struct Service {
     store: Store,
     config: Arc<ServiceConfig>,
     hub: hub::Hub,
+    sessions: Arc<sessions::SessionCache>,
 }
 
 impl Service {
@@ -55,6 +57,7 @@ impl Service {
             store,
             config: Arc::new(config),
             hub,
+            sessions: Arc::default(),
         }
     }
 

@@ -178,8 +178,7 @@ pub(crate) fn send_in(
         None => ids::new_id(),
     };
     let now = now_ms();
-    let msg_seq = convs::next_msg_seq(c, &conv.id, now)?;
-    let stamp = convs::next_touch_ms(c, &conv.id, now)?;
+    let (msg_seq, stamp) = convs::next_message_slot(c, &conv.id, now)?;
     let mut metadata = new.metadata.clone().unwrap_or_else(|| json!({}));
     if let (Some(key), Some(o)) = (&new.idempotency_key, metadata.as_object_mut()) {
         o.entry("_idempotencyKey").or_insert_with(|| json!(key));

@@ -100,7 +100,9 @@ impl WriterConn for Conn {
         self
     }
     fn batch(&mut self, sql: &str) -> Result<()> {
-        self.conn.execute_batch(sql).map_err(map_err)
+        // Transaction control runs for every job: keep it prepared.
+        let mut stmt = self.conn.prepare_cached(sql).map_err(map_err)?;
+        stmt.execute([]).map(|_| ()).map_err(map_err)
     }
     fn take_appended(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.appended)
@@ -174,7 +176,8 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
     };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
+         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = 0;"
     ))
     .map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(256);
@@ -185,9 +188,33 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
     crate::repo::schema::migrate(&mut writer, |c, sql| {
         c.conn.execute_batch(sql).map_err(map_err)
     })?;
+    spawn_checkpointer(&options.sqlite_path)?;
     let readers = Readers {
         path: options.sqlite_path.clone(),
         idle: Mutex::new(Vec::new()),
     };
     Ok((Box::new(writer), Arc::new(readers)))
+}
+
+/// Copies the WAL back into the database from its own thread, so that the writer never stalls
+/// on a checkpoint's disk sync (the writer's automatic checkpoints are off). Stops when the
+/// database file goes away with its last store.
+fn spawn_checkpointer(path: &std::path::Path) -> Result<()> {
+    let conn = Connection::open(path).map_err(map_err)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(map_err)?;
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("imsync-sqlite-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if !path.exists() {
+                return;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        })
+        .map_err(Error::internal)?;
+    Ok(())
 }

@@ -73,12 +73,14 @@ fn run_batch(
     }
     let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(size);
     let mut broken = false;
+    // A lone job needs no savepoint: if it fails, the whole transaction rolls back.
+    let single = size == 1;
     for job in batch.drain(..) {
         if broken {
             drop(job);
             continue;
         }
-        if wc.batch("SAVEPOINT job").is_err() {
+        if !single && wc.batch("SAVEPOINT job").is_err() {
             broken = true;
             drop(job);
             continue;
@@ -86,12 +88,15 @@ fn run_batch(
         let mark = wc.appended_len();
         let outcome = catch_unwind(AssertUnwindSafe(|| job(wc.conn())));
         let ok = matches!(&outcome, Ok(done) if done.ok);
-        let restored = if ok {
-            wc.batch("RELEASE job")
-        } else {
+        if !ok {
             wc.truncate_appended(mark);
-            wc.batch("ROLLBACK TO job")
-                .and_then(|_| wc.batch("RELEASE job"))
+        }
+        let restored = match (single, ok) {
+            (true, _) => Ok(()),
+            (false, true) => wc.batch("RELEASE job"),
+            (false, false) => wc
+                .batch("ROLLBACK TO job")
+                .and_then(|_| wc.batch("RELEASE job")),
         };
         if restored.is_err() {
             broken = true;
@@ -100,6 +105,15 @@ fn run_batch(
             Ok(done) => replies.push((done.reply, done.ok)),
             Err(_) => tracing::error!("a write job panicked; it was rolled back"),
         }
+    }
+    if single && !replies.first().is_some_and(|(_, ok)| *ok) {
+        // Nothing to keep: undo the lone job and answer it with its own error.
+        let _ = wc.batch("ROLLBACK");
+        wc.take_appended();
+        for (reply, _) in replies {
+            reply(None);
+        }
+        return;
     }
     let committed = if broken {
         Err(Error::internal("a savepoint could not be restored"))

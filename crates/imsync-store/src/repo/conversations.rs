@@ -94,14 +94,16 @@ pub fn touch_event(c: &mut dyn SqlConn, id: &str, seq: Seq) -> Result<()> {
     Ok(())
 }
 
-/// Takes the next message seq of the conversation.
-pub fn next_msg_seq(c: &mut dyn SqlConn, id: &str, at: i64) -> Result<i64> {
+/// Takes the next message seq of the conversation and a timestamp for the new message (see
+/// [`next_touch_ms`]), in one statement.
+pub fn next_message_slot(c: &mut dyn SqlConn, id: &str, now: i64) -> Result<(i64, i64)> {
     let row = c.query_opt(
         "UPDATE conversations SET last_msg_seq = last_msg_seq + 1, last_message_at = $2, \
-         live_msg_count = live_msg_count + 1 WHERE id = $1 RETURNING last_msg_seq",
-        args![id, at],
+         live_msg_count = live_msg_count + 1, last_touch_ms = CASE WHEN last_touch_ms >= $2 \
+         THEN last_touch_ms + 1 ELSE $2 END WHERE id = $1 RETURNING last_msg_seq, last_touch_ms",
+        args![id, now],
     )?;
-    row.map(|r| r.i64(0))
+    row.map(|r| (r.i64(0), r.i64(1)))
         .ok_or_else(|| imsync_core::Error::not_found("Conversation"))
 }
 

@@ -8,6 +8,17 @@ send with an explicit idempotency key twice (one message), history, edit, delete
 envelope, a direct message, then the offline layer of AsyncPrismerClient: outbox send, and
 OfflineManager.sync() to completion over several pages (the SDK asks for 100 events a page).
 
+Then the realtime clients of the SDK (prismer.realtime), each made the SDK's way
+(`client.im.realtime.connect_ws/connect_sse(RealtimeConfig(token=...))`), in both variants: the
+sync RealtimeWSClient / RealtimeSSEClient of PrismerClient and the AsyncRealtimeWSClient /
+AsyncRealtimeSSEClient of AsyncPrismerClient. For each: connect() succeeds (the first frame is
+`authenticated`, for the user of the token), ping() succeeds on the WebSocket (the pong echoes
+payload.requestId), and messages another user sends over REST (to the group and to the direct
+conversation) arrive as `message.new` through the SDK's on() handler API, with the right id,
+conversationId, senderId and content, and parse as the SDK's own MessageNewPayload model; no
+`error` or unexpected `disconnected` event meanwhile. Every wait has a timeout, and a watchdog
+ends the process with a clear message if an SDK call blocks.
+
 Exits 0 when every check passes; otherwise prints what failed and exits 1.
 """
 
@@ -15,6 +26,8 @@ import asyncio
 import os
 import sys
 import tempfile
+import threading
+import time
 import traceback
 import uuid
 import warnings
@@ -32,10 +45,16 @@ os.environ["no_proxy"] = os.environ["NO_PROXY"]
 import prismer  # noqa: E402
 from prismer import AsyncPrismerClient, PrismerClient  # noqa: E402
 from prismer.offline import MemoryStorage  # noqa: E402
+from prismer.realtime import MessageNewPayload, RealtimeConfig  # noqa: E402
 
 # imsync's tokens are opaque strings, not JWTs, so the SDK warns at every client construction
 # that the key "should start with sk-prismer- (or eyJ for IM JWT)". Harmless: said once below.
 warnings.filterwarnings("ignore", message="API key should start with", category=UserWarning)
+
+# Seconds to wait for one realtime event (authenticated, pong, message.new).
+EVENT_TIMEOUT = 10.0
+# Seconds one realtime client's whole check may take before the watchdog ends the process.
+WATCHDOG_SECONDS = 60.0
 
 # Enough messages that the SDK's sync loop (limit=100) has to follow hasMore over pages.
 BULK_MESSAGES = 120
@@ -221,6 +240,269 @@ def sync_checks(base, alice, alice_id, bob_id, bob_token, group_id, deleted_id, 
     asyncio.run(run())
 
 
+class Watchdog:
+    """Ends the process with a clear message if a block takes longer than `seconds`: the SDK's
+    sync clients have blocking calls without a timeout (e.g. the first recv() of connect())."""
+
+    def __init__(self, what, seconds=WATCHDOG_SECONDS):
+        self.what = what
+        self.seconds = seconds
+        self.timer = None
+
+    def _fire(self):
+        print(
+            f"[prismer_check] FAILED: {self.what}: no result within {self.seconds:.0f}s "
+            "(an SDK call blocked)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
+
+    def __enter__(self):
+        self.timer = threading.Timer(self.seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        return False
+
+
+class Recorder:
+    """Collects the events a realtime client emits, through the SDK's own on() handler API."""
+
+    WATCHED = ("authenticated", "connected", "message.new", "pong", "error", "disconnected")
+
+    def __init__(self):
+        self.events = []
+        self.cond = threading.Condition()
+        self.closing = False
+
+    def record(self, name, payload):
+        with self.cond:
+            self.events.append((name, payload))
+            self.cond.notify_all()
+
+    def attach_sync(self, client):
+        for name in self.WATCHED:
+            client.on(name, lambda payload=None, _n=name: self.record(_n, payload))
+
+    def attach_async(self, client):
+        # Coroutine handlers: the async clients await them (EventEmitter._emit_async).
+        for name in self.WATCHED:
+
+            async def handler(payload=None, _n=name):
+                self.record(_n, payload)
+
+            client.on(name, handler)
+
+    def of(self, name):
+        with self.cond:
+            return [p for n, p in self.events if n == name]
+
+    def find(self, name, pred):
+        """The first matching event as a 1-tuple (payload,), or None (payloads may be None)."""
+        return next(((p,) for p in self.of(name) if pred(p)), None)
+
+    def wait_sync(self, name, pred, what, timeout=EVENT_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                self.check_healthy(what)
+                hit = next(((p,) for n, p in self.events if n == name and pred(p)), None)
+                if hit is not None:
+                    return hit[0]
+                left = deadline - time.monotonic()
+                check(left > 0, f"{what}: no {name} event within {timeout:.0f}s; saw {self.summary()}")
+                self.cond.wait(left)
+
+    async def wait_async(self, name, pred, what, timeout=EVENT_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_healthy(what)
+            hit = self.find(name, pred)
+            if hit is not None:
+                return hit[0]
+            check(
+                time.monotonic() < deadline,
+                f"{what}: no {name} event within {timeout:.0f}s; saw {self.summary()}",
+            )
+            await asyncio.sleep(0.02)
+
+    def check_healthy(self, what):
+        errors = [p for n, p in self.events if n == "error"]
+        check(not errors, f"{what}: the SDK emitted an error event: {errors}")
+        if not self.closing:
+            gone = [p for n, p in self.events if n == "disconnected"]
+            check(not gone, f"{what}: the connection dropped: {gone}")
+
+    def summary(self):
+        return [n for n, _ in self.events]
+
+
+def rt_config(token):
+    # No auto-reconnect: a dropped connection must fail the check, not be papered over.
+    return RealtimeConfig(token=token, auto_reconnect=False)
+
+
+def check_authenticated(rec, what, bob_id):
+    auth = rec.of("authenticated")
+    check(len(auth) == 1, f"{what}: expected one authenticated event, saw {rec.summary()}")
+    check(
+        isinstance(auth[0], dict) and auth[0].get("userId") == bob_id and auth[0].get("username"),
+        f"{what}: authenticated payload is not {{userId: bob, username}}",
+        auth[0],
+    )
+    check(rec.of("connected"), f"{what}: no connected event after connect()", rec.summary())
+
+
+def check_pong(rec, pong, what):
+    check(isinstance(pong, dict), f"{what}: ping() answered a non-dict", pong)
+    rid = pong.get("requestId")
+    check(
+        isinstance(rid, str) and rid.startswith("ping-"),
+        f"{what}: pong payload.requestId is not the SDK's ping id",
+        pong,
+    )
+    check(
+        any(p.get("requestId") == rid for p in rec.of("pong")),
+        f"{what}: no pong event with requestId {rid!r}",
+        rec.of("pong"),
+    )
+
+
+def check_message_new(payload, sent, what):
+    for key in ("id", "conversationId", "senderId", "content", "type", "createdAt"):
+        check(payload.get(key) == sent.get(key), f"{what}: message.new {key} differs from the REST answer "
+              f"({payload.get(key)!r} vs {sent.get(key)!r})", payload)
+    try:
+        MessageNewPayload.model_validate(payload)
+    except Exception as e:  # pydantic.ValidationError
+        raise CheckFailed(f"{what}: message.new does not parse as the SDK's MessageNewPayload: {e}")
+
+
+def rest_sends(alice, alice_id, group_id, bob_id, label):
+    """Alice sends one group message and one direct message to bob over REST; answers both."""
+    tag = uuid.uuid4().hex[:6]
+    g = ok_data(alice.im.messages.send(group_id, f"rt {label} group {tag}"), f"{label}: group send")
+    d = ok_data(alice.im.direct.send(bob_id, f"rt {label} direct {tag}"), f"{label}: direct send")
+    g, d = g["message"], d["message"]
+    check(g.get("senderId") == alice_id and d.get("senderId") == alice_id, f"{label}: senderId", [g, d])
+    return g, d
+
+
+def realtime_sync_checks(base, alice, alice_id, bob_id, bob_token, group_id):
+    """The sync PrismerClient's realtime clients (background threads), acting as bob."""
+    bob = PrismerClient(api_key=bob_token, base_url=base)
+    try:
+        for kind in ("ws", "sse"):
+            what = f"sync {kind.upper()} client"
+            step(f"realtime: {what}")
+            factory = bob.im.realtime.connect_ws if kind == "ws" else bob.im.realtime.connect_sse
+            rt = factory(rt_config(bob_token))
+            rec = Recorder()
+            rec.attach_sync(rt)
+            with Watchdog(what):
+                try:
+                    try:
+                        rt.connect()
+                    except Exception as e:
+                        raise CheckFailed(f"{what}: connect() failed: {e!r}; saw {rec.summary()}")
+                    check(rt.state == "connected", f"{what}: state after connect() is {rt.state!r}")
+                    if kind == "sse":
+                        rec.wait_sync("connected", lambda p: True, what)
+                    check_authenticated(rec, what, bob_id)
+                    if kind == "ws":
+                        try:
+                            pong = rt.ping(timeout=EVENT_TIMEOUT)
+                        except TimeoutError:
+                            raise CheckFailed(f"{what}: ping() timed out (pong must echo payload.requestId)")
+                        check_pong(rec, pong, what)
+                    g, d = rest_sends(alice, alice_id, group_id, bob_id, what)
+                    for sent, where in ((g, "group"), (d, "direct")):
+                        got = rec.wait_sync(
+                            "message.new",
+                            lambda p, _id=sent["id"]: isinstance(p, dict) and p.get("id") == _id,
+                            f"{what}: {where} message",
+                        )
+                        check_message_new(got, sent, f"{what}: {where} message")
+                    if kind == "ws":
+                        pong = rt.ping(timeout=EVENT_TIMEOUT)  # still alive after the events
+                        check_pong(rec, pong, f"{what} (second ping)")
+                    rec.check_healthy(what)
+                    step(f"  {what}: authenticated, {'ping/pong, ' if kind == 'ws' else ''}"
+                         f"group and direct message.new received")
+                finally:
+                    rec.closing = True
+                    rt.disconnect()
+    finally:
+        bob.close()
+
+
+def realtime_async_checks(base, alice, alice_id, bob_id, bob_token, group_id):
+    """The AsyncPrismerClient's realtime clients (asyncio tasks), acting as bob."""
+
+    async def one(ac, kind):
+        what = f"async {kind.upper()} client"
+        step(f"realtime: {what}")
+        factory = ac.im.realtime.connect_ws if kind == "ws" else ac.im.realtime.connect_sse
+        rt = factory(rt_config(bob_token))
+        rec = Recorder()
+        rec.attach_async(rt)
+        try:
+            try:
+                await asyncio.wait_for(rt.connect(), timeout=EVENT_TIMEOUT + 5)
+            except asyncio.TimeoutError:
+                raise CheckFailed(f"{what}: connect() did not finish; saw {rec.summary()}")
+            except Exception as e:
+                raise CheckFailed(f"{what}: connect() failed: {e!r}; saw {rec.summary()}")
+            if kind == "sse":
+                await rec.wait_async("connected", lambda p: True, what)
+            check(rt.state == "connected", f"{what}: state after connect() is {rt.state!r}")
+            check_authenticated(rec, what, bob_id)
+            if kind == "ws":
+                try:
+                    pong = await asyncio.wait_for(rt.ping(), timeout=EVENT_TIMEOUT + 5)
+                except (TimeoutError, asyncio.TimeoutError):
+                    raise CheckFailed(f"{what}: ping() timed out (pong must echo payload.requestId)")
+                check_pong(rec, pong, what)
+            # The REST client is the sync one: run it off the loop so the receive task keeps going.
+            g, d = await asyncio.to_thread(rest_sends, alice, alice_id, group_id, bob_id, what)
+            for sent, where in ((g, "group"), (d, "direct")):
+                got = await rec.wait_async(
+                    "message.new",
+                    lambda p, _id=sent["id"]: isinstance(p, dict) and p.get("id") == _id,
+                    f"{what}: {where} message",
+                )
+                check_message_new(got, sent, f"{what}: {where} message")
+            if kind == "ws":
+                pong = await asyncio.wait_for(rt.ping(), timeout=EVENT_TIMEOUT + 5)
+                check_pong(rec, pong, f"{what} (second ping)")
+            rec.check_healthy(what)
+            step(f"  {what}: authenticated, {'ping/pong, ' if kind == 'ws' else ''}"
+                 f"group and direct message.new received")
+        finally:
+            rec.closing = True
+            await asyncio.wait_for(rt.disconnect(), timeout=EVENT_TIMEOUT)
+
+    async def run():
+        ac = AsyncPrismerClient(api_key=bob_token, base_url=base)
+        try:
+            for kind in ("ws", "sse"):
+                try:
+                    await asyncio.wait_for(one(ac, kind), timeout=WATCHDOG_SECONDS)
+                except asyncio.TimeoutError:
+                    raise CheckFailed(
+                        f"async {kind.upper()} client: no result within {WATCHDOG_SECONDS:.0f}s"
+                    )
+        finally:
+            await ac.close()
+
+    with Watchdog("async realtime clients", 2 * WATCHDOG_SECONDS + 10):
+        asyncio.run(run())
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: prismer_check.py BASE_URL", file=sys.stderr)
@@ -302,6 +584,9 @@ def main():
             ok_data(alice.im.messages.send(group_id, f"bulk {i}"), f"bulk send {i}")
 
         sync_checks(base, alice, alice_id, bob_id, bob_token, group_id, msg["id"], kept["id"])
+
+        realtime_sync_checks(base, alice, alice_id, bob_id, bob_token, group_id)
+        realtime_async_checks(base, alice, alice_id, bob_id, bob_token, group_id)
     finally:
         alice.close()
         bob.close()

@@ -1,0 +1,93 @@
+//! A short-lived cache of authenticated tokens, so that a request does not pay a database read
+//! just to learn who is calling. Entries live a few seconds: a logout, a profile change or an
+//! account deletion on this node drops them at once; on another node they end within the TTL.
+
+use imsync_core::model::User;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const TTL: Duration = Duration::from_secs(5);
+const MAX_ENTRIES: usize = 100_000;
+
+struct Entry {
+    user: User,
+    expires_at_ms: i64,
+    cached: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct SessionCache {
+    by_hash: Mutex<HashMap<String, Entry>>,
+}
+
+impl SessionCache {
+    pub fn get(&self, hash: &str, now_ms: i64) -> Option<User> {
+        let map = self.by_hash.lock();
+        let e = map.get(hash)?;
+        (e.cached.elapsed() < TTL && e.expires_at_ms > now_ms).then(|| e.user.clone())
+    }
+
+    pub fn put(&self, hash: String, user: User, expires_at_ms: i64) {
+        let mut map = self.by_hash.lock();
+        if map.len() >= MAX_ENTRIES {
+            map.retain(|_, e| e.cached.elapsed() < TTL);
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(
+            hash,
+            Entry {
+                user,
+                expires_at_ms,
+                cached: Instant::now(),
+            },
+        );
+    }
+
+    pub fn forget_token(&self, hash: &str) {
+        self.by_hash.lock().remove(hash);
+    }
+
+    pub fn forget_user(&self, user_id: &str) {
+        self.by_hash.lock().retain(|_, e| e.user.id != user_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imsync_core::model::UserRole;
+
+    fn user(id: &str) -> User {
+        User {
+            id: id.into(),
+            username: id.into(),
+            display_name: id.into(),
+            role: UserRole::Human,
+            agent_type: None,
+            avatar_url: None,
+            bio: None,
+            metadata: serde_json::json!({}),
+            has_password: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn cached_until_forgotten_or_expired() {
+        let c = SessionCache::default();
+        c.put("h1".into(), user("u1"), 1_000);
+        c.put("h2".into(), user("u1"), 1_000);
+        c.put("h3".into(), user("u2"), 1_000);
+        assert_eq!(c.get("h1", 10).unwrap().id, "u1");
+        assert!(c.get("h1", 1_000).is_none(), "the token itself expired");
+        c.forget_token("h1");
+        assert!(c.get("h1", 10).is_none());
+        c.forget_user("u1");
+        assert!(c.get("h2", 10).is_none());
+        assert_eq!(c.get("h3", 10).unwrap().id, "u2");
+    }
+}
