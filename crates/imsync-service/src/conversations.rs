@@ -122,7 +122,7 @@ pub(crate) fn private_event(
 }
 
 /// Creates a conversation with its members, all present from its `conversation.create` event.
-fn create(
+pub(crate) fn create(
     c: &mut dyn SqlConn,
     conv: Conversation,
     direct_key: Option<&str>,
@@ -177,17 +177,14 @@ pub(crate) fn add_member(
 
 /// Ends a user's presence; the `participant.remove` event is the last one they see.
 fn remove_member(c: &mut dyn SqlConn, conv: &Conversation, p: &Participant) -> Result<()> {
-    let e = shared_event(
-        c,
-        ev::PARTICIPANT_REMOVE,
-        &conv.id,
-        json!({ "conversationId": conv.id, "userId": p.user_id, "role": p.role.as_str() }),
-    )?;
-    participants::leave(c, &conv.id, &p.user_id, e.seq)?;
     if p.role == ParticipantRole::Owner {
-        let rest = participants::list_present(c, &conv.id)?;
+        let rest: Vec<Participant> = participants::list_present(c, &conv.id)?
+            .into_iter()
+            .filter(|q| q.user_id != p.user_id)
+            .collect();
         if !rest.iter().any(|q| q.role == ParticipantRole::Owner) {
             // A group keeps an owner while it has members: the longest-standing admin, else member.
+            // The change is announced while the leaving owner is still there to see it too.
             if let Some(heir) = rest
                 .iter()
                 .filter(|q| q.role == ParticipantRole::Admin)
@@ -195,10 +192,23 @@ fn remove_member(c: &mut dyn SqlConn, conv: &Conversation, p: &Participant) -> R
                 .next()
             {
                 participants::set_role(c, &conv.id, &heir.user_id, ParticipantRole::Owner)?;
+                let ms = members(c, &conv.id)?;
+                shared_event(
+                    c,
+                    ev::CONVERSATION_UPDATE,
+                    &conv.id,
+                    payload::conversation(conv, Some(members_json(&ms))),
+                )?;
             }
         }
     }
-    Ok(())
+    let e = shared_event(
+        c,
+        ev::PARTICIPANT_REMOVE,
+        &conv.id,
+        json!({ "conversationId": conv.id, "userId": p.user_id, "role": p.role.as_str() }),
+    )?;
+    participants::leave(c, &conv.id, &p.user_id, e.seq)
 }
 
 fn check_title(title: &str) -> Result<()> {

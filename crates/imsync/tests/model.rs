@@ -738,7 +738,7 @@ impl World {
             // only an owner removes an owner.
             Outcome::Refused(StatusCode::FORBIDDEN, Some("FORBIDDEN"))
         } else {
-            Outcome::Ok(StatusCode::OK, vec![shared("participant.remove")])
+            Outcome::Ok(StatusCode::OK, self.removal_events(c, target))
         };
         let path = format!(
             "/api/im/conversations/{}/participants/{}",
@@ -752,16 +752,34 @@ impl World {
             Outcome::Refused(..) => Vec::new(),
         };
         let seqs = self.absorb(actor, Some(c), &preds).await;
-        if let Some(s) = seqs.first() {
+        if let Some(s) = seqs.last() {
             self.leave(c, target, *s);
         }
+    }
+
+    /// What removing `u` appends: when the group's only owner goes and others stay, first a
+    /// `conversation.update` naming the new owner, then the `participant.remove`.
+    fn removal_events(&self, c: usize, u: usize) -> Vec<Pred> {
+        let cv = &self.convs[c];
+        let handover = cv.role(u) == Some(Role::Owner)
+            && cv.members.len() > 1
+            && !cv
+                .members
+                .iter()
+                .any(|(m, (r, _))| *m != u && *r == Role::Owner);
+        let mut events = Vec::new();
+        if handover {
+            events.push(shared("conversation.update"));
+        }
+        events.push(shared("participant.remove"));
+        events
     }
 
     async fn leave_op(&mut self, actor: usize, c: usize) {
         let outcome = if !self.convs[c].present(actor) {
             Outcome::Refused(StatusCode::FORBIDDEN, Some("NOT_PARTICIPANT"))
         } else {
-            Outcome::Ok(StatusCode::OK, vec![shared("participant.remove")])
+            Outcome::Ok(StatusCode::OK, self.removal_events(c, actor))
         };
         let path = format!("/api/im/conversations/{}", self.convs[c].id);
         self.call(actor, Method::DELETE, &path, None, &outcome)
@@ -771,7 +789,7 @@ impl World {
             Outcome::Refused(..) => Vec::new(),
         };
         let seqs = self.absorb(actor, Some(c), &preds).await;
-        if let Some(s) = seqs.first() {
+        if let Some(s) = seqs.last() {
             self.leave(c, actor, *s);
         }
     }
@@ -1027,6 +1045,15 @@ fn replay(events: &[Value]) -> HashMap<String, RConv> {
             }
             "participant.add" => {
                 c.members.insert(str_of(&d["userId"]));
+            }
+            // A snapshot of the members (sent when ownership passes on).
+            "conversation.update" => {
+                c.members = d["members"]
+                    .as_array()
+                    .expect("members")
+                    .iter()
+                    .map(|m| str_of(&m["userId"]))
+                    .collect();
             }
             "participant.remove" => {
                 c.members.remove(&str_of(&d["userId"]));

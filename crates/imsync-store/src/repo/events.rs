@@ -15,7 +15,8 @@ use super::participants::{self, Interval};
 use crate::{args, Dialect, Row, SqlConn};
 use imsync_core::model::{Audience, Event};
 use imsync_core::{Result, Seq};
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 /// Above this many globally changed conversations, candidates come from the user's memberships.
 const GLOBAL_CANDIDATES: i64 = 256;
@@ -89,22 +90,6 @@ fn from_row(r: &Row) -> Event {
     }
 }
 
-/// Events of one stream in `(after, upto]`, ascending, at most `limit`.
-pub fn read_stream(
-    c: &mut dyn SqlConn,
-    stream: &str,
-    after: Seq,
-    upto: Option<Seq>,
-    limit: i64,
-) -> Result<Vec<Event>> {
-    let rows = c.query(
-        "SELECT seq, stream, type, conv_id, data, at FROM events \
-         WHERE stream = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
-        args![stream, after, upto.unwrap_or(i64::MAX), limit],
-    )?;
-    Ok(rows.iter().map(from_row).collect())
-}
-
 /// Every event after `after`, in seq order, at most `limit` (for feeding live fan-out).
 pub fn read_after(c: &mut dyn SqlConn, after: Seq, limit: i64) -> Result<Vec<Event>> {
     let rows = c.query(
@@ -115,22 +100,58 @@ pub fn read_after(c: &mut dyn SqlConn, after: Seq, limit: i64) -> Result<Vec<Eve
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// An event row as read for the merge: its JSON is parsed only if the event is returned.
+struct RawEvent {
+    seq: Seq,
+    kind: String,
+    conv_id: Option<String>,
+    data: String,
+    at: i64,
+}
+
+impl RawEvent {
+    fn into_event(self, audience: Audience) -> Event {
+        Event {
+            seq: self.seq,
+            kind: self.kind,
+            conversation_id: self.conv_id,
+            audience,
+            data: serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null),
+            at: self.at,
+        }
+    }
+
+    /// The seq that created the message this event changes, for edits, deletions, reactions.
+    fn changes_message_created_at(&self) -> Option<Seq> {
+        if !matches!(
+            self.kind.as_str(),
+            "message.edit" | "message.delete" | "message.reaction"
+        ) {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&self.data).ok()?;
+        v.get("createdSeq").and_then(serde_json::Value::as_i64)
+    }
+}
+
 struct Cursor {
     stream: String,
+    audience: Audience,
     after: Seq,
     upto: Option<Seq>,
     chunk: i64,
-    buffer: VecDeque<Event>,
+    buffer: VecDeque<RawEvent>,
     exhausted: bool,
 }
 
 impl Cursor {
-    fn new(stream: String, after: Seq, upto: Option<Seq>) -> Self {
+    fn new(stream: String, after: Seq, upto: Option<Seq>, chunk: i64) -> Self {
         Cursor {
+            audience: Audience::from_stream(&stream).unwrap_or(Audience::User(String::new())),
             stream,
             after,
             upto,
-            chunk: FIRST_CHUNK,
+            chunk,
             buffer: VecDeque::new(),
             exhausted: false,
         }
@@ -140,12 +161,45 @@ impl Cursor {
         if !self.buffer.is_empty() || self.exhausted {
             return Ok(());
         }
-        let events = read_stream(c, &self.stream, self.after, self.upto, self.chunk)?;
-        self.exhausted = (events.len() as i64) < self.chunk;
-        if let Some(last) = events.last() {
-            self.after = last.seq;
+        let rows = c.query(
+            "SELECT seq, type, conv_id, data, at FROM events \
+             WHERE stream = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+            args![
+                &self.stream,
+                self.after,
+                self.upto.unwrap_or(i64::MAX),
+                self.chunk
+            ],
+        )?;
+        self.exhausted = (rows.len() as i64) < self.chunk;
+        for r in rows {
+            let mut values = r.0.into_iter();
+            let mut next = || values.next().unwrap_or(crate::Value::Null);
+            let seq = match next() {
+                crate::Value::Int(v) => v,
+                _ => continue,
+            };
+            let text = |v: crate::Value| match v {
+                crate::Value::Text(t) => Some(t),
+                _ => None,
+            };
+            let kind = text(next()).unwrap_or_default();
+            let conv_id = text(next());
+            let data = text(next()).unwrap_or_default();
+            let at = match next() {
+                crate::Value::Int(v) => v,
+                _ => 0,
+            };
+            self.after = seq;
+            self.buffer.push_back(RawEvent {
+                seq,
+                kind,
+                conv_id,
+                data,
+                at,
+            });
         }
-        self.buffer.extend(events);
+        // A stream that keeps winning is read in growing chunks.
         self.chunk = (self.chunk * 2).min(1024);
         Ok(())
     }
@@ -188,13 +242,13 @@ pub fn visible_streams(c: &mut dyn SqlConn, user_id: &str, since: Seq) -> Result
 fn sees_message_change(
     c: &mut dyn SqlConn,
     user_id: &str,
-    e: &Event,
+    e: &RawEvent,
     intervals: &mut HashMap<String, Vec<Interval>>,
 ) -> Result<bool> {
-    let Some(created) = e.data.get("createdSeq").and_then(serde_json::Value::as_i64) else {
+    let Some(created) = e.changes_message_created_at() else {
         return Ok(true);
     };
-    let Some(conv) = &e.conversation_id else {
+    let Some(conv) = &e.conv_id else {
         return Ok(true);
     };
     if !intervals.contains_key(conv) {
@@ -211,29 +265,38 @@ pub fn sync_page(
     since: Seq,
     limit: usize,
 ) -> Result<(Vec<Event>, bool)> {
-    let mut intervals = HashMap::new();
-    let mut cursors: Vec<Cursor> = visible_streams(c, user_id, since)?
+    let streams = visible_streams(c, user_id, since)?;
+    // Enough from each stream for its share of the page, so the first round of reads is about
+    // one page in total however many conversations take part.
+    let first_chunk = ((limit / streams.len().max(1)) as i64 + 2).clamp(4, FIRST_CHUNK);
+    let mut cursors: Vec<Cursor> = streams
         .into_iter()
-        .map(|(stream, after, upto)| Cursor::new(stream, after, upto))
+        .map(|(stream, after, upto)| Cursor::new(stream, after, upto, first_chunk))
         .collect();
-    for cur in &mut cursors {
+    let mut heads = BinaryHeap::new();
+    for (i, cur) in cursors.iter_mut().enumerate() {
         cur.refill(c)?;
-    }
-    let mut out = Vec::with_capacity(limit.min(1024));
-    while out.len() <= limit {
-        let next = cursors
-            .iter()
-            .enumerate()
-            .filter_map(|(i, cur)| cur.buffer.front().map(|e| (e.seq, i)))
-            .min();
-        let Some((_, i)) = next else { break };
-        let cur = &mut cursors[i];
-        if let Some(e) = cur.buffer.pop_front() {
-            if sees_message_change(c, user_id, &e, &mut intervals)? {
-                out.push(e);
-            }
+        if let Some(e) = cur.buffer.front() {
+            heads.push(Reverse((e.seq, i)));
         }
+    }
+    let mut intervals = HashMap::new();
+    let mut out = Vec::with_capacity(limit.min(1024) + 1);
+    while out.len() <= limit {
+        let Some(Reverse((_, i))) = heads.pop() else {
+            break;
+        };
+        let cur = &mut cursors[i];
+        let Some(e) = cur.buffer.pop_front() else {
+            continue;
+        };
         cur.refill(c)?;
+        if let Some(next) = cur.buffer.front() {
+            heads.push(Reverse((next.seq, i)));
+        }
+        if sees_message_change(c, user_id, &e, &mut intervals)? {
+            out.push(e.into_event(cursors[i].audience.clone()));
+        }
     }
     let has_more = out.len() > limit;
     out.truncate(limit);
