@@ -98,6 +98,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .merge(native)
         .merge(crate::realtime::router())
+        .merge(crate::rocketchat::router())
+        .merge(crate::tsdd::router())
         .fallback(fallback)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

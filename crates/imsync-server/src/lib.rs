@@ -11,6 +11,8 @@ mod metrics;
 mod native;
 mod ratelimit;
 mod realtime;
+mod rocketchat;
+mod tsdd;
 
 pub use app::{router, AppState, ServerConfig};
 pub use metrics::install_recorder;

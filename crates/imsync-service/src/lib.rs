@@ -4,17 +4,31 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod channel_actions;
+mod channels;
+mod conversation_sync;
 mod conversations;
 pub mod hub;
 mod messages;
 pub mod payload;
+mod rooms;
 mod sessions;
 mod sync;
+mod threads;
 
 pub use accounts::{NewAccount, ProfilePatch, Session, Stats};
+pub use channel_actions::{ConversationExtra, ExtraPatch, MessageRef, REVOKED_BY_KEY};
+pub use channels::{
+    Channel, ChannelMessage, ChannelPage, ChannelRange, ExtraView, Names, ReactionRow,
+};
+pub use conversation_sync::{
+    ConversationSync, ConversationSyncRequest, GroupInfo, SyncedConversation,
+};
 pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
 pub use messages::{HistoryPage, NewMessage, SendOutcome};
+pub use rooms::{RoomChanges, RoomView};
 pub use sync::SyncPage;
+pub use threads::{ChangeSet, MessageView, ThreadChanges};
 
 use imsync_core::model::User;
 use imsync_core::Result;
@@ -27,6 +41,11 @@ pub struct ServiceConfig {
     pub token_ttl_ms: i64,
     /// Events queued per realtime connection before it is closed as lagging.
     pub realtime_queue: usize,
+    /// The public channel every account that uses the Rocket.Chat face is put in (its id);
+    /// `None` for none.
+    pub default_channel: Option<String>,
+    /// Rocket.Chat's `Threads_enabled` setting: when off, its thread endpoints refuse.
+    pub threads_enabled: bool,
 }
 
 impl Default for ServiceConfig {
@@ -35,6 +54,8 @@ impl Default for ServiceConfig {
             registration_open: true,
             token_ttl_ms: 7 * 24 * 3600 * 1000,
             realtime_queue: hub::DEFAULT_QUEUE,
+            default_channel: Some("GENERAL".to_owned()),
+            threads_enabled: true,
         }
     }
 }

@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// PostgreSQL schema for imsync's tables (created if missing) [default: the search path].
     #[arg(long, env = "IMSYNC_PG_SCHEMA")]
     pub pg_schema: Option<String>,
+    /// Id of the public channel every Rocket.Chat user is put in; empty for none
+    /// [default: GENERAL].
+    #[arg(long, env = "IMSYNC_DEFAULT_CHANNEL")]
+    pub default_channel: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -73,6 +77,7 @@ struct FileConfig {
     pg_pool_size: Option<usize>,
     pg_statement_timeout_ms: Option<u64>,
     pg_schema: Option<String>,
+    default_channel: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +95,8 @@ pub struct Config {
     pub pg_pool_size: usize,
     pub pg_statement_timeout_ms: u64,
     pub pg_schema: Option<String>,
+    /// `None` when disabled (an empty value).
+    pub default_channel: Option<String>,
 }
 
 /// Which database the server runs on.
@@ -161,6 +168,11 @@ impl Config {
                 .or(f.pg_statement_timeout_ms)
                 .unwrap_or(30_000),
             pg_schema: a.pg_schema.or(f.pg_schema),
+            default_channel: match a.default_channel.or(f.default_channel) {
+                None => Some("GENERAL".to_owned()),
+                Some(s) if s.trim().is_empty() => None,
+                Some(s) => Some(s.trim().to_owned()),
+            },
         })
     }
 
@@ -197,6 +209,7 @@ impl Config {
         ServiceConfig {
             registration_open: self.registration_open,
             token_ttl_ms: (self.token_ttl_secs as i64).saturating_mul(1000),
+            default_channel: self.default_channel.clone(),
             ..Default::default()
         }
     }

@@ -2,11 +2,12 @@ use crate::{args, Row, SqlConn};
 use imsync_core::model::Message;
 use imsync_core::{Result, Seq};
 
-const COLUMNS: &str = "id, conv_id, msg_seq, event_seq, sender_id, type, content, metadata, \
+pub(crate) const COLUMNS: &str =
+    "id, conv_id, msg_seq, event_seq, sender_id, type, content, metadata, \
      parent_id, quoted_id, created_at, updated_at, edited_at, edited_by, deleted_at, revoked, \
      tcount, tlm, version";
 
-fn from_row(r: &Row) -> Message {
+pub(crate) fn from_row(r: &Row) -> Message {
     Message {
         id: r.string(0),
         conversation_id: r.string(1),

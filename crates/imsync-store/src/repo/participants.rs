@@ -2,10 +2,11 @@ use crate::{args, Row, SqlConn};
 use imsync_core::model::{Conversation, Participant, ParticipantRole};
 use imsync_core::{Result, Seq};
 
-const COLUMNS: &str = "conv_id, user_id, role, joined_seq, joined_at, left_seq, read_msg_seq, \
+pub(crate) const COLUMNS: &str =
+    "conv_id, user_id, role, joined_seq, joined_at, left_seq, read_msg_seq, \
                        pinned, pinned_at, muted, cleared_seq, private_seq";
 
-fn from_row(r: &Row) -> Participant {
+pub(crate) fn from_row(r: &Row) -> Participant {
     Participant {
         conversation_id: r.string(0),
         user_id: r.string(1),

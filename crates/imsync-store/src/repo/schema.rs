@@ -134,6 +134,39 @@ CREATE INDEX events_stream ON events(stream, seq);
 "#,
     // Live fan-out asks who was in a conversation at a given seq.
     "CREATE INDEX memberships_conv ON memberships(conv_id, joined_seq);",
+    // TangSengDaoDao face: messages a user deleted for themselves, per-user conversation state
+    // (extras, deleted-at seq), and the orders extra sync and client_msg_no lookups read in.
+    r#"
+CREATE TABLE hidden_messages (
+    user_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    conv_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (user_id, message_id)
+);
+CREATE INDEX hidden_messages_conv ON hidden_messages(user_id, conv_id, seq);
+CREATE TABLE conversation_extras (
+    user_id TEXT NOT NULL,
+    conv_id TEXT NOT NULL,
+    browse_to INTEGER NOT NULL DEFAULT 0,
+    keep_message_seq INTEGER NOT NULL DEFAULT 0,
+    keep_offset_y INTEGER NOT NULL DEFAULT 0,
+    draft TEXT NOT NULL DEFAULT '',
+    version INTEGER NOT NULL DEFAULT 0,
+    deleted_msg_seq INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, conv_id)
+);
+CREATE INDEX conversation_extras_version ON conversation_extras(user_id, version);
+CREATE INDEX messages_conv_version ON messages(conv_id, version);
+CREATE INDEX idempotency_conv_key ON idempotency(conv_id, key);
+"#,
+    // Rocket.Chat face: the trash (deleted messages by deletion time), thread changes by time,
+    // and groups by name.
+    r#"
+CREATE INDEX messages_trash ON messages(conv_id, updated_at) WHERE deleted_at IS NOT NULL;
+CREATE INDEX messages_parent_updated ON messages(parent_id, updated_at) WHERE parent_id IS NOT NULL;
+CREATE INDEX conversations_title ON conversations(title) WHERE kind = 'group';
+"#,
 ];
 
 /// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock
