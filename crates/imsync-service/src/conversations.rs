@@ -90,7 +90,7 @@ fn shared_event(
     kind: &str,
     conv_id: &str,
     data: Value,
-) -> Result<imsync_core::model::Event> {
+) -> Result<events::Appended> {
     events::append(
         c,
         kind,
@@ -108,7 +108,7 @@ pub(crate) fn private_event(
     conv_id: &str,
     user_id: &str,
     data: Value,
-) -> Result<imsync_core::model::Event> {
+) -> Result<events::Appended> {
     let e = events::append(
         c,
         kind,

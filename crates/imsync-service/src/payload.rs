@@ -3,37 +3,62 @@
 
 use imsync_core::model::{Conversation, Message, User};
 use imsync_core::time::rfc3339;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+/// A message as events and responses carry it. Serialized straight into responses; turned into
+/// a JSON value only where one is stored (event payloads).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageJson<'a> {
+    id: &'a str,
+    conversation_id: &'a str,
+    sender_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    content: &'a str,
+    metadata: &'a Value,
+    parent_id: Option<&'a str>,
+    status: &'static str,
+    seq: i64,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quoted_message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<String>,
+    /// Present (possibly null) exactly when `editedAt` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_by: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_count: Option<i64>,
+}
+
+pub fn message_json(m: &Message) -> MessageJson<'_> {
+    MessageJson {
+        id: &m.id,
+        conversation_id: &m.conversation_id,
+        sender_id: &m.sender_id,
+        kind: &m.kind,
+        content: &m.content,
+        metadata: &m.metadata,
+        parent_id: m.parent_id.as_deref(),
+        status: "sent",
+        seq: m.msg_seq,
+        created_at: rfc3339(m.created_at),
+        updated_at: rfc3339(m.updated_at),
+        quoted_message_id: m.quoted_id.as_deref(),
+        edited_at: m.edited_at.map(rfc3339),
+        edited_by: m.edited_at.map(|_| m.edited_by.as_deref()),
+        deleted_at: m.deleted_at.map(rfc3339),
+        reply_count: (m.tcount > 0).then_some(m.tcount),
+    }
+}
+
 pub fn message(m: &Message) -> Value {
-    let mut v = json!({
-        "id": m.id,
-        "conversationId": m.conversation_id,
-        "senderId": m.sender_id,
-        "type": m.kind,
-        "content": m.content,
-        "metadata": m.metadata,
-        "parentId": m.parent_id,
-        "status": "sent",
-        "seq": m.msg_seq,
-        "createdAt": rfc3339(m.created_at),
-        "updatedAt": rfc3339(m.updated_at),
-    });
-    let o = v.as_object_mut().expect("object literal");
-    if let Some(q) = &m.quoted_id {
-        o.insert("quotedMessageId".into(), json!(q));
-    }
-    if let Some(at) = m.edited_at {
-        o.insert("editedAt".into(), json!(rfc3339(at)));
-        o.insert("editedBy".into(), json!(m.edited_by));
-    }
-    if let Some(at) = m.deleted_at {
-        o.insert("deletedAt".into(), json!(rfc3339(at)));
-    }
-    if m.tcount > 0 {
-        o.insert("replyCount".into(), json!(m.tcount));
-    }
-    v
+    serde_json::to_value(message_json(m)).unwrap_or(Value::Null)
 }
 
 pub fn message_edit(m: &Message) -> Value {

@@ -1,11 +1,11 @@
-use super::{created, ok, ok_meta, render};
+use super::{ok, ok_meta, render};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::ApiResult;
 use crate::extract::{int_param, JsonBody, QueryParams};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use imsync_core::Error;
 use imsync_service::{HistoryPage, NewMessage, SendOutcome};
 use serde::Deserialize;
@@ -134,11 +134,28 @@ impl HistoryQuery {
 /// The send response the SDK consumes: `{conversationId, message}`; 201 for a new message and
 /// for its idempotent retries alike.
 pub fn send_response(outcome: &SendOutcome) -> Response {
-    created(json!({
-        "conversationId": outcome.message.conversation_id,
-        "message": render::message(&outcome.message),
-        "duplicate": !outcome.created,
-    }))
+    // The hottest response of the API: serialized straight from the message, no JSON tree.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Sent<'a> {
+        conversation_id: &'a str,
+        message: imsync_service::payload::MessageJson<'a>,
+        duplicate: bool,
+    }
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        ok: bool,
+        data: Sent<'a>,
+    }
+    let body = Envelope {
+        ok: true,
+        data: Sent {
+            conversation_id: &outcome.message.conversation_id,
+            message: imsync_service::payload::message_json(&outcome.message),
+            duplicate: !outcome.created,
+        },
+    };
+    (axum::http::StatusCode::CREATED, axum::Json(body)).into_response()
 }
 
 pub fn history_response(page: &HistoryPage, limit: i64) -> Response {

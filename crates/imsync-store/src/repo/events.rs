@@ -30,7 +30,7 @@ pub fn append(
     conversation_id: Option<&str>,
     data: serde_json::Value,
     at: i64,
-) -> Result<Event> {
+) -> Result<Appended> {
     let stream = audience.stream();
     let seq = match c.dialect() {
         // One writer: SQLite hands out the next rowid, and commits are in that order.
@@ -60,16 +60,22 @@ pub fn append(
     if let Audience::Conversation(id) = &audience {
         super::conversations::touch_event(c, id, seq)?;
     }
-    let event = Event {
+    c.appended(Event {
         seq,
         kind: kind.to_owned(),
         conversation_id: conversation_id.map(str::to_owned),
         audience,
         data,
         at,
-    };
-    c.appended(event.clone());
-    Ok(event)
+    });
+    Ok(Appended { seq, at })
+}
+
+/// Where an appended event landed: its seq and its timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: Seq,
+    pub at: i64,
 }
 
 /// The seq the next append will take, minus one: the head of the log in this snapshot.
