@@ -27,7 +27,7 @@ pub use conversation_sync::{
 pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
 pub use messages::{HistoryPage, NewMessage, SendOutcome};
 pub use rooms::{RoomChanges, RoomView};
-pub use sync::SyncPage;
+pub use sync::{RawSyncPage, SyncPage};
 pub use threads::{ChangeSet, MessageView, ThreadChanges};
 
 use imsync_core::model::User;

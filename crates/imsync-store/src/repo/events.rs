@@ -106,17 +106,19 @@ pub fn read_after(c: &mut dyn SqlConn, after: Seq, limit: i64) -> Result<Vec<Eve
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// An event row as read for the merge: its JSON is parsed only if the event is returned.
-struct RawEvent {
-    seq: Seq,
-    kind: String,
-    conv_id: Option<String>,
-    data: String,
-    at: i64,
+/// An event as read for the merge, its payload still JSON text: a sync response can carry it
+/// without parsing it, and the merge parses only what it must look into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    pub seq: Seq,
+    pub kind: String,
+    pub conv_id: Option<String>,
+    pub data: String,
+    pub at: i64,
 }
 
 impl RawEvent {
-    fn into_event(self, audience: Audience) -> Event {
+    pub fn into_event(self, audience: Audience) -> Event {
         Event {
             seq: self.seq,
             kind: self.kind,
@@ -265,12 +267,12 @@ fn sees_message_change(
 
 /// One page of the events visible to `user_id` with seq > `since`, ascending, and whether more
 /// follow. Must run inside one read snapshot.
-pub fn sync_page(
+pub fn sync_page_raw(
     c: &mut dyn SqlConn,
     user_id: &str,
     since: Seq,
     limit: usize,
-) -> Result<(Vec<Event>, bool)> {
+) -> Result<(Vec<(RawEvent, Audience)>, bool)> {
     let streams = visible_streams(c, user_id, since)?;
     // Enough from each stream for its share of the page, so the first round of reads is about
     // one page in total however many conversations take part.
@@ -301,10 +303,26 @@ pub fn sync_page(
             heads.push(Reverse((next.seq, i)));
         }
         if sees_message_change(c, user_id, &e, &mut intervals)? {
-            out.push(e.into_event(cursors[i].audience.clone()));
+            out.push((e, cursors[i].audience.clone()));
         }
     }
     let has_more = out.len() > limit;
     out.truncate(limit);
     Ok((out, has_more))
+}
+
+/// [`sync_page_raw`] with every payload parsed.
+pub fn sync_page(
+    c: &mut dyn SqlConn,
+    user_id: &str,
+    since: Seq,
+    limit: usize,
+) -> Result<(Vec<Event>, bool)> {
+    let (raw, has_more) = sync_page_raw(c, user_id, since, limit)?;
+    Ok((
+        raw.into_iter()
+            .map(|(e, audience)| e.into_event(audience))
+            .collect(),
+        has_more,
+    ))
 }
