@@ -67,6 +67,14 @@ impl Api {
         }
     }
 
+    /// The same client (and token) talking to another server, e.g. another node.
+    pub fn on(&self, base: &str) -> Api {
+        Api {
+            base: base.trim_end_matches('/').to_owned(),
+            ..self.clone()
+        }
+    }
+
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(t) => req.bearer_auth(t),

@@ -9,9 +9,12 @@
 
 pub mod client;
 pub mod matrix;
+pub mod pg;
 pub mod progress;
+pub mod realtime;
 pub mod report;
 pub mod scenarios;
 pub mod seed;
 pub mod server;
 pub mod stats;
+pub mod ws;

@@ -6,10 +6,12 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use imsync_bench::client::{http_client, Api};
+use imsync_bench::pg::FreshDb;
+use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
 use imsync_bench::report::{cores, f, git_commit, memory_mib, ratio, Meta, Report};
 use imsync_bench::scenarios::{self, CatchUp, SendPar};
 use imsync_bench::seed::{self, SeedArgs};
-use imsync_bench::server::ServerProc;
+use imsync_bench::server::{open_files_limit, rss_kib_of, ServerProc};
 use imsync_bench::{matrix, scenarios::LOAD_COLUMNS};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,15 @@ struct Common {
     results_dir: Option<PathBuf>,
 }
 
+#[derive(Args, Clone, Default)]
+struct Db {
+    /// Run on PostgreSQL instead of SQLite: an admin URL (postgres://USER@HOST:PORT/DB). The
+    /// harness creates a fresh database on that server for the run and drops it afterwards; the
+    /// results go to `<scenario>-postgres.json`.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
 #[derive(Args, Clone)]
 struct SynapseArgs {
     /// Base URL of a running Synapse on 127.0.0.1.
@@ -54,9 +65,19 @@ struct SynapseArgs {
 #[derive(Subcommand)]
 enum Command {
     /// One client, sequential sends into one group, against the sequential /healthz floor.
-    SendSeq(Common),
+    SendSeq {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        db: Db,
+    },
     /// 64 clients, 100 groups of 100 members, random sends, against the 64-client floor.
-    SendPar(Common),
+    SendPar {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        db: Db,
+    },
     /// A user follows the cursor over 100k pending events in 200 conversations.
     CatchUp(Common),
     /// One incremental sync (10 new events) over histories of 10k, 100k and 1M events.
@@ -67,8 +88,28 @@ enum Command {
         #[arg(long, default_value_t = 80.0)]
         seed_budget_secs: f64,
     },
-    /// Every imsync scenario above, one after the other.
-    All(Common),
+    /// 1000 WebSocket clients in one group; one sender at 100 msgs/s; send → receive latency.
+    Fanout(Common),
+    /// 10k idle authenticated WebSockets; the server's RSS per connection.
+    IdleWs(Common),
+    /// 2 imsync nodes on one fresh PostgreSQL database, the send-par load spread over both;
+    /// cross-node send → WebSocket receive latency.
+    MultiNode {
+        #[command(flatten)]
+        common: Common,
+        /// Admin URL of the PostgreSQL server (postgres://USER@HOST:PORT/DB); a fresh database
+        /// is created there for the run and dropped afterwards.
+        #[arg(long)]
+        database_url: String,
+    },
+    /// Every imsync scenario above, one after the other; with --database-url also send-seq and
+    /// send-par on PostgreSQL and multi-node.
+    All {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        db: Db,
+    },
     /// Bulk-loads a data dir in-process through the service (used by incr-sync).
     Seed {
         #[arg(long)]
@@ -169,21 +210,48 @@ fn emit(common: &Common, report: &Report, storage: &str) -> Result<()> {
     Ok(())
 }
 
-/// Starts imsync on a fresh temp data dir, runs `f` against it, stops it; answers the report
-/// and the storage description.
-async fn with_server<F, Fut>(common: &Common, f: F) -> Result<(Report, String)>
+/// Starts imsync on a fresh temp data dir (and, with `db`, a fresh PostgreSQL database), runs
+/// `f(base URL, server pid)` against it, stops it; answers the report and the storage
+/// description with its durability setting.
+async fn with_server<F, Fut>(
+    common: &Common,
+    db: Option<&str>,
+    extra: &[&str],
+    f: F,
+) -> Result<(Report, String)>
 where
-    F: FnOnce(String) -> Fut,
+    F: FnOnce(String, u32) -> Fut,
     Fut: std::future::Future<Output = Result<Report>>,
 {
     let tmp = tempfile::Builder::new().prefix("imsync-bench-").tempdir()?;
-    let server =
-        ServerProc::start(&common.bin(), &tmp.path().join("data"), &common.durability).await?;
-    let storage = Api::new(&http_client(), &server.base).storage().await?;
-    let result = f(server.base.clone()).await;
+    let fresh = db
+        .map(|url| FreshDb::create(url, "imsync_bench"))
+        .transpose()?;
+    let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    if let Some(d) = &fresh {
+        args.extend(["--database-url".to_owned(), d.url.clone()]);
+    }
+    let server = ServerProc::start_with(
+        &common.bin(),
+        &tmp.path().join("data"),
+        &common.durability,
+        &args,
+    )
+    .await?;
+    let mut storage = Api::new(&http_client(), &server.base).storage().await?;
+    if let Some(d) = &fresh {
+        storage = format!("{storage} ({})", d.durability());
+    }
+    let result = f(server.base.clone(), server.pid()).await;
     let rss = server.rss_kib();
     server.stop()?;
+    if let Some(d) = fresh {
+        d.drop_now()?;
+    }
     let mut report = result?;
+    if db.is_some() {
+        report.scenario = format!("{}-postgres", report.scenario);
+    }
     if let Some(kib) = rss {
         report.note(format!("server RSS at the end: {} MiB", kib / 1024));
         report.figures["server_rss_kib"] = json!(kib);
@@ -191,24 +259,98 @@ where
     Ok((report, storage))
 }
 
-async fn send_seq(c: &Common) -> Result<()> {
+async fn send_seq(c: &Common, db: &Db) -> Result<()> {
     let n = ((10_000.0 * c.scale).round() as usize).max(10);
-    let (r, s) = with_server(c, |base| async move { scenarios::send_seq(&base, n).await }).await?;
+    let (r, s) = with_server(c, db.database_url.as_deref(), &[], |base, _| async move {
+        scenarios::send_seq(&base, n).await
+    })
+    .await?;
     emit(c, &r, &s)
 }
 
-async fn send_par(c: &Common) -> Result<()> {
+async fn send_par(c: &Common, db: &Db) -> Result<()> {
     let p = SendPar::scaled(c.scale);
-    let (r, s) = with_server(c, |base| async move {
+    let (r, s) = with_server(c, db.database_url.as_deref(), &[], |base, _| async move {
         scenarios::send_par(&base, p, "send-par").await
     })
     .await?;
     emit(c, &r, &s)
 }
 
+async fn fanout(c: &Common) -> Result<()> {
+    let p = Fanout::scaled(c.scale);
+    let (r, s) = with_server(c, None, &[], |base, _| async move {
+        realtime::fanout(&base, p).await
+    })
+    .await?;
+    emit(c, &r, &s)
+}
+
+async fn idle_ws(c: &Common) -> Result<()> {
+    let mut p = IdleWs::scaled(c.scale);
+    // Both ends hold one descriptor per connection, and the server inherits this limit.
+    let limit = open_files_limit();
+    let mut capped = None;
+    if let Some(l) = limit {
+        let fits = (l as usize).saturating_sub(512).max(10);
+        if p.connections > fits {
+            capped = Some((p.connections, l));
+            p.connections = fits;
+        }
+    }
+    // Idle means idle: keep the server's idle timeout (120 s) from closing them mid-run.
+    let extra = ["--ws-idle-timeout-secs", "3600"];
+    let (mut r, s) = with_server(c, None, &extra, |base, pid| async move {
+        realtime::idle_ws(&base, p, move || rss_kib_of(pid)).await
+    })
+    .await?;
+    if let Some((wanted, l)) = capped {
+        r.note(format!(
+            "cut from {wanted} to {} connections: the open-file limit is {l} (raise `ulimit -n`)",
+            p.connections
+        ));
+    }
+    emit(c, &r, &s)
+}
+
+async fn multi_node(c: &Common, admin_url: &str) -> Result<()> {
+    let p = MultiNode::scaled(c.scale);
+    let tmp = tempfile::Builder::new()
+        .prefix("imsync-bench-mn-")
+        .tempdir()?;
+    let fresh = FreshDb::create(admin_url, "imsync_bench_mn")?;
+    let args = ["--database-url".to_owned(), fresh.url.clone()];
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let dir = tmp.path().join(format!("node{i}"));
+        nodes.push(ServerProc::start_with(&c.bin(), &dir, &c.durability, &args).await?);
+    }
+    let storage = Api::new(&http_client(), &nodes[0].base).storage().await?;
+    let storage = format!("{storage} ({})", fresh.durability());
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let result = realtime::multi_node(&bases, p).await;
+    let rss: Vec<Option<u64>> = nodes.iter().map(|n| n.rss_kib()).collect();
+    for n in nodes {
+        n.stop()?;
+    }
+    fresh.drop_now()?;
+    let mut r = result?;
+    let mib = |k: &Option<u64>| k.map_or("n/a".to_owned(), |k| (k / 1024).to_string());
+    r.note(format!(
+        "server RSS at the end: node A {} MiB, node B {} MiB",
+        mib(&rss[0]),
+        mib(&rss[1])
+    ));
+    r.figures["server_rss_kib"] = json!(rss);
+    emit(c, &r, &storage)
+}
+
 async fn catch_up(c: &Common) -> Result<()> {
     let p = CatchUp::scaled(c.scale);
-    let (r, s) = with_server(c, |base| async move { scenarios::catch_up(&base, p).await }).await?;
+    let (r, s) = with_server(c, None, &[], |base, _| async move {
+        scenarios::catch_up(&base, p).await
+    })
+    .await?;
     emit(c, &r, &s)
 }
 
@@ -337,18 +479,41 @@ fn main() -> Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::SendSeq(c) => send_seq(&c).await,
-            Command::SendPar(c) => send_par(&c).await,
+            Command::SendSeq { common, db } => send_seq(&common, &db).await,
+            Command::SendPar { common, db } => send_par(&common, &db).await,
+            Command::Fanout(c) => fanout(&c).await,
+            Command::IdleWs(c) => idle_ws(&c).await,
+            Command::MultiNode {
+                common,
+                database_url,
+            } => multi_node(&common, &database_url).await,
             Command::CatchUp(c) => catch_up(&c).await,
             Command::IncrSync {
                 common,
                 seed_budget_secs,
             } => incr_sync(&common, seed_budget_secs).await,
-            Command::All(c) => {
-                send_seq(&c).await?;
-                send_par(&c).await?;
+            Command::All { common: c, db } => {
+                let sqlite = Db::default();
+                send_seq(&c, &sqlite).await?;
+                send_par(&c, &sqlite).await?;
                 catch_up(&c).await?;
-                incr_sync(&c, 80.0).await
+                incr_sync(&c, 80.0).await?;
+                fanout(&c).await?;
+                idle_ws(&c).await?;
+                match &db.database_url {
+                    Some(url) => {
+                        send_seq(&c, &db).await?;
+                        send_par(&c, &db).await?;
+                        multi_node(&c, url).await
+                    }
+                    None => {
+                        eprintln!(
+                            "  skipped send-seq-postgres, send-par-postgres and multi-node: \
+                             no --database-url"
+                        );
+                        Ok(())
+                    }
+                }
             }
             Command::Seed {
                 data_dir,
@@ -462,7 +627,7 @@ async fn peer_synapse(c: &Common, s: &SynapseArgs) -> Result<()> {
         floor_duration: z.par_duration,
     };
     let (history, page, seq, wakeups) = (z.history, z.page, z.seq, z.wakeups);
-    let (im, storage) = with_server(c, |base| async move {
+    let (im, storage) = with_server(c, None, &[], |base, _| async move {
         let seq = scenarios::send_seq(&base, seq).await?;
         let par = scenarios::send_par(&base, par, "send-par-8").await?;
         let cu = scenarios::catch_up(&base, CatchUp { events: history, convs: 1, limit: page }).await?;

@@ -251,15 +251,25 @@ impl SendPar {
     }
 }
 
-/// `send-par`: `clients` senders, each picking one of its groups at random per send.
-pub async fn send_par(base: &str, p: SendPar, name: &str) -> Result<Report> {
-    let http = http_client();
-    let anon = Api::new(&http, base);
+/// The users and groups of `send-par`, and each load client's user and groups.
+pub struct ParLayout {
+    pub users: Arc<Vec<Api>>,
+    /// Per client: the user it acts as and the groups it sends to.
+    pub clients: Vec<(Api, Vec<String>)>,
+}
+
+/// Registers the users and creates the groups of `send-par`, round-robin over `nodes` (one
+/// anonymous client per server; user `u` is registered through node `u % nodes`, group `g`
+/// created through node `g % nodes`). Each answered client talks to the node its user was
+/// registered on.
+pub async fn par_setup(nodes: &[Api], p: &SendPar, prefix: &str) -> Result<ParLayout> {
     let tag = run_tag();
-    let names: Vec<String> = (0..p.users).map(|u| format!("par{tag}u{u}")).collect();
-    let a = anon.clone();
-    let users = concurrently("register users", names.clone(), 16, move |n| {
-        let a = a.clone();
+    let names: Vec<String> = (0..p.users).map(|u| format!("{prefix}{tag}u{u}")).collect();
+    let nodes = Arc::new(nodes.to_vec());
+    let a = nodes.clone();
+    let items: Vec<(usize, String)> = names.iter().cloned().enumerate().collect();
+    let users = concurrently("register users", items, 16, move |(u, n)| {
+        let a = a[u % a.len()].clone();
         async move { a.register(&n).await }
     })
     .await?;
@@ -272,9 +282,9 @@ pub async fn send_par(base: &str, p: SendPar, name: &str) -> Result<Report> {
             (g, members)
         })
         .collect();
-    let u = users.clone();
+    let (u, a) = (users.clone(), nodes.clone());
     let groups = concurrently("create groups", specs, 8, move |(g, members)| {
-        let owner = u[(g * 10) % u.len()].clone();
+        let owner = u[(g * 10) % u.len()].on(&a[g % a.len()].base);
         async move { owner.create_group(&format!("par {g}"), &members).await }
     })
     .await?;
@@ -289,7 +299,15 @@ pub async fn send_par(base: &str, p: SendPar, name: &str) -> Result<Report> {
             .collect();
         clients.push((users[user].clone(), mine));
     }
-    let clients = Arc::new(clients);
+    Ok(ParLayout { users, clients })
+}
+
+/// `send-par`: `clients` senders, each picking one of its groups at random per send.
+pub async fn send_par(base: &str, p: SendPar, name: &str) -> Result<Report> {
+    let http = http_client();
+    let anon = Api::new(&http, base);
+    let layout = par_setup(std::slice::from_ref(&anon), &p, "par").await?;
+    let clients = Arc::new(layout.clients);
     let a = anon.clone();
     let floor = run_par(
         "floor GET /healthz",

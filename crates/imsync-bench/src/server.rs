@@ -18,10 +18,37 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
+/// Resident set size of process `pid`, in KiB (`VmRSS` of `/proc/<pid>/status`; Linux only).
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+}
+
+/// The soft limit on open files of this process (children inherit it), from `/proc/self/limits`.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 impl ServerProc {
     /// Starts `bin serve` on `data_dir` and waits until `/healthz` answers. Its log (level
     /// `warn`) goes to `<data_dir>/../<name>.server.log`.
     pub async fn start(bin: &Path, data_dir: &Path, durability: &str) -> Result<ServerProc> {
+        Self::start_with(bin, data_dir, durability, &[]).await
+    }
+
+    /// `start` with more `serve` flags (e.g. `--database-url`).
+    pub async fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        durability: &str,
+        extra: &[String],
+    ) -> Result<ServerProc> {
         if !bin.exists() {
             bail!(
                 "no imsync binary at {}: build it with `cargo build --release -p imsync` or pass --imsync-bin",
@@ -37,6 +64,7 @@ impl ServerProc {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--durability", durability, "--rate-limit", "0"])
+            .args(extra)
             .env("IMSYNC_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -83,12 +111,7 @@ impl ServerProc {
 
     /// Resident set size of the server, in KiB (Linux only).
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse().ok())
+        rss_kib_of(self.pid())
     }
 
     /// Asks the server to stop (SIGTERM, graceful), kills it after 15 s.

@@ -1,7 +1,10 @@
 //! The harness against an in-process imsync (the router on 127.0.0.1:0, a temp data dir) at a
 //! tiny scale: proves the scenarios, the seed step and the report run end to end. Asserts what
-//! the harness measured, never how fast.
+//! the harness measured, never how fast. The PostgreSQL ones (a fresh database for send-seq, two
+//! in-process nodes on one schema for multi-node) run when IMSYNC_TEST_DATABASE_URL is set.
 
+use imsync_bench::pg::{psql, FreshDb};
+use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
 use imsync_bench::report::Report;
 use imsync_bench::scenarios::{self, CatchUp, SendPar};
 use imsync_bench::seed::{self, SeedArgs};
@@ -56,6 +59,25 @@ async fn start() -> InProcess {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     serve_store(store, dir).await
+}
+
+fn postgres_url() -> Option<String> {
+    std::env::var("IMSYNC_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// An in-process node on PostgreSQL (`schema` None: the database's search path).
+async fn start_pg(url: &str, schema: Option<&str>) -> InProcess {
+    let store = imsync_store::Store::open_postgres(&imsync_store::PgOptions {
+        url: url.to_owned(),
+        schema: schema.map(str::to_owned),
+        pool_size: 4,
+        statement_timeout: Duration::from_secs(30),
+    })
+    .await
+    .expect("open PostgreSQL store");
+    serve_store(store, tempfile::tempdir().unwrap()).await
 }
 
 fn cell(r: &Report, row: usize, col: usize) -> &str {
@@ -141,4 +163,106 @@ async fn seeded_history_serves_an_incremental_sync() {
         .await
         .unwrap();
     assert_eq!(load.count, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_times_every_delivery() {
+    let s = start().await;
+    let p = Fanout {
+        members: 5,
+        messages: 8,
+        rate: 200.0,
+    };
+    let r = realtime::fanout(&s.base, p).await.unwrap();
+    assert_eq!(r.figures["deliveries"]["expected"], 40);
+    assert_eq!(r.figures["deliveries"]["received"], 40);
+    assert_eq!(r.figures["deliveries"]["latency"]["n"], 40);
+    assert_eq!(r.figures["send"]["count"], 8);
+    assert_eq!(r.figures["closed_early"], 0);
+    assert_eq!(cell(&r, 0, 1), "40 of 40");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ws_holds_every_connection_and_reads_rss() {
+    let s = start().await;
+    let p = IdleWs {
+        connections: 20,
+        users: 3,
+    };
+    // In process, the server's RSS is this test binary's.
+    let pid = std::process::id();
+    let r = realtime::idle_ws(&s.base, p, move || imsync_bench::server::rss_kib_of(pid))
+        .await
+        .unwrap();
+    assert_eq!(r.figures["connections"], 20);
+    assert!(r.figures["rss_kib_after"].as_u64().unwrap() > 0);
+    assert!(r.figures["bytes_per_connection"].is_number());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_seq_runs_on_a_fresh_postgres_database() {
+    let Some(url) = postgres_url() else {
+        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let db = FreshDb::create(&url, "imsync_bench_smoke").unwrap();
+    let durability = db.durability();
+    assert!(
+        durability.starts_with("synchronous_commit="),
+        "{durability}"
+    );
+    assert!(!durability.contains("unknown"), "{durability}");
+    let s = start_pg(&db.url, None).await;
+    let r = scenarios::send_seq(&s.base, 20).await.unwrap();
+    assert_eq!(r.figures["send"]["count"], 20);
+    drop(s);
+    let name = db.name.clone();
+    db.drop_now().unwrap();
+    let left = psql(
+        &url,
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    )
+    .unwrap();
+    assert_eq!(left, "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_node_times_cross_node_deliveries() {
+    let Some(url) = postgres_url() else {
+        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
+        return;
+    };
+    // Two nodes on one schema of the test database.
+    let schema = format!("bench_mn_{}", scenarios::run_tag());
+    let a = start_pg(&url, Some(&schema)).await;
+    let b = start_pg(&url, Some(&schema)).await;
+    let mut par = SendPar::scaled(0.03);
+    par.clients = 4;
+    par.duration = Duration::from_millis(600);
+    let p = MultiNode { par, receivers: 3 };
+    let r = realtime::multi_node(&[a.base.clone(), b.base.clone()], p)
+        .await
+        .unwrap();
+    drop((a, b));
+    // Best effort: the nodes' connections may still hold the schema for a moment.
+    for attempt in 0..5 {
+        match psql(&url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")) {
+            Ok(_) => break,
+            Err(e) if attempt == 4 => eprintln!("could not drop schema {schema}: {e:#}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    assert!(r.figures["send"]["count"].as_u64().unwrap() > 0);
+    // Clients 1 and 3 send through node B into groups with a receiver on node A.
+    assert!(
+        r.figures["cross_node"]["n"].as_u64().unwrap() > 0,
+        "{}",
+        r.figures
+    );
+    assert!(
+        r.figures["same_node"]["n"].as_u64().unwrap() > 0,
+        "{}",
+        r.figures
+    );
+    assert_eq!(r.figures["closed_early"], 0);
 }

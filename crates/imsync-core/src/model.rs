@@ -80,6 +80,29 @@ pub struct Conversation {
     pub live_msg_count: i64,
 }
 
+impl Conversation {
+    /// A conversation about to be created: new id, no messages or events yet. Callers set the
+    /// title, description, metadata and visibility they were given.
+    pub fn fresh(kind: ConversationKind, created_by: &str, now: i64) -> Self {
+        Conversation {
+            id: crate::ids::new_id(),
+            kind,
+            public: false,
+            title: None,
+            description: None,
+            metadata: Value::Object(Default::default()),
+            created_by: created_by.to_owned(),
+            created_at: now,
+            updated_at: now,
+            archived: false,
+            last_msg_seq: 0,
+            last_event_seq: 0,
+            last_message_at: None,
+            live_msg_count: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ParticipantRole {
     Member,

@@ -7,16 +7,15 @@
 use crate::channels::{self, resolve_member, visible_by_event_seq, Channel};
 use crate::conversations::private_event;
 use crate::messages::{delete_in, react_in};
-use crate::{payload, NewMessage, SendOutcome, Service};
+use crate::{NewMessage, SendOutcome, Service};
 use imsync_core::model::{
-    event_type as ev, Audience, Conversation, ConversationKind, Message, ParticipantRole, User,
+    event_type as ev, Conversation, ConversationKind, Message, ParticipantRole, User,
 };
 use imsync_core::{time::now_ms, validate, Error, ErrorCode, Result, Seq};
 use imsync_store::repo::conversation_extras;
 pub use imsync_store::repo::conversation_extras::ConversationExtra;
 use imsync_store::repo::{
-    channel_reads, conversations as convs, events, hidden_messages, messages, participants,
-    reactions,
+    channel_reads, conversations as convs, hidden_messages, messages, participants, reactions,
 };
 use imsync_store::SqlConn;
 use serde_json::{json, Map, Value};
@@ -238,24 +237,12 @@ impl Service {
                 if unchanged {
                     return Ok(m);
                 }
-                let now = now_ms();
-                m.content = content;
-                if let Some(o) = m.metadata.as_object_mut() {
+                // An edit through this face merges its keys into the metadata.
+                let mut merged = m.metadata.clone();
+                if let Some(o) = merged.as_object_mut() {
                     o.extend(metadata);
                 }
-                m.edited_at = Some(now);
-                m.edited_by = Some(me.clone());
-                m.updated_at = convs::next_touch_ms(c, &conv.id, now)?;
-                let e = events::append(
-                    c,
-                    ev::MESSAGE_EDIT,
-                    Audience::Conversation(conv.id.clone()),
-                    Some(&conv.id),
-                    payload::message_edit(&m),
-                    now,
-                )?;
-                m.version = e.seq;
-                messages::save(c, &m)?;
+                crate::messages::edit_in(c, &mut m, &me, content, merged)?;
                 Ok(m)
             })
             .await

@@ -6,7 +6,7 @@ use crate::{payload, resolve_user, Service};
 use imsync_core::model::{
     event_type as ev, Audience, Conversation, ConversationKind, Participant, ParticipantRole, User,
 };
-use imsync_core::{ids, time::now_ms, validate, Error, Result};
+use imsync_core::{time::now_ms, validate, Error, Result};
 use imsync_store::repo::{conversations as convs, events, messages, participants, users};
 use imsync_store::SqlConn;
 use serde_json::{json, Value};
@@ -254,20 +254,11 @@ impl Service {
                 }
                 let now = now_ms();
                 let conv = Conversation {
-                    id: ids::new_id(),
-                    kind: ConversationKind::Group,
                     public,
                     title: Some(title),
                     description,
                     metadata: metadata.unwrap_or_else(|| json!({})),
-                    created_by: me.id.clone(),
-                    created_at: now,
-                    updated_at: now,
-                    archived: false,
-                    last_msg_seq: 0,
-                    last_event_seq: 0,
-                    last_message_at: None,
-                    live_msg_count: 0,
+                    ..Conversation::fresh(ConversationKind::Group, &me.id, now)
                 };
                 let conv = create(c, conv, None, members)?;
                 with_members(c, conv, &me.id)
@@ -597,20 +588,8 @@ pub(crate) fn open_direct_in(
     }
     let now = now_ms();
     let conv = Conversation {
-        id: ids::new_id(),
-        kind: ConversationKind::Direct,
-        public: false,
-        title: None,
-        description: None,
         metadata: metadata.unwrap_or_else(|| json!({})),
-        created_by: me.id.clone(),
-        created_at: now,
-        updated_at: now,
-        archived: false,
-        last_msg_seq: 0,
-        last_event_seq: 0,
-        last_message_at: None,
-        live_msg_count: 0,
+        ..Conversation::fresh(ConversationKind::Direct, &me.id, now)
     };
     let key = convs::direct_key(&me.id, &other.id);
     let conv = create(

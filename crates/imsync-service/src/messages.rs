@@ -396,24 +396,8 @@ impl Service {
                     ));
                 }
                 check_writable(&conv)?;
-                let now = now_ms();
-                m.content = content;
-                if let Some(md) = metadata {
-                    m.metadata = md;
-                }
-                m.edited_at = Some(now);
-                m.edited_by = Some(me.clone());
-                m.updated_at = convs::next_touch_ms(c, &conv.id, now)?;
-                let e = events::append(
-                    c,
-                    ev::MESSAGE_EDIT,
-                    Audience::Conversation(conv.id.clone()),
-                    Some(&conv.id),
-                    payload::message_edit(&m),
-                    now,
-                )?;
-                m.version = e.seq;
-                messages::save(c, &m)?;
+                let metadata = metadata.unwrap_or_else(|| m.metadata.clone());
+                edit_in(c, &mut m, &me, content, metadata)?;
                 Ok(m)
             })
             .await
@@ -488,6 +472,32 @@ impl Service {
             })
             .await
     }
+}
+
+/// Replaces a message's content and metadata as an edit by `editor`, inside a write.
+pub(crate) fn edit_in(
+    c: &mut dyn SqlConn,
+    m: &mut Message,
+    editor: &str,
+    content: String,
+    metadata: Value,
+) -> Result<()> {
+    let now = now_ms();
+    m.content = content;
+    m.metadata = metadata;
+    m.edited_at = Some(now);
+    m.edited_by = Some(editor.to_owned());
+    m.updated_at = convs::next_touch_ms(c, &m.conversation_id, now)?;
+    let e = events::append(
+        c,
+        ev::MESSAGE_EDIT,
+        Audience::Conversation(m.conversation_id.clone()),
+        Some(&m.conversation_id),
+        payload::message_edit(m),
+        now,
+    )?;
+    m.version = e.seq;
+    messages::save(c, m)
 }
 
 pub(crate) fn delete_in(c: &mut dyn SqlConn, m: &mut Message) -> Result<()> {

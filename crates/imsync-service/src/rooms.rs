@@ -11,7 +11,7 @@
 use crate::conversations::{add_member, create, members, require_participant, with_members};
 use crate::{ConversationWithMembers, Member, Service};
 use imsync_core::model::{Conversation, ConversationKind, Participant, ParticipantRole, User};
-use imsync_core::{ids, time::now_ms, validate, Error, ErrorCode, Result};
+use imsync_core::{time::now_ms, validate, Error, ErrorCode, Result};
 use imsync_store::repo::{conversations as convs, messages, participants, rooms, users};
 use imsync_store::SqlConn;
 use serde_json::json;
@@ -110,19 +110,10 @@ impl Service {
                         let now = now_ms();
                         let conv = Conversation {
                             id: id.clone(),
-                            kind: ConversationKind::Group,
                             public: true,
                             title: Some(id.to_lowercase()),
-                            description: None,
                             metadata: json!({ "default": true }),
-                            created_by: me.id.clone(),
-                            created_at: now,
-                            updated_at: now,
-                            archived: false,
-                            last_msg_seq: 0,
-                            last_event_seq: 0,
-                            last_message_at: None,
-                            live_msg_count: 0,
+                            ..Conversation::fresh(ConversationKind::Group, &me.id, now)
                         };
                         create(c, conv, None, vec![(me.clone(), ParticipantRole::Member)])
                             .map(|_| ())
@@ -162,20 +153,9 @@ impl Service {
                 }
                 let now = now_ms();
                 let conv = Conversation {
-                    id: ids::new_id(),
-                    kind: ConversationKind::Group,
                     public,
                     title: Some(name),
-                    description: None,
-                    metadata: json!({}),
-                    created_by: me.id.clone(),
-                    created_at: now,
-                    updated_at: now,
-                    archived: false,
-                    last_msg_seq: 0,
-                    last_event_seq: 0,
-                    last_message_at: None,
-                    live_msg_count: 0,
+                    ..Conversation::fresh(ConversationKind::Group, &me.id, now)
                 };
                 let conv = create(c, conv, None, ms)?;
                 with_members(c, conv, &me.id)

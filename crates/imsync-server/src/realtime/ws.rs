@@ -26,6 +26,14 @@ pub async fn upgrade(
 ) -> ApiResult<Response> {
     let since = q.since()?;
     let token = q.token.unwrap_or_default();
+    let max_message = state.config.max_body_bytes;
+    // Idle connections must stay cheap: small buffers that grow only while frames are large,
+    // frames written out as they come, and client messages bounded like request bodies.
+    let ws = ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message);
     Ok(ws.on_upgrade(move |socket| async move {
         let user = match state.service.authenticate(&token).await {
             Ok(u) => u,
