@@ -564,3 +564,41 @@ async fn late_joiners_get_no_changes_to_messages_from_before_they_joined() {
     assert_eq!(edits.len(), 1);
     assert_eq!(edits[0]["data"]["content"], "visible edit");
 }
+
+/// A WebSocket that sends nothing for the idle timeout is closed (4000); pings keep it open.
+#[tokio::test]
+async fn silent_sockets_are_closed_after_the_idle_timeout() {
+    let srv = TestServer::start_with(Options {
+        ws_idle_timeout: Some(Duration::from_millis(600)),
+        ..Default::default()
+    })
+    .await;
+    let alice = srv.user("alice").await;
+    let mut pinging = connect(&srv, &alice, None).await;
+    let mut silent = connect(&srv, &alice, None).await;
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let ping = json!({"type": "ping", "payload": {"requestId": format!("p{i}")}});
+        pinging.send(Message::text(ping.to_string())).await.unwrap();
+        assert_eq!(next_frame(&mut pinging).await.unwrap()["type"], "pong");
+    }
+    let mut code = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), silent.next()).await {
+        if let Ok(Message::Close(Some(f))) = m {
+            code = Some(u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(4000), "the silent socket is closed as idle");
+    pinging
+        .send(Message::text(
+            json!({"type": "ping", "payload": {"requestId": "last"}}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_frame(&mut pinging).await.unwrap()["type"],
+        "pong",
+        "the pinging one is open"
+    );
+}
