@@ -118,9 +118,13 @@ fn connect_as(o: &PgOptions, application: &str) -> Result<Conn> {
     };
     config.application_name(&name);
     let mut client = config.connect(NoTls).map_err(|e| {
+        // The driver's message is generic; the reason (refused, unknown host, auth) is its source.
+        let reason = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
         Error::new(
             ErrorCode::Unavailable,
-            format!("cannot connect to PostgreSQL: {e}"),
+            format!("cannot connect to PostgreSQL: {e}{reason}"),
         )
     })?;
     let mut setup = format!(

@@ -321,3 +321,20 @@ async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
     }
     assert!(exit.expect("exited after SIGTERM").success());
 }
+
+#[test]
+fn an_unreachable_database_at_start_exits_non_zero_with_the_reason() {
+    let port = free_port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(format!("postgres://postgres@127.0.0.1:{port}/none"))
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run imsync");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot connect to PostgreSQL") && stderr.contains("refused"),
+        "{stderr}"
+    );
+}
