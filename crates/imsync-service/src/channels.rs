@@ -109,7 +109,9 @@ pub(crate) fn resolve_member(
 /// The channel id of a conversation as `me` names it.
 pub(crate) fn channel_id_of(c: &mut dyn SqlConn, conv: &Conversation, me: &str) -> Result<String> {
     Ok(match conv.kind {
-        ConversationKind::Direct => channel_reads::peer_of(c, &conv.id, me)?.unwrap_or_default(),
+        ConversationKind::Direct => {
+            imsync_store::repo::participants::peer_of(c, &conv.id, me)?.unwrap_or_default()
+        }
         ConversationKind::Group => conv.id.clone(),
     })
 }

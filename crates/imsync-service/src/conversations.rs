@@ -307,7 +307,8 @@ impl Service {
                     let present = participants::list_present(c, &conv.id)?;
                     let peer = match conv.kind {
                         ConversationKind::Direct => {
-                            let other = convs_peer(c, &conv, &me)?;
+                            let other =
+                                participants::peer_of(c, &conv.id, &me)?.unwrap_or_default();
                             users::get(c, &other)?
                         }
                         ConversationKind::Group => None,
@@ -542,15 +543,6 @@ impl Service {
             })
             .await
     }
-}
-
-fn convs_peer(c: &mut dyn SqlConn, conv: &Conversation, me: &str) -> Result<String> {
-    // The peer of a direct conversation may have left it; the membership history still names them.
-    let rows = c.query(
-        "SELECT user_id FROM participants WHERE conv_id = $1 AND user_id <> $2 LIMIT 1",
-        imsync_store::args![&conv.id, me],
-    )?;
-    Ok(rows.first().map(|r| r.string(0)).unwrap_or_default())
 }
 
 pub(crate) fn with_members(

@@ -142,7 +142,7 @@ pub(crate) fn send_in(
         if let Some(peer) = participants::list_present(c, &conv.id)?
             .iter()
             .all(|p| p.user_id == me.id)
-            .then(|| peer_of(c, &conv.id, &me.id))
+            .then(|| peer_user(c, &conv.id, &me.id))
             .transpose()?
             .flatten()
         {
@@ -233,17 +233,6 @@ pub(crate) fn send_in(
         message,
         created: true,
     })
-}
-
-fn peer_of(c: &mut dyn SqlConn, conv_id: &str, me: &str) -> Result<Option<User>> {
-    let rows = c.query(
-        "SELECT user_id FROM participants WHERE conv_id = $1 AND user_id <> $2 LIMIT 1",
-        imsync_store::args![conv_id, me],
-    )?;
-    match rows.first() {
-        Some(r) => imsync_store::repo::users::get(c, r.str(0)),
-        None => Ok(None),
-    }
 }
 
 impl Service {
@@ -471,6 +460,14 @@ impl Service {
                 Ok(n)
             })
             .await
+    }
+}
+
+/// The other participant of a direct conversation, as a user.
+fn peer_user(c: &mut dyn SqlConn, conv_id: &str, me: &str) -> Result<Option<User>> {
+    match participants::peer_of(c, conv_id, me)? {
+        Some(id) => imsync_store::repo::users::get(c, &id),
+        None => Ok(None),
     }
 }
 

@@ -175,12 +175,3 @@ pub fn all_of(c: &mut dyn SqlConn, user_id: &str) -> Result<Vec<(Conversation, P
         })
         .collect())
 }
-
-/// The other participant of a direct conversation, present or not.
-pub fn peer_of(c: &mut dyn SqlConn, conv_id: &str, me: &str) -> Result<Option<String>> {
-    Ok(c.query_opt(
-        "SELECT user_id FROM participants WHERE conv_id = $1 AND user_id <> $2 LIMIT 1",
-        args![conv_id, me],
-    )?
-    .map(|r| r.string(0)))
-}
