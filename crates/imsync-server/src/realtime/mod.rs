@@ -46,14 +46,39 @@ impl RealtimeQuery {
     }
 }
 
-/// Events visible to the user after `since`, one store page at a time, in seq order.
-pub(crate) async fn backlog_page(
-    service: &Service,
-    user: &User,
-    since: Seq,
-) -> Result<(Vec<Event>, bool), Error> {
-    let page = service.sync(user, since, 500).await?;
-    Ok((page.events, page.has_more))
+/// The events visible to a user after a seq, read from the store a page at a time, in seq order.
+pub(crate) struct Backlog<'a> {
+    service: &'a Service,
+    user: &'a User,
+    cursor: Seq,
+    done: bool,
+}
+
+impl<'a> Backlog<'a> {
+    pub(crate) fn after(service: &'a Service, user: &'a User, since: Seq) -> Self {
+        Backlog {
+            service,
+            user,
+            cursor: since,
+            done: false,
+        }
+    }
+
+    /// Whether every page was read.
+    pub(crate) fn finished(&self) -> bool {
+        self.done
+    }
+
+    /// The next page, or `None` once everything up to the store's head was read.
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Event>>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.service.sync(self.user, self.cursor, 500).await?;
+        self.cursor = page.cursor;
+        self.done = !page.has_more;
+        Ok(Some(page.events))
+    }
 }
 
 pub(crate) fn authenticated_frame(user: &User) -> String {

@@ -1,7 +1,7 @@
 //! `GET /sse?token=&since=` (Prismer frames as `data:` lines) and `GET /api/im/sync/stream`
 //! (`event: sync` with `id: <seq>`, then `event: caught_up`, then live; `Last-Event-ID` resumes).
 
-use super::{announce_presence, authenticated_frame, backlog_page, frames, RealtimeQuery};
+use super::{announce_presence, authenticated_frame, frames, Backlog, RealtimeQuery};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
@@ -65,21 +65,20 @@ pub async fn frames(
             announce_presence(&service, &user, "online").await;
         }
         let mut last_sent = since.unwrap_or(0);
-        if let Some(mut cursor) = since {
-            loop {
-                let Ok((events, more)) = backlog_page(&service, &user, cursor).await else {
-                    return;
-                };
+        if let Some(since) = since {
+            let mut backlog = Backlog::after(&service, &user, since);
+            // A backlog that cannot be read ends the stream: the client resumes, with no gap.
+            while let Ok(page) = backlog.next_page().await {
+                let Some(events) = page else { break };
                 for e in &events {
                     if tx.send(data(frames::sync_frame(e))).await.is_err() {
                         return;
                     }
                     last_sent = e.seq;
                 }
-                cursor = last_sent.max(cursor);
-                if !more {
-                    break;
-                }
+            }
+            if !backlog.finished() {
+                return;
             }
         }
         while let Some(d) = sub.rx.recv().await {
@@ -140,20 +139,19 @@ pub async fn sync_stream(
                 .data(crate::native::event_json(e).to_string())
         };
         let mut last_sent = since;
-        let mut cursor = since;
+        let mut backlog = Backlog::after(&service, &user, since);
         loop {
-            let Ok((events, more)) = backlog_page(&service, &user, cursor).await else {
-                return;
-            };
-            for e in &events {
-                if tx.send(sync_event(e)).await.is_err() {
-                    return;
+            match backlog.next_page().await {
+                Ok(Some(events)) => {
+                    for e in &events {
+                        if tx.send(sync_event(e)).await.is_err() {
+                            return;
+                        }
+                        last_sent = e.seq;
+                    }
                 }
-                last_sent = e.seq;
-            }
-            cursor = last_sent.max(cursor);
-            if !more {
-                break;
+                Ok(None) => break,
+                Err(_) => return,
             }
         }
         let caught_up = SseEvent::default()

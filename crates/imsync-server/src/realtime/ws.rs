@@ -1,6 +1,6 @@
 //! `GET /ws?token=&since=`: the WebSocket of the Prismer SDK's realtime client.
 
-use super::{announce_presence, authenticated_frame, backlog_page, frames, RealtimeQuery};
+use super::{announce_presence, authenticated_frame, frames, Backlog, RealtimeQuery};
 use crate::app::AppState;
 use crate::error::ApiResult;
 use crate::extract::QueryParams;
@@ -72,27 +72,22 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
     }
     let with_sync = since.is_some();
     let mut last_sent = since.unwrap_or(0);
-    if let Some(mut cursor) = since {
+    if let Some(since) = since {
+        let mut backlog = Backlog::after(&service, &user, since);
         loop {
-            match backlog_page(&service, &user, cursor).await {
-                Ok((events, more)) => {
+            match backlog.next_page().await {
+                Ok(Some(events)) => {
                     for e in &events {
                         if !send(&mut socket, &frames::sync_frame(e)).await {
                             return;
                         }
                         last_sent = e.seq;
                     }
-                    cursor = last_sent.max(cursor);
-                    if !more {
-                        break;
-                    }
                 }
+                Ok(None) => break,
                 Err(e) => {
-                    let _ = send(
-                        &mut socket,
-                        &frames::error_frame(e.code.as_str(), &e.message, None),
-                    )
-                    .await;
+                    let frame = frames::error_frame(e.code.as_str(), &e.message, None);
+                    let _ = send(&mut socket, &frame).await;
                     close(socket, 1011, "backlog unavailable").await;
                     return;
                 }
