@@ -204,6 +204,121 @@ impl Api {
         })
     }
 
+    /// Registers a password account (`POST /api/im/users/register`); answers a client acting
+    /// as it (its token serves every face).
+    pub async fn register_password(&self, username: &str, password: &str) -> Result<Api> {
+        let (s, b) = self
+            .post_json(
+                "/api/im/users/register",
+                &json!({"username": username, "password": password, "displayName": username}),
+            )
+            .await?;
+        if !s.is_success() {
+            bail!("register {username}: {s} {b}");
+        }
+        let token = b["data"]["token"]
+            .as_str()
+            .context("register answered no token")?;
+        let mut api = self.with_token(token);
+        api.user_id = b["data"]["user"]["id"]
+            .as_str()
+            .context("register answered no user id")?
+            .to_owned();
+        api.username = username.to_owned();
+        Ok(api)
+    }
+
+    /// Sends a direct message to `user` (id or username); answers the conversation id.
+    pub async fn send_direct(&self, user: &str, content: &str) -> Result<String> {
+        let (s, b) = self
+            .post_json(
+                &format!("/api/im/direct/{user}/messages"),
+                &json!({ "content": content }),
+            )
+            .await?;
+        if s != StatusCode::CREATED {
+            bail!("send direct: {s} {b}");
+        }
+        Ok(b["data"]["conversationId"]
+            .as_str()
+            .context("no conversationId")?
+            .to_owned())
+    }
+
+    /// A Rocket.Chat face GET (`X-User-Id` + `X-Auth-Token`): the response.
+    async fn rc_get_raw(&self, path_and_query: &str) -> Result<reqwest::Response> {
+        self.http
+            .get(format!("{}{}", self.base, path_and_query))
+            .header("X-User-Id", &self.user_id)
+            .header("X-Auth-Token", self.token.as_deref().unwrap_or_default())
+            .send()
+            .await
+            .with_context(|| format!("GET {path_and_query}"))
+    }
+
+    /// A Rocket.Chat face GET, parsed; fails unless 200.
+    pub async fn rc_get(&self, path_and_query: &str) -> Result<Value> {
+        let resp = self.rc_get_raw(path_and_query).await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if status != StatusCode::OK {
+            bail!(
+                "GET {path_and_query}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        serde_json::from_slice(&body).context("Rocket.Chat answer")
+    }
+
+    /// A Rocket.Chat face GET that only checks the status and drains the body (for timed loops).
+    pub async fn rc_get_drain(&self, path_and_query: &str) -> Result<()> {
+        let resp = self.rc_get_raw(path_and_query).await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if status != StatusCode::OK {
+            bail!(
+                "GET {path_and_query}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(())
+    }
+
+    /// A TangSengDaoDao face POST (header `token:`) of a ready JSON body: the
+    /// response.
+    async fn tsdd_post_raw(&self, path: &str, body: &str) -> Result<reqwest::Response> {
+        self.http
+            .post(format!("{}{}", self.base, path))
+            .header("token", self.token.as_deref().unwrap_or_default())
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))
+    }
+
+    /// A TangSengDaoDao face POST, parsed; fails unless 200.
+    pub async fn tsdd_post(&self, path: &str, body: &str) -> Result<Value> {
+        let resp = self.tsdd_post_raw(path, body).await?;
+        let status = resp.status();
+        let answer = resp.bytes().await?;
+        if status != StatusCode::OK {
+            bail!("POST {path}: {status} {}", String::from_utf8_lossy(&answer));
+        }
+        serde_json::from_slice(&answer).context("TangSengDaoDao answer")
+    }
+
+    /// A TangSengDaoDao face POST that checks the status and drains the answer; answers its size.
+    pub async fn tsdd_post_drain(&self, path: &str, body: &str) -> Result<usize> {
+        let resp = self.tsdd_post_raw(path, body).await?;
+        let status = resp.status();
+        let answer = resp.bytes().await?;
+        if status != StatusCode::OK {
+            bail!("POST {path}: {status} {}", String::from_utf8_lossy(&answer));
+        }
+        Ok(answer.len())
+    }
+
     /// The storage backend and its durability, from `GET /api/im/health` (`data.storage`).
     pub async fn storage(&self) -> Result<String> {
         let (s, b) = self.get_json("/api/im/health").await?;

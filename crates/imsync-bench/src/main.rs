@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use imsync_bench::client::{http_client, Api};
+use imsync_bench::faces::{self, RcSync, TsddSync};
 use imsync_bench::pg::FreshDb;
 use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
 use imsync_bench::report::{cores, f, git_commit, memory_mib, ratio, Meta, Report};
@@ -88,6 +89,12 @@ enum Command {
         #[arg(long, default_value_t = 80.0)]
         seed_budget_secs: f64,
     },
+    /// Rocket.Chat `chat.syncMessages` (lastUpdate near the end; cursor paging with
+    /// type=UPDATED) on a 1k- and a 100k-message room; the ratio shows it flat in room size.
+    RcSync(Common),
+    /// TangSengDaoDao `POST /v1/conversation/sync`: full (version=0) and incremental (10 changed)
+    /// for a user in 1000 conversations and one in 100; the incremental ratio stays near 1.
+    TsddSync(Common),
     /// 1000 WebSocket clients in one group; one sender at 100 msgs/s; send → receive latency.
     Fanout(Common),
     /// 10k idle authenticated WebSockets; the server's RSS per connection.
@@ -345,6 +352,24 @@ async fn multi_node(c: &Common, admin_url: &str) -> Result<()> {
     emit(c, &r, &storage)
 }
 
+async fn rc_sync(c: &Common) -> Result<()> {
+    let p = RcSync::scaled(c.scale);
+    let (r, s) = with_server(c, None, &[], |base, _| async move {
+        faces::rc_sync(&base, p).await
+    })
+    .await?;
+    emit(c, &r, &s)
+}
+
+async fn tsdd_sync(c: &Common) -> Result<()> {
+    let p = TsddSync::scaled(c.scale);
+    let (r, s) = with_server(c, None, &[], |base, _| async move {
+        faces::tsdd_sync(&base, p).await
+    })
+    .await?;
+    emit(c, &r, &s)
+}
+
 async fn catch_up(c: &Common) -> Result<()> {
     let p = CatchUp::scaled(c.scale);
     let (r, s) = with_server(c, None, &[], |base, _| async move {
@@ -488,6 +513,8 @@ fn main() -> Result<()> {
                 database_url,
             } => multi_node(&common, &database_url).await,
             Command::CatchUp(c) => catch_up(&c).await,
+            Command::RcSync(c) => rc_sync(&c).await,
+            Command::TsddSync(c) => tsdd_sync(&c).await,
             Command::IncrSync {
                 common,
                 seed_budget_secs,
@@ -498,6 +525,8 @@ fn main() -> Result<()> {
                 send_par(&c, &sqlite).await?;
                 catch_up(&c).await?;
                 incr_sync(&c, 80.0).await?;
+                rc_sync(&c).await?;
+                tsdd_sync(&c).await?;
                 fanout(&c).await?;
                 idle_ws(&c).await?;
                 match &db.database_url {

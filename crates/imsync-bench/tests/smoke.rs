@@ -3,6 +3,7 @@
 //! the harness measured, never how fast. The PostgreSQL ones (a fresh database for send-seq, two
 //! in-process nodes on one schema for multi-node) run when IMSYNC_TEST_DATABASE_URL is set.
 
+use imsync_bench::faces::{self, RcSync, TsddSync};
 use imsync_bench::pg::{psql, FreshDb};
 use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
 use imsync_bench::report::Report;
@@ -163,6 +164,88 @@ async fn seeded_history_serves_an_incremental_sync() {
         .await
         .unwrap();
     assert_eq!(load.count, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rc_sync_times_both_rooms_near_their_end() {
+    let s = start().await;
+    let p = RcSync {
+        small: 30,
+        big: 90,
+        senders: 3,
+        concurrency: 8,
+        last: 5,
+        tail: 12,
+        page: 5,
+        calls: 20,
+        rounds: 2,
+        round_limit: Duration::from_secs(30),
+    };
+    let r = faces::rc_sync(&s.base, p).await.unwrap();
+    let fig = &r.figures;
+    assert_eq!(fig["small"]["messages"], 30);
+    assert_eq!(fig["big"]["messages"], 90);
+    // The newest 12 messages in pages of 5: 3 pages per walk, whole walks per round.
+    assert_eq!(fig["big"]["cursor_pages_per_walk"], 3);
+    assert_eq!(fig["small"]["cursor_pages_per_walk"], 3);
+    for room in ["small", "big"] {
+        assert_eq!(fig[room]["last_update"]["n"], 20, "{fig}");
+        assert_eq!(fig[room]["cursor_page"]["n"], 24, "{fig}");
+        assert_eq!(fig[room]["seed"]["messages"], fig[room]["messages"]);
+    }
+    assert!(fig["ratio_last_update"]["p50"].as_f64().unwrap() > 0.0);
+    assert_eq!(r.rows.len(), 6);
+    assert_eq!(cell(&r, 1, 1), "90");
+    assert_eq!(cell(&r, 1, 2), "5 msgs, newest first");
+    assert_eq!(cell(&r, 2, 0), "ratio 90/30 (lastUpdate)");
+    assert_eq!(cell(&r, 4, 2), "newest 12 msgs in 3 pages");
+    assert!(r.markdown(None).contains("| ratio 90/30 (cursor page) |"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsdd_sync_answers_every_conversation_then_only_the_changed() {
+    let s = start().await;
+    let p = TsddSync {
+        big: 25,
+        small: 12,
+        direct_every: 5,
+        msgs_per_conv: 3,
+        changed: 4,
+        senders: 4,
+        concurrency: 8,
+        full_calls: 6,
+        incr_calls: 10,
+        rounds: 2,
+        round_limit: Duration::from_secs(30),
+    };
+    let r = faces::tsdd_sync(&s.base, p).await.unwrap();
+    let fig = &r.figures;
+    for (side, convs, direct) in [("big", 25, 5), ("small", 12, 2)] {
+        let full = &fig[side]["full"]["answer"];
+        assert_eq!(fig[side]["conversations"], convs);
+        assert_eq!(fig[side]["direct"], direct);
+        assert_eq!(full["conversations"], convs, "{fig}");
+        assert_eq!(full["recents"], convs * 3, "{fig}");
+        assert_eq!(full["users"], direct, "{fig}");
+        assert_eq!(full["groups"], convs - direct, "{fig}");
+        let incr = &fig[side]["incremental"]["answer"];
+        assert_eq!(incr["conversations"], 4, "{fig}");
+        // Each changed conversation now holds 4 messages, all newer than no listed seq.
+        assert_eq!(incr["recents"], 16, "{fig}");
+        assert!(incr["max_version"].as_i64().unwrap() > full["max_version"].as_i64().unwrap());
+        assert_eq!(fig[side]["full"]["latency"]["n"], 6);
+        assert_eq!(fig[side]["incremental"]["latency"]["n"], 10);
+    }
+    // 37 conversations of 3 messages (the direct ones opened by their first).
+    assert_eq!(fig["seed"]["messages"], 37 * 3 - 7);
+    assert_eq!(r.rows.len(), 6);
+    assert_eq!(cell(&r, 2, 0), "ratio 25/12 (full)");
+    assert_eq!(cell(&r, 5, 0), "ratio 25/12 (incremental)");
+    assert!(
+        cell(&r, 3, 2).starts_with("4 convs, 16 recents"),
+        "{}",
+        cell(&r, 3, 2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
