@@ -2,6 +2,8 @@
 //! process) and a small JSON client for the native API.
 #![allow(dead_code)]
 
+pub mod python;
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
