@@ -185,6 +185,15 @@ impl Service {
                     ));
                 }
                 users::insert(c, &user, password_hash.as_deref())?;
+                // Every new account joins the default public channel, in the same transaction.
+                if let Some(id) = this
+                    .config
+                    .default_channel
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                {
+                    crate::rooms::join_default_channel_in(c, &user, id)?;
+                }
                 let (token, expires_at) = this.issue(c, &user.id)?;
                 Ok(Session {
                     user,

@@ -78,9 +78,30 @@ fn check_room_name(name: &str) -> Result<()> {
     validate::max_len("name", name, validate::MAX_TITLE_LEN)
 }
 
+/// Puts the user in the default channel unless they were ever in it (one who left stays out);
+/// creates the channel if nobody has yet. Runs inside a write.
+pub(crate) fn join_default_channel_in(c: &mut dyn SqlConn, me: &User, id: &str) -> Result<()> {
+    if participants::get(c, id, &me.id)?.is_some() {
+        return Ok(());
+    }
+    match convs::get(c, id)? {
+        Some(conv) => add_member(c, &conv, me, ParticipantRole::Member),
+        None => {
+            let conv = Conversation {
+                id: id.to_owned(),
+                public: true,
+                title: Some(id.to_lowercase()),
+                metadata: json!({ "default": true }),
+                ..Conversation::fresh(ConversationKind::Group, &me.id, now_ms())
+            };
+            create(c, conv, None, vec![(me.clone(), ParticipantRole::Member)]).map(|_| ())
+        }
+    }
+}
+
 impl Service {
-    /// Puts the user in the default channel the first time they come by; creates the channel
-    /// if nobody has yet.
+    /// Puts the user in the default channel if they were never in it (accounts made while it was
+    /// off, or before it existed); creates the channel if nobody has yet.
     pub async fn ensure_default_channel(&self, me: &User) -> Result<()> {
         let Some(id) = self
             .config
@@ -100,26 +121,7 @@ impl Service {
         }
         let me = me.clone();
         self.store
-            .write(move |c| {
-                if participants::get(c, &id, &me.id)?.is_some() {
-                    return Ok(());
-                }
-                match convs::get(c, &id)? {
-                    Some(conv) => add_member(c, &conv, &me, ParticipantRole::Member),
-                    None => {
-                        let now = now_ms();
-                        let conv = Conversation {
-                            id: id.clone(),
-                            public: true,
-                            title: Some(id.to_lowercase()),
-                            metadata: json!({ "default": true }),
-                            ..Conversation::fresh(ConversationKind::Group, &me.id, now)
-                        };
-                        create(c, conv, None, vec![(me.clone(), ParticipantRole::Member)])
-                            .map(|_| ())
-                    }
-                }
-            })
+            .write(move |c| join_default_channel_in(c, &me, &id))
             .await
     }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{postgres_url, schema_for, TestServer};
+use common::{postgres_url, schema_for, Options, TestServer};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -190,6 +190,15 @@ struct CustomServer {
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
+/// A server whose new accounts join `GENERAL`, as by default.
+async fn rc_server() -> TestServer {
+    TestServer::start_with(Options {
+        default_channel: Some("GENERAL".into()),
+        ..Default::default()
+    })
+    .await
+}
+
 async fn custom_server(config: imsync_service::ServiceConfig) -> CustomServer {
     let dir = tempfile::tempdir().unwrap();
     let store = match postgres_url() {
@@ -239,7 +248,7 @@ async fn custom_server(config: imsync_service::ServiceConfig) -> CustomServer {
 
 #[tokio::test]
 async fn login_me_logout_and_the_401_body() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let admin = rc_user(&s.base, "rcadmin").await;
     let unauth = json!({
         "success": false,
@@ -349,7 +358,7 @@ async fn login_me_logout_and_the_401_body() {
 
 #[tokio::test]
 async fn sync_messages_rocket_chat_e2e_cases() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let admin = rc_user(&s.base, "admin").await;
     let rid = admin
         .channel(&format!("channel.test.syncMessages.{}", now_ms()))
@@ -634,7 +643,7 @@ async fn sync_messages_rocket_chat_e2e_cases() {
 
 #[tokio::test]
 async fn sync_messages_edges_and_deviations() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let admin = rc_user(&s.base, "edgeadmin").await;
     let rid = admin.channel("edges").await;
     // Unknown parameters, including Mongo-style queries, are refused.
@@ -743,7 +752,7 @@ async fn sync_messages_edges_and_deviations() {
 
 #[tokio::test]
 async fn sync_thread_messages_rocket_chat_e2e_cases() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let admin = rc_user(&s.base, "threadadmin").await;
     let rid = admin
         .channel(&format!("message.threads.{}", now_ms()))
@@ -904,7 +913,7 @@ async fn sync_thread_messages_rocket_chat_e2e_cases() {
 
 #[tokio::test]
 async fn threads_reactions_and_removed_parents() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let alice = rc_user(&s.base, "thalice").await;
     let bob = rc_user(&s.base, "thbob").await;
     let rid = alice.channel("threads-and-reactions").await;
@@ -1110,7 +1119,7 @@ async fn walk(rc: &Rc, rid: &str, kind: &str, start: (&str, String), count: &str
 
 #[tokio::test]
 async fn cursor_paging_over_hundreds_of_changes() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let rc = rc_user(&s.base, "pager").await;
     let rid = rc.channel("paging").await;
     let native = rc.native();
@@ -1198,7 +1207,7 @@ async fn cursor_paging_over_hundreds_of_changes() {
 
 #[tokio::test]
 async fn post_send_update_delete_shapes_and_errors() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let alice = rc_user(&s.base, "pal").await;
     let bob = rc_user(&s.base, "pbob").await;
     let rid = alice.channel("shapes").await;
@@ -1359,7 +1368,7 @@ async fn post_send_update_delete_shapes_and_errors() {
 
 #[tokio::test]
 async fn rooms_subscriptions_and_membership() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let alice = rc_user(&s.base, "ral").await;
     let bob = rc_user(&s.base, "rbob").await;
     let carol = rc_user(&s.base, "rcarol").await;
@@ -1551,7 +1560,7 @@ async fn default_channel_can_be_disabled() {
 
 #[tokio::test]
 async fn native_changes_show_in_sync_messages_and_rc_posts_in_native_sync() {
-    let s = TestServer::start().await;
+    let s = rc_server().await;
     let rc = rc_user(&s.base, "crossrc").await;
     let native = rc.native();
     let rid = rc.channel("cross").await;
@@ -1663,4 +1672,41 @@ async fn native_changes_show_in_sync_messages_and_rc_posts_in_native_sync() {
         .unwrap()
         .iter()
         .all(|m| m["id"] != posted["_id"]));
+}
+
+/// A new account joins the default channel when it is made, whichever face made it.
+#[tokio::test]
+async fn new_accounts_join_general_at_registration() {
+    let s = rc_server().await;
+    let native = s.user("fresh").await;
+    let (st, b) = native.get("/api/im/conversations").await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let ids: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["GENERAL"]);
+    let (_, events) = native.get("/api/im/sync?since=0").await;
+    let kinds: Vec<&str> = events["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["conversation.create"],
+        "a fresh channel: its creation"
+    );
+    let second = s.user("second").await;
+    let (_, events) = second.get("/api/im/sync?since=0").await;
+    let kinds: Vec<&str> = events["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["conversation.create", "participant.add"]);
 }

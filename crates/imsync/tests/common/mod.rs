@@ -45,6 +45,9 @@ pub struct Options {
     pub rate_limit: Option<u32>,
     pub ws_idle_timeout: Option<Duration>,
     pub realtime_queue: Option<usize>,
+    /// The public channel every new account joins; none unless a test asks for it, so that
+    /// tests of other faces see only the conversations they make.
+    pub default_channel: Option<String>,
 }
 
 impl TestServer {
@@ -74,6 +77,7 @@ impl TestServer {
             imsync_service::ServiceConfig {
                 registration_open: o.registration_open.unwrap_or(true),
                 realtime_queue: o.realtime_queue.unwrap_or(1024),
+                default_channel: o.default_channel.clone(),
                 ..Default::default()
             },
         );
