@@ -78,6 +78,19 @@ pub(crate) fn members(c: &mut dyn SqlConn, conv_id: &str) -> Result<Vec<Member>>
     Ok(out)
 }
 
+/// Conversations up to this size carry their members in snapshot events.
+const SNAPSHOT_MEMBERS: i64 = 256;
+
+/// The members for a snapshot event, or none for a large conversation: the SDK accepts a
+/// snapshot without `members`, and listing thousands of members in every join would make
+/// joining a big channel cost as much as its size.
+fn snapshot_members(c: &mut dyn SqlConn, conv_id: &str) -> Result<Option<Vec<Value>>> {
+    if participants::count_present_upto(c, conv_id, SNAPSHOT_MEMBERS + 1)? > SNAPSHOT_MEMBERS {
+        return Ok(None);
+    }
+    Ok(Some(members_json(&members(c, conv_id)?)))
+}
+
 fn members_json(ms: &[Member]) -> Vec<Value> {
     ms.iter()
         .map(|m| payload::member(&m.user, m.participant.role.as_str()))
@@ -153,15 +166,16 @@ pub(crate) fn add_member(
     user: &User,
     role: ParticipantRole,
 ) -> Result<()> {
-    let ms = members(c, &conv.id)?;
-    let mut snapshot_members = members_json(&ms);
-    snapshot_members.push(payload::member(user, role.as_str()));
+    let snapshot_members = snapshot_members(c, &conv.id)?.map(|mut ms| {
+        ms.push(payload::member(user, role.as_str()));
+        ms
+    });
     let snapshot = events::append(
         c,
         ev::CONVERSATION_CREATE,
         Audience::User(user.id.clone()),
         Some(&conv.id),
-        payload::conversation(conv, Some(snapshot_members)),
+        payload::conversation(conv, snapshot_members),
         now_ms(),
     )?;
     let e = shared_event(
@@ -192,12 +206,12 @@ fn remove_member(c: &mut dyn SqlConn, conv: &Conversation, p: &Participant) -> R
                 .next()
             {
                 participants::set_role(c, &conv.id, &heir.user_id, ParticipantRole::Owner)?;
-                let ms = members(c, &conv.id)?;
+                let ms = snapshot_members(c, &conv.id)?;
                 shared_event(
                     c,
                     ev::CONVERSATION_UPDATE,
                     &conv.id,
-                    payload::conversation(conv, Some(members_json(&ms))),
+                    payload::conversation(conv, ms),
                 )?;
             }
         }
@@ -357,12 +371,12 @@ impl Service {
                 }
                 conv.updated_at = now_ms();
                 convs::update(c, &conv)?;
-                let ms = members(c, &conv.id)?;
+                let ms = snapshot_members(c, &conv.id)?;
                 shared_event(
                     c,
                     ev::CONVERSATION_UPDATE,
                     &conv.id,
-                    payload::conversation(&conv, Some(members_json(&ms))),
+                    payload::conversation(&conv, ms),
                 )?;
                 with_members(c, conv, &me)
             })

@@ -49,6 +49,16 @@ pub fn count_present(c: &mut dyn SqlConn, conv_id: &str) -> Result<i64> {
     .map_or(0, |r| r.i64(0)))
 }
 
+/// The present participants, counted up to `limit` (so the count costs at most `limit` steps).
+pub fn count_present_upto(c: &mut dyn SqlConn, conv_id: &str, limit: i64) -> Result<i64> {
+    Ok(c.query_opt(
+        "SELECT count(*) FROM (SELECT 1 FROM participants WHERE conv_id = $1 \
+         AND left_seq IS NULL LIMIT $2) AS present",
+        args![conv_id, limit],
+    )?
+    .map_or(0, |r| r.i64(0)))
+}
+
 /// The conversations a user is in now, with their participation, newest activity first.
 pub fn conversations_of(
     c: &mut dyn SqlConn,
