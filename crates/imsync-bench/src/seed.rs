@@ -73,7 +73,13 @@ pub async fn seed(args: &SeedArgs) -> Result<Manifest> {
         durability: args.durability,
     })
     .map_err(err)?;
-    let service = Service::new(store, ServiceConfig::default());
+    let service = Service::new(
+        store,
+        ServiceConfig {
+            default_channel: None,
+            ..Default::default()
+        },
+    );
     let conc = args.concurrency.max(1);
     let mut manifest = match read_manifest(&args.data_dir) {
         Ok(m) => m,

@@ -64,6 +64,8 @@ impl ServerProc {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--durability", durability, "--rate-limit", "0"])
+            // Each scenario measures exactly the conversations it makes: no default channel.
+            .args(["--default-channel", ""])
             .args(extra)
             .env("IMSYNC_LOG", "warn")
             .stdin(Stdio::null())

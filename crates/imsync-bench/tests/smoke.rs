@@ -21,7 +21,13 @@ struct InProcess {
 
 async fn serve_store(store: imsync_store::Store, dir: tempfile::TempDir) -> InProcess {
     let state = imsync_server::AppState {
-        service: imsync_service::Service::new(store, imsync_service::ServiceConfig::default()),
+        service: imsync_service::Service::new(
+            store,
+            imsync_service::ServiceConfig {
+                default_channel: None,
+                ..Default::default()
+            },
+        ),
         metrics: imsync_server::install_recorder(),
         // Default: the rate limit is off, as on the benchmarked binary.
         config: Arc::new(imsync_server::ServerConfig::default()),
