@@ -78,14 +78,15 @@ pub(crate) fn members(c: &mut dyn SqlConn, conv_id: &str) -> Result<Vec<Member>>
     Ok(out)
 }
 
-/// Conversations up to this size carry their members in snapshot events.
-const SNAPSHOT_MEMBERS: i64 = 256;
+/// Conversations up to this size carry their members in snapshot events and share presence;
+/// bigger ones (a public channel everyone joins) would make both cost as much as their size.
+const SMALL_CONVERSATION: i64 = 256;
 
 /// The members for a snapshot event, or none for a large conversation: the SDK accepts a
 /// snapshot without `members`, and listing thousands of members in every join would make
 /// joining a big channel cost as much as its size.
 fn snapshot_members(c: &mut dyn SqlConn, conv_id: &str) -> Result<Option<Vec<Value>>> {
-    if participants::count_present_upto(c, conv_id, SNAPSHOT_MEMBERS + 1)? > SNAPSHOT_MEMBERS {
+    if participants::count_present_upto(c, conv_id, SMALL_CONVERSATION + 1)? > SMALL_CONVERSATION {
         return Ok(None);
     }
     Ok(Some(members_json(&members(c, conv_id)?)))
@@ -318,7 +319,7 @@ impl Service {
                 let mut out = Vec::new();
                 for (conv, p) in participants::conversations_of(c, &me)? {
                     let unread_count = messages::unread_count(c, &conv.id, &me, p.read_msg_seq)?;
-                    let present = participants::list_present(c, &conv.id)?;
+                    let member_count = participants::count_present(c, &conv.id)?;
                     let peer = match conv.kind {
                         ConversationKind::Direct => {
                             let other =
@@ -329,7 +330,7 @@ impl Service {
                     };
                     let last_message = messages::last_live(c, &conv.id)?;
                     out.push(ConversationSummary {
-                        member_count: present.len() as i64,
+                        member_count,
                         conversation: conv,
                         me: p,
                         unread_count,
@@ -611,11 +612,12 @@ pub(crate) fn open_direct_in(
 }
 
 impl Service {
-    /// Everyone who shares a present conversation with the user.
+    /// Everyone who shares a small present conversation with the user: those told of their
+    /// presence. Members of big channels ask for presence instead (`/api/im/presence/batch`).
     pub async fn peers(&self, me: &User) -> Result<Vec<String>> {
         let me = me.id.clone();
         self.store
-            .read(move |c| participants::peers_of(c, &me))
+            .read(move |c| participants::peers_of(c, &me, SMALL_CONVERSATION))
             .await
     }
 }

@@ -602,3 +602,41 @@ async fn silent_sockets_are_closed_after_the_idle_timeout() {
         "the pinging one is open"
     );
 }
+
+/// Coming online is announced to those who share a small conversation with the user, not to
+/// every member of a big channel.
+#[tokio::test]
+async fn presence_reaches_peers_of_small_conversations_only() {
+    let srv = TestServer::start().await;
+    let bob = srv.user("bob").await;
+    let carol = srv.user("carol").await;
+    let dave = srv.user("dave").await;
+    bob.group("small", &["carol"]).await;
+    let mut crowd = vec!["dave".to_owned()];
+    for i in 0..256 {
+        crowd.push(srv.user(&format!("crowd{i}")).await.username);
+    }
+    let refs: Vec<&str> = crowd.iter().map(String::as_str).collect();
+    carol.group("big", &refs).await;
+
+    let mut bob_ws = connect(&srv, &bob, None).await;
+    let mut dave_ws = connect(&srv, &dave, None).await;
+    let _carol_ws = connect(&srv, &carol, None).await;
+    let (p, _) = until(&mut bob_ws, "presence.changed").await;
+    assert_eq!(p["payload"]["userId"], carol.user_id.as_str());
+    assert_eq!(p["payload"]["status"], "online");
+    // dave shares only the big group with carol: the next thing he hears is the marker.
+    let (s, _) = bob
+        .post(
+            &format!("/api/im/direct/{}/messages", dave.user_id),
+            json!({"content": "marker"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (m, before) = until(&mut dave_ws, "message.new").await;
+    assert_eq!(m["payload"]["content"], "marker");
+    assert!(
+        before.iter().all(|f| f["type"] != "presence.changed"),
+        "{before:?}"
+    );
+}

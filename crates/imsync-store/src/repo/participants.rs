@@ -258,12 +258,16 @@ pub fn members_at(c: &mut dyn SqlConn, conv_id: &str, seq: Seq) -> Result<Vec<(S
     .collect())
 }
 
-/// Everyone who shares a present conversation with the user (for presence fan-out).
-pub fn peers_of(c: &mut dyn SqlConn, user_id: &str) -> Result<Vec<String>> {
+/// Everyone who shares a present conversation of at most `max_size` members with the user
+/// (for presence fan-out).
+pub fn peers_of(c: &mut dyn SqlConn, user_id: &str, max_size: i64) -> Result<Vec<String>> {
+    // Each conversation's size is counted only up to max_size + 1.
     Ok(c.query(
         "SELECT DISTINCT q.user_id FROM participants p JOIN participants q ON q.conv_id = p.conv_id \
-         WHERE p.user_id = $1 AND p.left_seq IS NULL AND q.left_seq IS NULL AND q.user_id <> $1",
-        args![user_id],
+         WHERE p.user_id = $1 AND p.left_seq IS NULL AND q.left_seq IS NULL AND q.user_id <> $1 \
+         AND (SELECT count(*) FROM (SELECT 1 FROM participants r WHERE r.conv_id = p.conv_id \
+              AND r.left_seq IS NULL LIMIT $2) AS present) <= $3",
+        args![user_id, max_size + 1, max_size],
     )?
     .iter()
     .map(|r| r.string(0))
