@@ -26,8 +26,9 @@ fn header(parts: &Parts, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Puts a user who reached this face into the default channel; a failure there must not fail
-/// the call that brought them.
+/// Puts a user who logs in here into the default channel if they were never in it (new accounts
+/// join it at registration; this covers accounts made while it was off). A failure there must not
+/// fail the login.
 async fn arrive(state: &AppState, user: &User) {
     if let Err(e) = state.service.ensure_default_channel(user).await {
         tracing::warn!(error = %e, user = %user.id, "could not join the default channel");
@@ -54,7 +55,6 @@ impl FromRequestParts<AppState> for RcAuth {
         if user.id != user_id {
             return Err(RcError::Unauthorized);
         }
-        arrive(state, &user).await;
         Ok(RcAuth(user, token))
     }
 }
