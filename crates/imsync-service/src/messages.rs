@@ -119,10 +119,11 @@ pub(crate) fn send_in(
     new: NewMessage,
 ) -> Result<SendOutcome> {
     let (conv, _) = require_participant(c, conv_id, &me.id)?;
-    let fingerprint = new.fingerprint();
-    if let Some(key) = &new.idempotency_key {
+    // Only a keyed send is compared with its retries.
+    let fingerprint = new.idempotency_key.as_ref().map(|_| new.fingerprint());
+    if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
         if let Some((message_id, hash)) = idempotency::find(c, &me.id, &conv.id, key)? {
-            if hash != fingerprint {
+            if &hash != fingerprint {
                 return Err(Error::new(
                     ErrorCode::IdempotencyKeyReused,
                     "This idempotency key was already used with a different message",
@@ -204,19 +205,21 @@ pub(crate) fn send_in(
         tlm: None,
         version: 0,
     };
-    let e = events::append(
+    let (data, text) = payload::message_rendered(&message);
+    let e = events::append_rendered(
         c,
         ev::MESSAGE_NEW,
         Audience::Conversation(conv.id.clone()),
         Some(&conv.id),
-        payload::message(&message),
+        data,
+        &text,
         now,
     )?;
     message.event_seq = e.seq;
     message.version = e.seq;
     messages::insert(c, &message)?;
-    if let Some(key) = &new.idempotency_key {
-        if !idempotency::record(c, &me.id, &conv.id, key, &message.id, &fingerprint, now)? {
+    if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
+        if !idempotency::record(c, &me.id, &conv.id, key, &message.id, fingerprint, now)? {
             // Another node committed the same key first: this attempt rolls back and the caller
             // retries, finding that message.
             return Err(Error::conflict("idempotency key raced"));

@@ -61,6 +61,13 @@ pub fn message(m: &Message) -> Value {
     serde_json::to_value(message_json(m)).unwrap_or(Value::Null)
 }
 
+/// [`message`] and its JSON text, each made straight from the message.
+pub fn message_rendered(m: &Message) -> (Value, String) {
+    let json = message_json(m);
+    let text = serde_json::to_string(&json).unwrap_or_else(|_| "null".to_owned());
+    (serde_json::to_value(json).unwrap_or(Value::Null), text)
+}
+
 pub fn message_edit(m: &Message) -> Value {
     json!({
         "id": m.id,

@@ -174,8 +174,11 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
+    // A commit writes every page it dirtied to the WAL, and a send dirties about one page per
+    // index it touches: 2 KiB pages made a commit about a quarter cheaper than 4 KiB ones (see
+    // README "Performance"). It applies to a new database only; an existing one keeps its size.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+        "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
          PRAGMA wal_autocheckpoint = 0;"
     ))

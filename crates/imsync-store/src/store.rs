@@ -2,11 +2,11 @@
 //! and a feed of appended events in commit order for live fan-out.
 
 use crate::sql::{Dialect, SqlConn};
-use crate::writer::{self, Job};
+use crate::writer::{self, Inline, Writer};
 use imsync_core::{model::Event, Error, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 /// How hard a commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct Store {
 }
 
 struct Inner {
-    writer: mpsc::Sender<Job>,
+    writer: Writer,
     readers: Arc<dyn ReaderPool>,
     events: broadcast::Sender<Arc<Vec<Event>>>,
     dialect: Dialect,
@@ -63,7 +63,16 @@ impl Store {
     pub fn open(options: &StoreOptions) -> Result<Store> {
         let (events, _) = broadcast::channel(4096);
         let (writer_conn, readers) = crate::sqlite::open(options)?;
-        let writer = writer::spawn("imsync-sqlite-writer", writer_conn, Some(events.clone()));
+        let inline = match options.durability {
+            Durability::Normal => Inline::WhenIdle,
+            Durability::Full => Inline::Never,
+        };
+        let writer = writer::spawn(
+            "imsync-sqlite-writer",
+            writer_conn,
+            Some(events.clone()),
+            inline,
+        );
         Ok(Store {
             inner: Arc::new(Inner {
                 writer,
@@ -95,7 +104,7 @@ impl Store {
         })
         .await
         .map_err(Error::internal)??;
-        let writer = writer::spawn("imsync-pg-writer", writer_conn, None);
+        let writer = writer::spawn("imsync-pg-writer", writer_conn, None, Inline::Never);
         Ok(Store {
             inner: Arc::new(Inner {
                 writer,
@@ -123,11 +132,7 @@ impl Store {
         F: FnOnce(&mut dyn SqlConn) -> Result<R> + Send + 'static,
     {
         let (job, rx) = writer::job(f);
-        self.inner
-            .writer
-            .send(job)
-            .await
-            .map_err(|_| Error::unavailable("the writer has stopped"))?;
+        self.inner.writer.submit(job).await?;
         rx.await
             .map_err(|_| Error::unavailable("the write could not be carried out"))?
     }

@@ -6,6 +6,7 @@
 
 use crate::sql::SqlConn;
 use imsync_core::{model::Event, Error, Result};
+use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
@@ -33,12 +34,57 @@ pub(crate) trait WriterConn: Send {
     fn appended_len(&self) -> usize;
 }
 
+/// Whether a write may run on the caller's thread when the writer is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inline {
+    /// The commit is quick (SQLite without a disk sync): a lone write runs on the caller's
+    /// thread, saving two thread hand-offs, which are most of a sequential write's latency.
+    WhenIdle,
+    /// The commit waits on a disk or a network: every write goes through the writer thread.
+    Never,
+}
+
+struct Shared {
+    conn: Mutex<Box<dyn WriterConn>>,
+    events: Option<broadcast::Sender<Arc<Vec<Event>>>>,
+}
+
+/// The writer: a queue drained in batches by its own thread, and the connection both share.
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+    inline: Inline,
+}
+
+impl Writer {
+    /// Runs `job` now if nobody is writing or waiting, else queues it for the writer thread.
+    /// Either way the job's reply carries its outcome.
+    pub async fn submit(&self, job: Job) -> Result<()> {
+        if self.inline == Inline::WhenIdle && self.queue.capacity() == self.queue.max_capacity() {
+            if let Some(mut conn) = self.shared.conn.try_lock() {
+                run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
+                return Ok(());
+            }
+        }
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| Error::unavailable("the writer has stopped"))
+    }
+}
+
 pub(crate) fn spawn(
     name: &str,
-    mut wc: Box<dyn WriterConn>,
+    wc: Box<dyn WriterConn>,
     events: Option<broadcast::Sender<Arc<Vec<Event>>>>,
-) -> mpsc::Sender<Job> {
+    inline: Inline,
+) -> Writer {
     let (tx, mut rx) = mpsc::channel::<Job>(8192);
+    let shared = Arc::new(Shared {
+        conn: Mutex::new(wc),
+        events,
+    });
+    let own = shared.clone();
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
@@ -51,12 +97,17 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                run_batch(wc.as_mut(), &mut batch, &events);
+                let mut conn = own.conn.lock();
+                run_batch(conn.as_mut(), &mut batch, &own.events);
             }
             tracing::debug!("writer stopped");
         })
         .expect("spawning the writer thread");
-    tx
+    Writer {
+        queue: tx,
+        shared,
+        inline,
+    }
 }
 
 fn run_batch(

@@ -37,14 +37,26 @@ pub fn messages_range(
         .collect())
 }
 
-/// The message whose creating event has this seq (the face's integer message id).
+/// The message whose creating event has this seq (the face's integer message id). It is found
+/// through that event, which names the message, so that sends do not keep an index on
+/// `messages.event_seq` for this rare lookup.
 pub fn message_by_event_seq(c: &mut dyn SqlConn, seq: Seq) -> Result<Option<Message>> {
-    let sql = format!(
-        "SELECT {} FROM messages WHERE event_seq = $1",
-        messages::COLUMNS
-    );
-    Ok(c.query_opt(&sql, args![seq])?
-        .map(|r| messages::from_row(&r)))
+    let Some(row) = c.query_opt(
+        "SELECT data FROM events WHERE seq = $1 AND type = 'message.new'",
+        args![seq],
+    )?
+    else {
+        return Ok(None);
+    };
+    let Some(id) = row
+        .json(0)
+        .get("id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+    else {
+        return Ok(None);
+    };
+    Ok(messages::get(c, &id)?.filter(|m| m.event_seq == seq))
 }
 
 /// A message of a conversation by its client message number: the sender's idempotency key, or
