@@ -53,9 +53,14 @@ pub fn ws_url(base: &str, token: &str) -> String {
 
 /// Opens `/ws` with `token` and waits (at most 30 s) for the `authenticated` frame.
 pub async fn connect(base: &str, token: &str) -> Result<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(ws_url(base, token), None, true)
-        .await
-        .context("WebSocket handshake")?;
+    // The default 128 KiB read buffer is zero-filled before every read: with a thousand
+    // listeners that alone would take a core from the server being measured. Frames are small.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(ws_url(base, token), Some(config), true)
+            .await
+            .context("WebSocket handshake")?;
     let first = tokio::time::timeout(Duration::from_secs(30), ws.next())
         .await
         .context("no frame within 30 s of the handshake")?;

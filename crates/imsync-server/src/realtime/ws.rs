@@ -7,6 +7,7 @@ use crate::extract::QueryParams;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use futures_util::FutureExt;
 use imsync_core::model::User;
 use imsync_core::Seq;
 use imsync_service::hub::Delivery;
@@ -95,55 +96,59 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
         }
     }
     let idle = state.config.ws_idle_timeout;
-    let mut deadline = Instant::now() + idle;
+    // One timer for the connection's life, moved only when the client shows activity: a timer
+    // made and dropped per delivered frame costs more than the frame's own write.
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
+    // Deliveries come first, so that a wake-up for a frame does not also try to read the socket;
+    // every DELIVERY_STREAK frames the socket and the idle timer are looked at anyway, so a
+    // stream of deliveries cannot starve the client's frames.
+    const DELIVERY_STREAK: u32 = 32;
+    let mut streak = 0u32;
     loop {
-        tokio::select! {
-            d = sub.rx.recv() => match d {
-                Some(Delivery::Event(d)) => {
-                    if d.event.seq <= last_sent {
-                        continue;
-                    }
-                    last_sent = d.event.seq;
-                    let rendered = frames::render(&d);
-                    if !send(&mut socket, &rendered[0]).await {
-                        break;
-                    }
-                    if with_sync && !send(&mut socket, &rendered[1]).await {
-                        break;
-                    }
-                }
-                Some(Delivery::Ephemeral(frame)) => {
-                    if !send(&mut socket, &frame.to_string()).await {
-                        break;
-                    }
-                }
-                None => {
-                    if sub.lagged() {
-                        close(socket, CLOSE_LAGGING, "lagging").await;
-                    } else {
-                        close(socket, 1001, "going away").await;
-                    }
-                    break;
-                }
-            },
-            m = socket.recv() => match m {
-                Some(Ok(Message::Text(text))) => {
-                    deadline = Instant::now() + idle;
-                    if let Some(reply) = handle_client_frame(&state, &user, text.as_str()).await {
-                        if !send(&mut socket, &reply).await {
+        let incoming = if streak >= DELIVERY_STREAK {
+            streak = 0;
+            if idle_timer.is_elapsed() {
+                close(socket, CLOSE_IDLE, "idle timeout").await;
+                break;
+            }
+            socket.recv().now_or_never()
+        } else {
+            tokio::select! {
+                biased;
+                d = sub.rx.recv() => {
+                    streak += 1;
+                    match deliver(&mut socket, &sub, d, with_sync, &mut last_sent).await {
+                        Flow::Go => continue,
+                        Flow::Stop => break,
+                        Flow::Close(code, reason) => {
+                            close(socket, code, reason).await;
                             break;
                         }
                     }
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {
-                    deadline = Instant::now() + idle;
+                m = socket.recv() => Some(m),
+                _ = &mut idle_timer => {
+                    close(socket, CLOSE_IDLE, "idle timeout").await;
+                    break;
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                close(socket, CLOSE_IDLE, "idle timeout").await;
-                break;
             }
+        };
+        let Some(m) = incoming else { continue };
+        streak = 0;
+        match m {
+            Some(Ok(Message::Text(text))) => {
+                idle_timer.as_mut().reset(Instant::now() + idle);
+                if let Some(reply) = handle_client_frame(&state, &user, text.as_str()).await {
+                    if !send(&mut socket, &reply).await {
+                        break;
+                    }
+                }
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {
+                idle_timer.as_mut().reset(Instant::now() + idle);
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
         }
     }
     let user_id = user.id.clone();
@@ -151,6 +156,48 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
     metrics::gauge!("imsync_realtime_connections").decrement(1.0);
     if !service.hub().presence(&user_id).0 {
         announce_presence(&service, &user, "offline").await;
+    }
+}
+
+enum Flow {
+    Go,
+    Stop,
+    /// The hub ended the subscription: close with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// Writes one delivery from the hub; `Stop` when the connection is done for.
+async fn deliver(
+    socket: &mut WebSocket,
+    sub: &imsync_service::hub::Subscription,
+    d: Option<Delivery>,
+    with_sync: bool,
+    last_sent: &mut Seq,
+) -> Flow {
+    match d {
+        Some(Delivery::Event(d)) => {
+            if d.event.seq <= *last_sent {
+                return Flow::Go;
+            }
+            *last_sent = d.event.seq;
+            let rendered = frames::render(&d);
+            if !send(socket, &rendered[0]).await {
+                return Flow::Stop;
+            }
+            if with_sync && !send(socket, &rendered[1]).await {
+                return Flow::Stop;
+            }
+            Flow::Go
+        }
+        Some(Delivery::Ephemeral(frame)) => {
+            if send(socket, &frame.to_string()).await {
+                Flow::Go
+            } else {
+                Flow::Stop
+            }
+        }
+        None if sub.lagged() => Flow::Close(CLOSE_LAGGING, "lagging"),
+        None => Flow::Close(1001, "going away"),
     }
 }
 
