@@ -246,7 +246,7 @@ impl Service {
             let (me2, conv_id2, new2) = (me.clone(), conv_id.to_owned(), new.clone());
             match self
                 .store
-                .write(move |c| send_in(c, &me2, &conv_id2, new2))
+                .write_repeatable(move |c| send_in(c, &me2, &conv_id2, new2.clone()))
                 .await
             {
                 Err(e) if retry && attempt == 0 && e.code == ErrorCode::Conflict => continue,

@@ -137,6 +137,20 @@ impl Store {
             .map_err(|_| Error::unavailable("the write could not be carried out"))?
     }
 
+    /// [`Store::write`] for a closure that may run more than once, each time from the same
+    /// database state, of which only the last run counts. Batches of such writes skip the
+    /// per-write savepoints. The hot writes (sends) use it.
+    pub async fn write_repeatable<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&mut dyn SqlConn) -> Result<R> + Send + 'static,
+    {
+        let (job, rx) = writer::repeatable_job(f);
+        self.inner.writer.submit(job).await?;
+        rx.await
+            .map_err(|_| Error::unavailable("the write could not be carried out"))?
+    }
+
     /// Runs `f` on a read connection, inside one snapshot.
     pub async fn read<R, F>(&self, f: F) -> Result<R>
     where

@@ -3,6 +3,10 @@
 //! one transaction, commits once, then publishes the appended events in commit order and answers
 //! every job. So a reply is sent only after its data is committed (durability), a failing job
 //! rolls back alone (atomicity per write), and one commit serves a whole batch (throughput).
+//!
+//! A batch made only of repeatable jobs (sends) first runs without savepoints, which cost a
+//! copy of every page a job touches; if one of them fails, the batch is rolled back and run
+//! again the careful way, each job in its savepoint.
 
 use crate::sql::SqlConn;
 use imsync_core::{model::Event, Error, Result};
@@ -23,7 +27,24 @@ pub(crate) struct JobDone {
     pub reply: Reply,
 }
 
-pub(crate) type Job = Box<dyn FnOnce(&mut dyn SqlConn) -> JobDone + Send>;
+type OnceFn = Box<dyn FnOnce(&mut dyn SqlConn) -> JobDone + Send>;
+type RepeatableFn = Box<dyn FnMut(&mut dyn SqlConn) -> JobDone + Send>;
+
+pub(crate) enum Job {
+    /// Runs once; in a batch, inside its own savepoint.
+    Once(OnceFn),
+    /// May run again when its batch is replayed; only its last run's reply is sent.
+    Repeatable(RepeatableFn),
+}
+
+impl Job {
+    fn run(self, conn: &mut dyn SqlConn) -> JobDone {
+        match self {
+            Job::Once(f) => f(conn),
+            Job::Repeatable(mut f) => f(conn),
+        }
+    }
+}
 
 /// A backend's writing connection.
 pub(crate) trait WriterConn: Send {
@@ -116,6 +137,13 @@ fn run_batch(
     events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
 ) {
     let size = batch.len();
+    if size > 1 && batch.iter().all(|j| matches!(j, Job::Repeatable(_))) {
+        if let Some(replies) = run_without_savepoints(wc, batch) {
+            batch.clear();
+            finish(wc, replies, Ok(()), events);
+            return;
+        }
+    }
     if let Err(e) = wc.batch("BEGIN IMMEDIATE") {
         // Dropping a job that never ran closes its reply channel: its caller answers 503.
         batch.clear();
@@ -137,7 +165,7 @@ fn run_batch(
             continue;
         }
         let mark = wc.appended_len();
-        let outcome = catch_unwind(AssertUnwindSafe(|| job(wc.conn())));
+        let outcome = catch_unwind(AssertUnwindSafe(|| job.run(wc.conn())));
         let ok = matches!(&outcome, Ok(done) if done.ok);
         if !ok {
             wc.truncate_appended(mark);
@@ -169,9 +197,47 @@ fn run_batch(
     let committed = if broken {
         Err(Error::internal("a savepoint could not be restored"))
     } else {
-        wc.batch("COMMIT")
+        Ok(())
     };
-    match committed {
+    finish(wc, replies, committed, events);
+}
+
+/// Runs a batch of repeatable jobs in one transaction without savepoints. Answers their replies
+/// with the transaction still open, or `None` (everything rolled back, the jobs intact) when a
+/// job failed or panicked, so that the caller runs the batch again with savepoints.
+fn run_without_savepoints(
+    wc: &mut dyn WriterConn,
+    batch: &mut [Job],
+) -> Option<Vec<(Reply, bool)>> {
+    wc.batch("BEGIN IMMEDIATE").ok()?;
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch.iter_mut() {
+        let Job::Repeatable(f) = job else {
+            unreachable!("only batches of repeatable jobs run without savepoints")
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(wc.conn()))) {
+            Ok(done) if done.ok => replies.push((done.reply, true)),
+            // Dropping a reply unanswered leaves its job able to answer on the next run.
+            _ => {
+                drop(replies);
+                let _ = wc.batch("ROLLBACK");
+                wc.take_appended();
+                return None;
+            }
+        }
+    }
+    Some(replies)
+}
+
+/// Commits (unless `state` already failed the batch), publishes the appended events and answers
+/// every job.
+fn finish(
+    wc: &mut dyn WriterConn,
+    replies: Vec<(Reply, bool)>,
+    state: Result<()>,
+    events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
+) {
+    match state.and_then(|_| wc.batch("COMMIT")) {
         Ok(()) => {
             let appended = wc.take_appended();
             if !appended.is_empty() {
@@ -204,7 +270,7 @@ where
     F: FnOnce(&mut dyn SqlConn) -> Result<R> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move |conn| match f(conn) {
+    let job = Job::Once(Box::new(move |conn| match f(conn) {
         Ok(value) => JobDone {
             ok: true,
             reply: Box::new(move |err| {
@@ -220,6 +286,36 @@ where
                 let _ = tx.send(Err(e));
             }),
         },
-    });
+    }));
+    (job, rx)
+}
+
+/// Wraps a closure that may run more than once (each run starts from the same database state)
+/// as a repeatable job; the reply of its last run is the one sent.
+pub(crate) fn repeatable_job<R, F>(mut f: F) -> (Job, tokio::sync::oneshot::Receiver<Result<R>>)
+where
+    R: Send + 'static,
+    F: FnMut(&mut dyn SqlConn) -> Result<R> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let slot = Arc::new(Mutex::new(Some(tx)));
+    let job = Job::Repeatable(Box::new(move |conn| {
+        let (ok, outcome) = match f(conn) {
+            Ok(value) => (true, Ok(value)),
+            Err(e) => (false, Err(e)),
+        };
+        let slot = slot.clone();
+        JobDone {
+            ok,
+            reply: Box::new(move |err| {
+                if let Some(tx) = slot.lock().take() {
+                    let _ = tx.send(match (err, outcome) {
+                        (Some(e), _) => Err(e),
+                        (None, outcome) => outcome,
+                    });
+                }
+            }),
+        }
+    }));
     (job, rx)
 }

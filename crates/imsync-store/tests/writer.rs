@@ -18,29 +18,38 @@ fn open(dir: &tempfile::TempDir, durability: Durability) -> Store {
     .expect("opening the store")
 }
 
-async fn append(store: &Store, task: usize, i: usize, fail: bool) -> Result<i64> {
-    store
-        .write(move |c| {
-            let e = events::append(
-                c,
-                "test.event",
-                Audience::User(format!("u{task}")),
-                None,
-                json!({ "task": task, "i": i }),
-                0,
-            )?;
-            if fail {
-                return Err(Error::invalid("this write fails after appending"));
-            }
-            Ok(e.seq)
-        })
-        .await
+/// How the test's writes reach the store.
+#[derive(Clone, Copy)]
+enum Kind {
+    Once,
+    Repeatable,
+}
+
+async fn append(store: &Store, kind: Kind, task: usize, i: usize, fail: bool) -> Result<i64> {
+    let job = move |c: &mut dyn imsync_store::SqlConn| {
+        let e = events::append(
+            c,
+            "test.event",
+            Audience::User(format!("u{task}")),
+            None,
+            json!({ "task": task, "i": i }),
+            0,
+        )?;
+        if fail {
+            return Err(Error::invalid("this write fails after appending"));
+        }
+        Ok(e.seq)
+    };
+    match kind {
+        Kind::Once => store.write(job).await,
+        Kind::Repeatable => store.write_repeatable(job).await,
+    }
 }
 
 /// Tasks on several threads write at once; some writes fail after appending. Every successful
 /// write gets its own seq, the feed carries exactly those seqs in increasing order, and the
 /// failed writes leave nothing behind.
-async fn concurrent_writes(durability: Durability) {
+async fn concurrent_writes(durability: Durability, kind: Kind) {
     const TASKS: usize = 8;
     const EACH: usize = 150;
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +62,7 @@ async fn concurrent_writes(durability: Durability) {
             let mut seqs = Vec::new();
             for i in 0..EACH {
                 let fail = (task + i) % 7 == 0;
-                match append(&store, task, i, fail).await {
+                match append(&store, kind, task, i, fail).await {
                     Ok(seq) => {
                         assert!(!fail, "a failing write reported success");
                         seqs.push(seq);
@@ -100,13 +109,21 @@ async fn concurrent_writes(durability: Durability) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_commit_alone_and_publish_in_order() {
-    concurrent_writes(Durability::Normal).await;
+    concurrent_writes(Durability::Normal, Kind::Once).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeatable_writes_replay_a_batch_with_a_failure() {
+    // Batches of repeatable writes run without savepoints; one failing write makes the batch
+    // run again with them, and only the failing write is lost.
+    concurrent_writes(Durability::Normal, Kind::Repeatable).await;
+    concurrent_writes(Durability::Full, Kind::Repeatable).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_through_the_writer_thread_only() {
     // `full` never writes on the caller's thread: the same rules hold on the queued path alone.
-    concurrent_writes(Durability::Full).await;
+    concurrent_writes(Durability::Full, Kind::Once).await;
 }
 
 #[tokio::test]
