@@ -78,6 +78,8 @@ pub struct Conversation {
     pub last_event_seq: Seq,
     pub last_message_at: Option<i64>,
     pub live_msg_count: i64,
+    /// The timestamp of the conversation's latest change; the next one is strictly later.
+    pub last_touch_ms: i64,
 }
 
 impl Conversation {
@@ -99,6 +101,7 @@ impl Conversation {
             last_event_seq: 0,
             last_message_at: None,
             live_msg_count: 0,
+            last_touch_ms: now,
         }
     }
 }

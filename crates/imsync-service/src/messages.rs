@@ -118,7 +118,7 @@ pub(crate) fn send_in(
     conv_id: &str,
     new: NewMessage,
 ) -> Result<SendOutcome> {
-    let (conv, _) = require_participant(c, conv_id, &me.id)?;
+    let (mut conv, _) = require_participant(c, conv_id, &me.id)?;
     // Only a keyed send is compared with its retries.
     let fingerprint = new.idempotency_key.as_ref().map(|_| new.fingerprint());
     if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
@@ -153,6 +153,8 @@ pub(crate) fn send_in(
                 &peer,
                 imsync_core::model::ParticipantRole::Member,
             )?;
+            // Adding the peer moved the conversation: the message slot needs it as it is now.
+            conv = convs::get(c, &conv.id)?.ok_or_else(|| Error::not_found("Conversation"))?;
         }
     }
     let mut parent = None;
@@ -179,7 +181,8 @@ pub(crate) fn send_in(
         None => ids::new_id(),
     };
     let now = now_ms();
-    let (msg_seq, stamp) = convs::next_message_slot(c, &conv.id, now)?;
+    let slot = convs::message_slot(&conv, now);
+    let (msg_seq, stamp) = slot;
     let mut metadata = new.metadata.clone().unwrap_or_else(|| json!({}));
     if let (Some(key), Some(o)) = (&new.idempotency_key, metadata.as_object_mut()) {
         o.entry("_idempotencyKey").or_insert_with(|| json!(key));
@@ -217,6 +220,7 @@ pub(crate) fn send_in(
     )?;
     message.event_seq = e.seq;
     message.version = e.seq;
+    convs::message_appended(c, &conv, slot, e.seq)?;
     messages::insert(c, &message)?;
     if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
         if !idempotency::record(c, &me.id, &conv.id, key, &message.id, fingerprint, now)? {

@@ -118,4 +118,9 @@ pub trait SqlConn {
 
     /// Records an event appended by the current write job, to be published once it commits.
     fn appended(&mut self, event: imsync_core::model::Event);
+
+    /// The rowid of the row the last INSERT made, where the backend keeps one (SQLite).
+    fn last_insert_id(&mut self) -> Option<i64> {
+        None
+    }
 }

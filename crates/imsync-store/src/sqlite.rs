@@ -93,6 +93,10 @@ impl SqlConn for Conn {
     fn appended(&mut self, event: Event) {
         self.appended.push(event);
     }
+
+    fn last_insert_id(&mut self) -> Option<i64> {
+        Some(self.conn.last_insert_rowid())
+    }
 }
 
 impl WriterConn for Conn {

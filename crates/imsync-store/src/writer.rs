@@ -66,7 +66,9 @@ pub(crate) enum Inline {
 }
 
 struct Shared {
-    conn: Mutex<Box<dyn WriterConn>>,
+    /// Taken by the writer thread when it stops, so that the connection closes on that thread
+    /// (the PostgreSQL client cannot close from inside the async runtime).
+    conn: Mutex<Option<Box<dyn WriterConn>>>,
     events: Option<broadcast::Sender<Arc<Vec<Event>>>>,
 }
 
@@ -82,9 +84,11 @@ impl Writer {
     /// Either way the job's reply carries its outcome.
     pub async fn submit(&self, job: Job) -> Result<()> {
         if self.inline == Inline::WhenIdle && self.queue.capacity() == self.queue.max_capacity() {
-            if let Some(mut conn) = self.shared.conn.try_lock() {
-                run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
-                return Ok(());
+            if let Some(mut guard) = self.shared.conn.try_lock() {
+                if let Some(conn) = guard.as_mut() {
+                    run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
+                    return Ok(());
+                }
             }
         }
         self.queue
@@ -102,7 +106,7 @@ pub(crate) fn spawn(
 ) -> Writer {
     let (tx, mut rx) = mpsc::channel::<Job>(8192);
     let shared = Arc::new(Shared {
-        conn: Mutex::new(wc),
+        conn: Mutex::new(Some(wc)),
         events,
     });
     let own = shared.clone();
@@ -118,9 +122,12 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                let mut conn = own.conn.lock();
-                run_batch(conn.as_mut(), &mut batch, &own.events);
+                match own.conn.lock().as_mut() {
+                    Some(conn) => run_batch(conn.as_mut(), &mut batch, &own.events),
+                    None => batch.clear(),
+                }
             }
+            drop(own.conn.lock().take());
             tracing::debug!("writer stopped");
         })
         .expect("spawning the writer thread");

@@ -4,7 +4,7 @@ use imsync_core::{Result, Seq};
 
 pub(crate) const COLUMNS: &str = "id, kind, public, title, description, metadata, created_by, \
      created_at, updated_at, archived, last_msg_seq, last_event_seq, last_message_at, \
-     live_msg_count";
+     live_msg_count, last_touch_ms";
 
 pub(crate) fn from_row(r: &Row) -> Conversation {
     Conversation {
@@ -22,6 +22,7 @@ pub(crate) fn from_row(r: &Row) -> Conversation {
         last_event_seq: r.i64(11),
         last_message_at: r.opt_i64(12),
         live_msg_count: r.i64(13),
+        last_touch_ms: r.i64(14),
     }
 }
 
@@ -51,7 +52,7 @@ pub fn insert(c: &mut dyn SqlConn, conv: &Conversation, direct_key: Option<&str>
             conv.updated_at,
             conv.archived,
             direct_key,
-            conv.created_at
+            conv.last_touch_ms
         ],
     )?;
     Ok(())
@@ -94,17 +95,33 @@ pub fn touch_event(c: &mut dyn SqlConn, id: &str, seq: Seq) -> Result<()> {
     Ok(())
 }
 
-/// Takes the next message seq of the conversation and a timestamp for the new message (see
-/// [`next_touch_ms`]), in one statement.
-pub fn next_message_slot(c: &mut dyn SqlConn, id: &str, now: i64) -> Result<(i64, i64)> {
-    let row = c.query_opt(
-        "UPDATE conversations SET last_msg_seq = last_msg_seq + 1, last_message_at = $2, \
-         live_msg_count = live_msg_count + 1, last_touch_ms = CASE WHEN last_touch_ms >= $2 \
-         THEN last_touch_ms + 1 ELSE $2 END WHERE id = $1 RETURNING last_msg_seq, last_touch_ms",
-        args![id, now],
+/// The message seq and timestamp the next message of `conv` takes: `conv` must have been read
+/// in the writing transaction, whose writes are serialized (one SQLite writer; on PostgreSQL the
+/// counter row's lock, taken first), so nothing moved it since. [`message_appended`] records it.
+pub fn message_slot(conv: &Conversation, now: i64) -> (i64, i64) {
+    (conv.last_msg_seq + 1, now.max(conv.last_touch_ms + 1))
+}
+
+/// Records a message appended at `slot` (from [`message_slot`]) by the event `seq`, in one
+/// statement. Refuses with a conflict if the conversation moved since it was read.
+pub fn message_appended(
+    c: &mut dyn SqlConn,
+    conv: &Conversation,
+    (msg_seq, stamp): (i64, i64),
+    seq: Seq,
+) -> Result<()> {
+    let updated = c.execute(
+        "UPDATE conversations SET last_msg_seq = $2, last_message_at = $3, \
+         live_msg_count = live_msg_count + 1, last_touch_ms = $3, last_event_seq = $4 \
+         WHERE id = $1 AND last_msg_seq = $5",
+        args![&conv.id, msg_seq, stamp, seq, conv.last_msg_seq],
     )?;
-    row.map(|r| (r.i64(0), r.i64(1)))
-        .ok_or_else(|| imsync_core::Error::not_found("Conversation"))
+    if updated == 0 {
+        return Err(imsync_core::Error::conflict(
+            "the conversation changed while a message was being added",
+        ));
+    }
+    Ok(())
 }
 
 pub fn message_removed(c: &mut dyn SqlConn, id: &str) -> Result<()> {

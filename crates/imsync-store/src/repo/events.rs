@@ -32,11 +32,21 @@ pub fn append(
     at: i64,
 ) -> Result<Appended> {
     let text = data.to_string();
-    append_rendered(c, kind, audience, conversation_id, data, &text, at)
+    let conv_stream = match &audience {
+        Audience::Conversation(id) => Some(id.clone()),
+        Audience::User(_) => None,
+    };
+    let appended = append_rendered(c, kind, audience, conversation_id, data, &text, at)?;
+    if let Some(id) = conv_stream {
+        super::conversations::touch_event(c, &id, appended.seq)?;
+    }
+    Ok(appended)
 }
 
 /// [`append`] with the payload already rendered as JSON text (`text` must be `data`'s), for
-/// the hottest writers, which can render it straight from their structs.
+/// the hottest writer (a send), which renders it straight from its struct. Unlike [`append`],
+/// it leaves recording the conversation's `last_event_seq` to the caller, which a send does
+/// in the same statement as its message slot.
 pub fn append_rendered(
     c: &mut dyn SqlConn,
     kind: &str,
@@ -49,32 +59,34 @@ pub fn append_rendered(
     let stream = audience.stream();
     let seq = match c.dialect() {
         // One writer: SQLite hands out the next rowid, and commits are in that order.
-        Dialect::Sqlite => c.query_opt(
-            "INSERT INTO events (stream, type, conv_id, data, at) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING seq",
-            args![&stream, kind, conversation_id, text, at],
-        )?,
+        Dialect::Sqlite => {
+            c.execute(
+                "INSERT INTO events (stream, type, conv_id, data, at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                args![&stream, kind, conversation_id, text, at],
+            )?;
+            c.last_insert_id()
+        }
         // Several writers: the counter row's lock, held to commit, orders commits by seq.
         Dialect::Postgres => {
-            let row = c.query_opt(
-                "UPDATE counters SET value = value + 1 WHERE name = 'event_seq' RETURNING value",
-                &[],
-            )?;
-            if let Some(r) = &row {
+            let seq = c
+                .query_opt(
+                    "UPDATE counters SET value = value + 1 WHERE name = 'event_seq' \
+                     RETURNING value",
+                    &[],
+                )?
+                .map(|r| r.i64(0));
+            if let Some(seq) = seq {
                 c.execute(
                     "INSERT INTO events (seq, stream, type, conv_id, data, at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
-                    args![r.i64(0), &stream, kind, conversation_id, text, at],
+                    args![seq, &stream, kind, conversation_id, text, at],
                 )?;
             }
-            row
+            seq
         }
     }
-    .map(|r| r.i64(0))
     .ok_or_else(|| imsync_core::Error::internal("append returned no seq"))?;
-    if let Audience::Conversation(id) = &audience {
-        super::conversations::touch_event(c, id, seq)?;
-    }
     c.appended(Event {
         seq,
         kind: kind.to_owned(),

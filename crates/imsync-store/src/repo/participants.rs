@@ -81,11 +81,12 @@ pub fn conversations_of(
          ORDER BY c.last_event_seq DESC"
     );
     let rows = c.query(&sql, args![user_id])?;
+    let width = super::conversations::COLUMNS.split(", ").count();
     Ok(rows
         .into_iter()
         .map(|r| {
             let conv = super::conversations::from_row(&r);
-            let part = from_row(&Row(r.0[14..].to_vec()));
+            let part = from_row(&Row(r.0[width..].to_vec()));
             (conv, part)
         })
         .collect())
