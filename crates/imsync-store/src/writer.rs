@@ -12,6 +12,7 @@ use crate::sql::SqlConn;
 use imsync_core::{model::Event, Error, Result};
 use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 
@@ -69,6 +70,9 @@ struct Shared {
     /// Taken by the writer thread when it stops, so that the connection closes on that thread
     /// (the PostgreSQL client cannot close from inside the async runtime).
     conn: Mutex<Option<Box<dyn WriterConn>>>,
+    /// Jobs submitted and not yet answered: a write runs on its caller's thread only when it is
+    /// the only one, so that under load every write joins a batch.
+    pending: AtomicUsize,
     events: Option<broadcast::Sender<Arc<Vec<Event>>>>,
 }
 
@@ -83,18 +87,20 @@ impl Writer {
     /// Runs `job` now if nobody is writing or waiting, else queues it for the writer thread.
     /// Either way the job's reply carries its outcome.
     pub async fn submit(&self, job: Job) -> Result<()> {
-        if self.inline == Inline::WhenIdle && self.queue.capacity() == self.queue.max_capacity() {
+        let alone = self.shared.pending.fetch_add(1, Ordering::AcqRel) == 0;
+        if self.inline == Inline::WhenIdle && alone {
             if let Some(mut guard) = self.shared.conn.try_lock() {
                 if let Some(conn) = guard.as_mut() {
                     run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
+                    self.shared.pending.fetch_sub(1, Ordering::AcqRel);
                     return Ok(());
                 }
             }
         }
-        self.queue
-            .send(job)
-            .await
-            .map_err(|_| Error::unavailable("the writer has stopped"))
+        self.queue.send(job).await.map_err(|_| {
+            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+            Error::unavailable("the writer has stopped")
+        })
     }
 }
 
@@ -107,6 +113,7 @@ pub(crate) fn spawn(
     let (tx, mut rx) = mpsc::channel::<Job>(8192);
     let shared = Arc::new(Shared {
         conn: Mutex::new(Some(wc)),
+        pending: AtomicUsize::new(0),
         events,
     });
     let own = shared.clone();
@@ -122,10 +129,12 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
+                let taken = batch.len();
                 match own.conn.lock().as_mut() {
                     Some(conn) => run_batch(conn.as_mut(), &mut batch, &own.events),
                     None => batch.clear(),
                 }
+                own.pending.fetch_sub(taken, Ordering::AcqRel);
             }
             drop(own.conn.lock().take());
             tracing::debug!("writer stopped");
