@@ -203,14 +203,28 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
     Ok((Box::new(writer), Arc::new(readers)))
 }
 
+/// WAL frames past which the checkpointer makes room by force (64 MiB of 2 KiB pages).
+const WAL_LIMIT_FRAMES: i64 = 32 * 1024;
+
 /// Copies the WAL back into the database from its own thread, so that the writer never stalls
 /// on a checkpoint's disk sync (the writer's automatic checkpoints are off). Stops when the
 /// database file goes away with its last store.
+///
+/// A passive checkpoint never blocks anyone, but SQLite starts the WAL over only when a write
+/// begins after everything in it was copied back; under a steady stream of writes that moment
+/// never comes, and the WAL grew to gigabytes. So once it holds more than [`WAL_LIMIT_FRAMES`],
+/// a truncating checkpoint holds writers back for the moment it takes to copy the rest and
+/// empty the file.
 fn spawn_checkpointer(path: &std::path::Path) -> Result<()> {
     let conn = Connection::open(path).map_err(map_err)?;
     conn.execute_batch("PRAGMA busy_timeout = 5000;")
         .map_err(map_err)?;
     let path = path.to_owned();
+    let checkpoint = move |mode: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            r.get::<_, i64>(1)
+        })
+    };
     std::thread::Builder::new()
         .name("imsync-sqlite-checkpoint".into())
         .spawn(move || loop {
@@ -218,7 +232,13 @@ fn spawn_checkpointer(path: &std::path::Path) -> Result<()> {
             if !path.exists() {
                 return;
             }
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            let done = checkpoint("PASSIVE").and_then(|frames| {
+                if frames > WAL_LIMIT_FRAMES {
+                    checkpoint("TRUNCATE")?;
+                }
+                Ok(())
+            });
+            if let Err(e) = done {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         })

@@ -136,3 +136,55 @@ async fn new_databases_use_small_pages() {
         .unwrap();
     assert_eq!(size, Some(2048));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wal_is_emptied_under_a_steady_stream_of_writes() {
+    // Without a pause between writes SQLite never starts its WAL over by itself; the store's
+    // checkpointer must, once the WAL passes its limit (64 MiB).
+    const LIMIT: u64 = 64 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, Durability::Normal);
+    let wal = dir.path().join("imsync.db-wal");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for task in 0..4 {
+        let (store, stop) = (store.clone(), stop.clone());
+        writers.spawn(async move {
+            let filler = "x".repeat(6000);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let filler = filler.clone();
+                store
+                    .write(move |c| {
+                        events::append(
+                            c,
+                            "test.filler",
+                            Audience::User(format!("u{task}")),
+                            None,
+                            json!({ "filler": filler }),
+                            0,
+                        )
+                    })
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    let started = std::time::Instant::now();
+    let (mut passed_limit, mut emptied) = (false, false);
+    while started.elapsed() < Duration::from_secs(90) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        passed_limit |= size > LIMIT;
+        if passed_limit && size < LIMIT / 4 {
+            emptied = true;
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    while writers.join_next().await.is_some() {}
+    assert!(
+        passed_limit,
+        "the writers never filled the WAL past its limit"
+    );
+    assert!(emptied, "the WAL was never emptied while writes went on");
+}

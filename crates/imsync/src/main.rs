@@ -9,11 +9,6 @@ use config::{Config, ServeArgs};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
-// The send path allocates many small short-lived buffers on several threads at once (request
-// bodies, rows, JSON); glibc's allocator spent a quarter of a send's instructions on them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "imsync", version, about = "Offline-first messaging server")]
 struct Cli {
