@@ -2,11 +2,11 @@
 //! and a feed of appended events in commit order for live fan-out.
 
 use crate::sql::{Dialect, SqlConn};
-use crate::writer::{self, Inline, Writer};
+use crate::writer::{self, Inline, Job, Writer};
 use imsync_core::{model::Event, Error, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 /// How hard a commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +131,7 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut dyn SqlConn) -> Result<R> + Send + 'static,
     {
-        let (job, rx) = writer::job(f);
-        self.inner.writer.submit(job).await?;
-        rx.await
-            .map_err(|_| Error::unavailable("the write could not be carried out"))?
+        self.submit(writer::job(f)).await
     }
 
     /// [`Store::write`] for a closure that may run more than once, each time from the same
@@ -145,7 +142,10 @@ impl Store {
         R: Send + 'static,
         F: FnMut(&mut dyn SqlConn) -> Result<R> + Send + 'static,
     {
-        let (job, rx) = writer::repeatable_job(f);
+        self.submit(writer::repeatable_job(f)).await
+    }
+
+    async fn submit<R>(&self, (job, rx): (Job, oneshot::Receiver<Result<R>>)) -> Result<R> {
         self.inner.writer.submit(job).await?;
         rx.await
             .map_err(|_| Error::unavailable("the write could not be carried out"))?
