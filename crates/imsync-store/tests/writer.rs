@@ -100,7 +100,7 @@ async fn concurrent_writes(durability: Durability, kind: Kind) {
     assert_eq!(published, expected, "the feed differs from what committed");
 
     let stored = store
-        .read(|c| Ok(c.query("SELECT seq FROM events ORDER BY seq", &[])?))
+        .read(|c| c.query("SELECT seq FROM events ORDER BY seq", &[]))
         .await
         .unwrap();
     let stored: Vec<i64> = stored.iter().map(|r| r.i64(0)).collect();
