@@ -279,6 +279,23 @@ fn finish(
     }
 }
 
+/// A run's outcome and how to answer it: the outcome itself, or the batch's error if the batch
+/// failed after the run succeeded.
+fn done<R: Send + 'static>(
+    outcome: Result<R>,
+    answer: impl FnOnce(Result<R>) + Send + 'static,
+) -> JobDone {
+    JobDone {
+        ok: outcome.is_ok(),
+        reply: Box::new(move |err| {
+            answer(match err {
+                Some(e) => Err(e),
+                None => outcome,
+            })
+        }),
+    }
+}
+
 /// Wraps a typed closure as a job whose result travels back on a oneshot channel.
 pub(crate) fn job<R, F>(f: F) -> (Job, tokio::sync::oneshot::Receiver<Result<R>>)
 where
@@ -286,22 +303,10 @@ where
     F: FnOnce(&mut dyn SqlConn) -> Result<R> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let job = Job::Once(Box::new(move |conn| match f(conn) {
-        Ok(value) => JobDone {
-            ok: true,
-            reply: Box::new(move |err| {
-                let _ = tx.send(match err {
-                    None => Ok(value),
-                    Some(e) => Err(e),
-                });
-            }),
-        },
-        Err(e) => JobDone {
-            ok: false,
-            reply: Box::new(move |_| {
-                let _ = tx.send(Err(e));
-            }),
-        },
+    let job = Job::Once(Box::new(move |conn| {
+        done(f(conn), move |r| {
+            let _ = tx.send(r);
+        })
     }));
     (job, rx)
 }
@@ -316,22 +321,12 @@ where
     let (tx, rx) = tokio::sync::oneshot::channel();
     let slot = Arc::new(Mutex::new(Some(tx)));
     let job = Job::Repeatable(Box::new(move |conn| {
-        let (ok, outcome) = match f(conn) {
-            Ok(value) => (true, Ok(value)),
-            Err(e) => (false, Err(e)),
-        };
         let slot = slot.clone();
-        JobDone {
-            ok,
-            reply: Box::new(move |err| {
-                if let Some(tx) = slot.lock().take() {
-                    let _ = tx.send(match (err, outcome) {
-                        (Some(e), _) => Err(e),
-                        (None, outcome) => outcome,
-                    });
-                }
-            }),
-        }
+        done(f(conn), move |r| {
+            if let Some(tx) = slot.lock().take() {
+                let _ = tx.send(r);
+            }
+        })
     }));
     (job, rx)
 }

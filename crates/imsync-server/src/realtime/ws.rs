@@ -108,7 +108,7 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
     loop {
         let incoming = if streak >= DELIVERY_STREAK {
             streak = 0;
-            if idle_timer.is_elapsed() {
+            if Instant::now() >= idle_timer.deadline() {
                 close(socket, CLOSE_IDLE, "idle timeout").await;
                 break;
             }
