@@ -137,10 +137,17 @@ async fn new_databases_use_small_pages() {
     assert_eq!(size, Some(2048));
 }
 
+/// The WAL header's checkpoint sequence number, which SQLite bumps each time it starts the WAL
+/// over from its beginning.
+fn wal_restarts(wal: &std::path::Path) -> Option<u32> {
+    let header = std::fs::read(wal).ok()?;
+    Some(u32::from_be_bytes(header.get(12..16)?.try_into().ok()?))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_wal_is_emptied_under_a_steady_stream_of_writes() {
+async fn the_wal_starts_over_under_a_steady_stream_of_writes() {
     // Without a pause between writes SQLite never starts its WAL over by itself; the store's
-    // checkpointer must, once the WAL passes its limit (64 MiB).
+    // checkpointer must, once the WAL passes its limit (64 MiB), and the file stays that size.
     const LIMIT: u64 = 64 * 1024 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, Durability::Normal);
@@ -170,21 +177,34 @@ async fn the_wal_is_emptied_under_a_steady_stream_of_writes() {
         });
     }
     let started = std::time::Instant::now();
-    let (mut passed_limit, mut emptied) = (false, false);
+    let (mut restarts_at_limit, mut largest, mut started_over) = (None, 0, false);
     while started.elapsed() < Duration::from_secs(90) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        passed_limit |= size > LIMIT;
-        if passed_limit && size < LIMIT / 4 {
-            emptied = true;
+        largest = largest.max(size);
+        let restarts = wal_restarts(&wal);
+        if size > LIMIT && restarts_at_limit.is_none() {
+            restarts_at_limit = Some(restarts);
+        }
+        // Two restarts past the limit: the WAL was started over and then filled and started
+        // over again, all while the writers went on.
+        if restarts_at_limit
+            .flatten()
+            .is_some_and(|at| restarts.is_some_and(|now| now >= at + 2))
+        {
+            started_over = true;
             break;
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     while writers.join_next().await.is_some() {}
     assert!(
-        passed_limit,
+        restarts_at_limit.is_some(),
         "the writers never filled the WAL past its limit"
     );
-    assert!(emptied, "the WAL was never emptied while writes went on");
+    assert!(started_over, "the WAL was never started over while writes went on");
+    assert!(
+        largest < 3 * LIMIT,
+        "the WAL grew to {largest} bytes, far past its limit"
+    );
 }
