@@ -80,7 +80,9 @@ pub(crate) fn register() -> Result<(), String> {
 }
 
 fn default_vfs() -> *mut ffi::sqlite3_vfs {
-    *DEFAULT_VFS.get().expect("the VFS opens files only once registered") as *mut ffi::sqlite3_vfs
+    *DEFAULT_VFS
+        .get()
+        .expect("the VFS opens files only once registered") as *mut ffi::sqlite3_vfs
 }
 
 /// The default VFS's file inside a wrapped one.
@@ -193,8 +195,7 @@ unsafe extern "C" fn wal_write(
         // before SQLite makes it visible in the WAL index.
         return flush(file);
     }
-    held.commit_next =
-        bytes.len() == FRAME_HEADER && offset >= WAL_HEADER && bytes[4..8] != [0; 4];
+    held.commit_next = bytes.len() == FRAME_HEADER && offset >= WAL_HEADER && bytes[4..8] != [0; 4];
     ffi::SQLITE_OK
 }
 
@@ -295,9 +296,11 @@ mod tests {
     }
 
     fn rows(c: &Connection) -> (i64, i64) {
-        c.query_row("SELECT count(*), coalesce(sum(length(v)), 0) FROM t", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        c.query_row(
+            "SELECT count(*), coalesce(sum(length(v)), 0) FROM t",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap()
     }
 

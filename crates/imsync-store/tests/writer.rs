@@ -202,7 +202,10 @@ async fn the_wal_starts_over_under_a_steady_stream_of_writes() {
         restarts_at_limit.is_some(),
         "the writers never filled the WAL past its limit"
     );
-    assert!(started_over, "the WAL was never started over while writes went on");
+    assert!(
+        started_over,
+        "the WAL was never started over while writes went on"
+    );
     assert!(
         largest < 3 * LIMIT,
         "the WAL grew to {largest} bytes, far past its limit"
