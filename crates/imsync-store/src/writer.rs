@@ -19,6 +19,9 @@ use tokio::sync::{broadcast, mpsc};
 /// Most jobs that share one commit.
 const MAX_BATCH: usize = 512;
 
+/// Lone batches in a row after which a write may run on its caller's thread again.
+const LONE_BATCHES_BEFORE_INLINE: usize = 8;
+
 pub(crate) type Reply = Box<dyn FnOnce(Option<Error>) + Send>;
 
 /// What a job leaves behind: whether its statements stand, and how to answer its caller once the
@@ -73,6 +76,11 @@ struct Shared {
     /// Jobs submitted and not yet answered: a write runs on its caller's thread only when it is
     /// the only one, so that under load every write joins a batch.
     pending: AtomicUsize,
+    /// Batches of a single write the writer thread ran in a row. After a batch of several,
+    /// writes are arriving concurrently, and one that finds the queue empty for a moment would
+    /// commit alone on a runtime thread: writes stay on the writer thread until
+    /// [`LONE_BATCHES_BEFORE_INLINE`] of them in a row say the load has become sequential.
+    lone_batches: AtomicUsize,
     events: Option<broadcast::Sender<Arc<Vec<Event>>>>,
 }
 
@@ -88,7 +96,9 @@ impl Writer {
     /// Either way the job's reply carries its outcome.
     pub async fn submit(&self, job: Job) -> Result<()> {
         let alone = self.shared.pending.fetch_add(1, Ordering::AcqRel) == 0;
-        if self.inline == Inline::WhenIdle && alone {
+        let sequential =
+            self.shared.lone_batches.load(Ordering::Relaxed) >= LONE_BATCHES_BEFORE_INLINE;
+        if self.inline == Inline::WhenIdle && alone && sequential {
             if let Some(mut guard) = self.shared.conn.try_lock() {
                 if let Some(conn) = guard.as_mut() {
                     run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
@@ -114,6 +124,7 @@ pub(crate) fn spawn(
     let shared = Arc::new(Shared {
         conn: Mutex::new(Some(wc)),
         pending: AtomicUsize::new(0),
+        lone_batches: AtomicUsize::new(LONE_BATCHES_BEFORE_INLINE),
         events,
     });
     let own = shared.clone();
@@ -130,6 +141,11 @@ pub(crate) fn spawn(
                     }
                 }
                 let taken = batch.len();
+                if taken > 1 {
+                    own.lone_batches.store(0, Ordering::Relaxed);
+                } else {
+                    own.lone_batches.fetch_add(1, Ordering::Relaxed);
+                }
                 match own.conn.lock().as_mut() {
                     Some(conn) => run_batch(conn.as_mut(), &mut batch, &own.events),
                     None => batch.clear(),

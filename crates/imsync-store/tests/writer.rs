@@ -137,6 +137,51 @@ async fn new_databases_use_small_pages() {
     assert_eq!(size, Some(2048));
 }
 
+/// Whether a write ran on the writer thread rather than on its caller's.
+async fn ran_on_writer_thread(store: &Store) -> bool {
+    store
+        .write(|_| {
+            let name = std::thread::current().name().map(str::to_owned);
+            Ok(name.is_some_and(|n| n.starts_with("imsync-sqlite-w")))
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_run_inline_only_while_the_load_is_sequential() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, Durability::Normal);
+    assert!(
+        !ran_on_writer_thread(&store).await,
+        "a lone write on an idle store commits on its caller's thread"
+    );
+    // A burst of concurrent writes: the writer thread batches them.
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..16 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for i in 0..50 {
+                append(&store, Kind::Repeatable, task, i, false).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    // Right after it, a write that finds the queue empty still goes to the writer thread, until
+    // several lone writes in a row show the load is sequential again.
+    let mut places = Vec::new();
+    for _ in 0..12 {
+        places.push(ran_on_writer_thread(&store).await);
+    }
+    assert!(places[0], "the first write after a burst ran inline: {places:?}");
+    assert!(
+        !places[places.len() - 1],
+        "sequential writes never went back inline: {places:?}"
+    );
+}
+
 /// The WAL header's checkpoint sequence number, which SQLite bumps each time it starts the WAL
 /// over from its beginning.
 fn wal_restarts(wal: &std::path::Path) -> Option<u32> {
