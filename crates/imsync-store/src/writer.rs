@@ -101,8 +101,9 @@ impl Writer {
         if self.inline == Inline::WhenIdle && alone && sequential {
             if let Some(mut guard) = self.shared.conn.try_lock() {
                 if let Some(conn) = guard.as_mut() {
-                    run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
+                    let answers = run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
                     self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+                    answer(answers);
                     return Ok(());
                 }
             }
@@ -146,11 +147,17 @@ pub(crate) fn spawn(
                 } else {
                     own.lone_batches.fetch_add(1, Ordering::Relaxed);
                 }
-                match own.conn.lock().as_mut() {
+                let answers = match own.conn.lock().as_mut() {
                     Some(conn) => run_batch(conn.as_mut(), &mut batch, &own.events),
-                    None => batch.clear(),
-                }
+                    None => {
+                        batch.clear();
+                        Vec::new()
+                    }
+                };
+                // Before the answers, so that a caller who writes again at once may find the
+                // writer idle.
                 own.pending.fetch_sub(taken, Ordering::AcqRel);
+                answer(answers);
             }
             drop(own.conn.lock().take());
             tracing::debug!("writer stopped");
@@ -163,24 +170,34 @@ pub(crate) fn spawn(
     }
 }
 
+/// A job's reply and what it is to be told: `None` to report its own outcome.
+type Answer = (Reply, Option<Error>);
+
+fn answer(answers: Vec<Answer>) {
+    for (reply, error) in answers {
+        reply(error);
+    }
+}
+
+/// Runs a batch and returns how to answer its jobs (a job dropped unanswered closes its
+/// caller's channel, which reads as the store being unavailable).
 fn run_batch(
     wc: &mut dyn WriterConn,
     batch: &mut Vec<Job>,
     events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
-) {
+) -> Vec<Answer> {
     let size = batch.len();
     if size > 1 && batch.iter().all(|j| matches!(j, Job::Repeatable(_))) {
         if let Some(replies) = run_without_savepoints(wc, batch) {
             batch.clear();
-            finish(wc, replies, Ok(()), events);
-            return;
+            return finish(wc, replies, Ok(()), events);
         }
     }
     if let Err(e) = wc.batch("BEGIN IMMEDIATE") {
         // Dropping a job that never ran closes its reply channel: its caller answers 503.
         batch.clear();
         tracing::error!(error = %e, "could not begin a write transaction");
-        return;
+        return Vec::new();
     }
     let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(size);
     let mut broken = false;
@@ -221,17 +238,17 @@ fn run_batch(
         // Nothing to keep: undo the lone job and answer it with its own error.
         let _ = wc.batch("ROLLBACK");
         wc.take_appended();
-        for (reply, _) in replies {
-            reply(None);
-        }
-        return;
+        return replies
+            .into_iter()
+            .map(|(reply, _)| (reply, None))
+            .collect();
     }
     let committed = if broken {
         Err(Error::internal("a savepoint could not be restored"))
     } else {
         Ok(())
     };
-    finish(wc, replies, committed, events);
+    finish(wc, replies, committed, events)
 }
 
 /// Runs a batch of repeatable jobs in one transaction without savepoints. Answers their replies
@@ -261,14 +278,14 @@ fn run_without_savepoints(
     Some(replies)
 }
 
-/// Commits (unless `state` already failed the batch), publishes the appended events and answers
-/// every job.
+/// Commits (unless `state` already failed the batch), publishes the appended events and says
+/// how to answer every job.
 fn finish(
     wc: &mut dyn WriterConn,
     replies: Vec<(Reply, bool)>,
     state: Result<()>,
     events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
-) {
+) -> Vec<Answer> {
     match state.and_then(|_| wc.batch("COMMIT")) {
         Ok(()) => {
             let appended = wc.take_appended();
@@ -279,18 +296,20 @@ fn finish(
                     let _ = events.send(Arc::new(appended));
                 }
             }
-            for (reply, _) in replies {
-                reply(None);
-            }
+            replies
+                .into_iter()
+                .map(|(reply, _)| (reply, None))
+                .collect()
         }
         Err(e) => {
             let _ = wc.batch("ROLLBACK");
             wc.take_appended();
             tracing::error!(error = %e, "commit failed; the batch was rolled back");
-            for (reply, ok) in replies {
-                // A failed job already carries its own error; the others lost their commit.
-                reply(ok.then(|| Error::unavailable("commit failed")));
-            }
+            // A failed job already carries its own error; the others lost their commit.
+            replies
+                .into_iter()
+                .map(|(reply, ok)| (reply, ok.then(|| Error::unavailable("commit failed"))))
+                .collect()
         }
     }
 }

@@ -156,26 +156,40 @@ async fn writes_run_inline_only_while_the_load_is_sequential() {
         !ran_on_writer_thread(&store).await,
         "a lone write on an idle store commits on its caller's thread"
     );
-    // A burst of concurrent writes: the writer thread batches them.
-    let mut tasks = tokio::task::JoinSet::new();
-    for task in 0..16 {
+    // A burst of concurrent writes queued behind a slow one: the writer thread batches them.
+    let (started, slow_started) = tokio::sync::oneshot::channel();
+    let slow = {
         let store = store.clone();
-        tasks.spawn(async move {
-            for i in 0..50 {
-                append(&store, Kind::Repeatable, task, i, false).await.unwrap();
-            }
-        });
+        tokio::spawn(async move {
+            store
+                .write(move |_| {
+                    let _ = started.send(());
+                    std::thread::sleep(Duration::from_millis(100));
+                    Ok(())
+                })
+                .await
+        })
+    };
+    slow_started.await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..32 {
+        let store = store.clone();
+        tasks.spawn(async move { append(&store, Kind::Repeatable, task, 0, false).await });
     }
     while let Some(done) = tasks.join_next().await {
-        done.unwrap();
+        done.unwrap().unwrap();
     }
+    slow.await.unwrap().unwrap();
     // Right after it, a write that finds the queue empty still goes to the writer thread, until
     // several lone writes in a row show the load is sequential again.
     let mut places = Vec::new();
     for _ in 0..12 {
         places.push(ran_on_writer_thread(&store).await);
     }
-    assert!(places[0], "the first write after a burst ran inline: {places:?}");
+    assert!(
+        places[0],
+        "the first write after a burst ran inline: {places:?}"
+    );
     assert!(
         !places[places.len() - 1],
         "sequential writes never went back inline: {places:?}"
