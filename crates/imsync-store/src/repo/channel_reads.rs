@@ -74,6 +74,20 @@ pub fn message_by_client_msg_no(
     Ok(messages::get(c, &id)?.filter(|m| m.conversation_id == conv_id))
 }
 
+/// Which messages carry extras: the condition of the partial index `messages_extras_version`,
+/// which the query must imply to use it.
+pub const CARRIES_EXTRAS: &str = "(edited_at IS NOT NULL OR deleted_at IS NOT NULL OR revoked = 1)";
+
+/// The query of [`changed_extras`].
+pub fn changed_extras_sql(descending: bool) -> String {
+    let order = if descending { "DESC" } else { "ASC" };
+    format!(
+        "SELECT {} FROM messages WHERE conv_id = $1 AND version > $2 AND version <= $3 \
+         AND {CARRIES_EXTRAS} ORDER BY version {order} LIMIT $4",
+        messages::COLUMNS
+    )
+}
+
 /// Messages that carry extras (edited, deleted, revoked) whose version is in `(after, upto]`,
 /// ascending or descending by version, at most `limit`.
 pub fn changed_extras(
@@ -84,17 +98,13 @@ pub fn changed_extras(
     descending: bool,
     limit: i64,
 ) -> Result<Vec<Message>> {
-    let order = if descending { "DESC" } else { "ASC" };
-    let sql = format!(
-        "SELECT {} FROM messages WHERE conv_id = $1 AND version > $2 AND version <= $3 \
-         AND (edited_at IS NOT NULL OR deleted_at IS NOT NULL OR revoked = 1) \
-         ORDER BY version {order} LIMIT $4",
-        messages::COLUMNS
-    );
-    Ok(c.query(&sql, args![conv_id, after, upto, limit])?
-        .iter()
-        .map(messages::from_row)
-        .collect())
+    Ok(c.query(
+        &changed_extras_sql(descending),
+        args![conv_id, after, upto, limit],
+    )?
+    .iter()
+    .map(messages::from_row)
+    .collect())
 }
 
 /// One reaction row with the message it belongs to.

@@ -169,6 +169,13 @@ CREATE INDEX conversations_title ON conversations(title) WHERE kind = 'group';
 "#,
     // Sends touch one index fewer: the face's lookup by event seq goes through the event.
     "DROP INDEX messages_event_seq;",
+    // The TangSengDaoDao face reads by version only messages that carry extras (edited, deleted,
+    // revoked), and a new message carries none: sends no longer touch this index.
+    r#"
+DROP INDEX messages_conv_version;
+CREATE INDEX messages_extras_version ON messages(conv_id, version)
+    WHERE (edited_at IS NOT NULL OR deleted_at IS NOT NULL OR revoked = 1);
+"#,
 ];
 
 /// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock
