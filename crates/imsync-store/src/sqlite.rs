@@ -189,12 +189,13 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
     // A commit writes every page it dirtied to the WAL, and a send dirties about one page per
     // index it touches: 2 KiB pages made a commit about a quarter cheaper than 4 KiB ones (see
     // README "Performance"). It applies to a new database only; an existing one keeps its size.
-    // The writer's cache (64 MiB) holds the index pages that sends touch, which the default
-    // 2 MiB kept reading back from the file.
+    // The cache keeps SQLite's default size: at every commit SQLite walks the cache's hash table
+    // to drop pages past the end of the file, and with a 64 MiB cache that walk cost more than
+    // the reads it saved (send-par, README "Performance").
     conn.execute_batch(&format!(
         "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
-         PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536;"
+         PRAGMA wal_autocheckpoint = 0;"
     ))
     .map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(256);
