@@ -20,7 +20,7 @@ struct InProcess {
 }
 
 async fn serve_store(store: imsync_store::Store, dir: tempfile::TempDir) -> InProcess {
-    let state = imsync_server::AppState {
+    let state = imsync_server::AppState::new(imsync_server::AppParts {
         service: imsync_service::Service::new(
             store,
             imsync_service::ServiceConfig {
@@ -31,7 +31,7 @@ async fn serve_store(store: imsync_store::Store, dir: tempfile::TempDir) -> InPr
         metrics: imsync_server::install_recorder(),
         // Default: the rate limit is off, as on the benchmarked binary.
         config: Arc::new(imsync_server::ServerConfig::default()),
-    };
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -40,11 +40,29 @@ impl Default for ServerConfig {
     }
 }
 
+/// What every handler shares. Axum clones the state for each extractor of each request, so it
+/// is one `Arc`: one reference count to move instead of one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+pub struct AppParts {
     pub service: Service,
     pub metrics: PrometheusHandle,
     pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
 }
 
 #[derive(Clone, Default)]

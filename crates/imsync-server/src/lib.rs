@@ -14,7 +14,7 @@ mod realtime;
 mod rocketchat;
 mod tsdd;
 
-pub use app::{router, AppState, ServerConfig};
+pub use app::{router, AppParts, AppState, ServerConfig};
 pub use metrics::install_recorder;
 
 /// The OpenAPI document of the native face, generated from the handlers' annotations.

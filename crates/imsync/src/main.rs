@@ -69,11 +69,11 @@ async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let service = imsync_service::Service::new(store, config.service_config());
-    let state = imsync_server::AppState {
+    let state = imsync_server::AppState::new(imsync_server::AppParts {
         service,
         metrics: imsync_server::install_recorder(),
         config: Arc::new(config.server_config()),
-    };
+    });
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

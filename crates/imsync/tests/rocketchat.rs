@@ -216,11 +216,11 @@ async fn custom_server(config: imsync_service::ServiceConfig) -> CustomServer {
         })
         .unwrap(),
     };
-    let state = imsync_server::AppState {
+    let state = imsync_server::AppState::new(imsync_server::AppParts {
         service: imsync_service::Service::new(store, config),
         metrics: imsync_server::install_recorder(),
         config: Arc::new(imsync_server::ServerConfig::default()),
-    };
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -81,7 +81,7 @@ impl TestServer {
                 ..Default::default()
             },
         );
-        let state = imsync_server::AppState {
+        let state = imsync_server::AppState::new(imsync_server::AppParts {
             service,
             metrics: imsync_server::install_recorder(),
             config: Arc::new(imsync_server::ServerConfig {
@@ -91,7 +91,7 @@ impl TestServer {
                     .ws_idle_timeout
                     .unwrap_or_else(|| std::time::Duration::from_secs(120)),
             }),
-        };
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
