@@ -45,6 +45,7 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub struct AppState(Arc<AppParts>);
 
+/// The parts of [`AppState`], which handlers reach through it.
 pub struct AppParts {
     pub service: Service,
     pub metrics: PrometheusHandle,

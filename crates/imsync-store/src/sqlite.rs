@@ -173,7 +173,7 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
     // those appends.
     let conn = Connection::open_with_flags_and_vfs(
         &options.sqlite_path,
-        rusqlite::OpenFlags::default(),
+        OpenFlags::default(),
         crate::wal_vfs::NAME,
     )
     .map_err(|e| {
@@ -191,7 +191,7 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
     // README "Performance"). It applies to a new database only; an existing one keeps its size.
     // The cache keeps SQLite's default size: at every commit SQLite walks the cache's hash table
     // to drop pages past the end of the file, and with a 64 MiB cache that walk cost more than
-    // the reads it saved (send-par, README "Performance").
+    // the reads it saved (measured with `imsync-bench send-par`).
     conn.execute_batch(&format!(
         "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
