@@ -180,12 +180,6 @@ unsafe extern "C" fn wal_write(
             return rc;
         }
     }
-    if bytes.len() > MAX_HELD {
-        return match inner_methods(file).xWrite {
-            Some(write) => write(inner(file), data, amount, offset),
-            None => ffi::SQLITE_IOERR_WRITE,
-        };
-    }
     if held.data.is_empty() {
         held.start = offset;
     }

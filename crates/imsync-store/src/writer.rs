@@ -102,6 +102,9 @@ impl Writer {
             if let Some(mut guard) = self.shared.conn.try_lock() {
                 if let Some(conn) = guard.as_mut() {
                     let answers = run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
+                    // Released before the answer, like the count, so that a caller who writes
+                    // again at once finds the connection free.
+                    drop(guard);
                     self.shared.pending.fetch_sub(1, Ordering::AcqRel);
                     answer(answers);
                     return Ok(());
