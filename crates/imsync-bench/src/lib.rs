@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod cpu;
 pub mod faces;
 pub mod matrix;
 pub mod pg;

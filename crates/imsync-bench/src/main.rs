@@ -277,8 +277,8 @@ async fn send_seq(c: &Common, db: &Db) -> Result<()> {
 
 async fn send_par(c: &Common, db: &Db) -> Result<()> {
     let p = SendPar::scaled(c.scale);
-    let (r, s) = with_server(c, db.database_url.as_deref(), &[], |base, _| async move {
-        scenarios::send_par(&base, p, "send-par").await
+    let (r, s) = with_server(c, db.database_url.as_deref(), &[], |base, pid| async move {
+        scenarios::send_par(&base, p, "send-par", Some(pid)).await
     })
     .await?;
     emit(c, &r, &s)
@@ -658,7 +658,7 @@ async fn peer_synapse(c: &Common, s: &SynapseArgs) -> Result<()> {
     let (history, page, seq, wakeups) = (z.history, z.page, z.seq, z.wakeups);
     let (im, storage) = with_server(c, None, &[], |base, _| async move {
         let seq = scenarios::send_seq(&base, seq).await?;
-        let par = scenarios::send_par(&base, par, "send-par-8").await?;
+        let par = scenarios::send_par(&base, par, "send-par-8", None).await?;
         let cu = scenarios::catch_up(&base, CatchUp { events: history, convs: 1, limit: page }).await?;
         let wake = matrix::imsync_wakeup(&base, wakeups).await;
         let mut r = Report::new("imsync", &[]);

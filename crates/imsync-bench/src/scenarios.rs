@@ -2,6 +2,7 @@
 //! bounded load loops they share.
 
 use crate::client::{http_client, Api};
+use crate::cpu::CpuMeter;
 use crate::progress::Progress;
 use crate::report::{f, ratio, Report};
 use crate::stats::{Samples, Summary};
@@ -353,8 +354,14 @@ pub async fn par_setup(nodes: &[Api], p: &SendPar, prefix: &str) -> Result<ParLa
     Ok(ParLayout { users, clients })
 }
 
-/// `send-par`: `clients` senders, each picking one of its groups at random per send.
-pub async fn send_par(base: &str, p: SendPar, name: &str) -> Result<Report> {
+/// `send-par`: `clients` senders, each picking one of its groups at random per send. With the
+/// server's pid, the CPU the send phase used is reported beside the rate.
+pub async fn send_par(
+    base: &str,
+    p: SendPar,
+    name: &str,
+    server_pid: Option<u32>,
+) -> Result<Report> {
     let http = http_client();
     let anon = Api::new(&http, base);
     let layout = par_setup(std::slice::from_ref(&anon), &p, "par").await?;
@@ -372,12 +379,14 @@ pub async fn send_par(base: &str, p: SendPar, name: &str) -> Result<Report> {
     )
     .await?;
     let cl = clients.clone();
+    let meter = CpuMeter::start(server_pid);
     let sends = run_par(name, p.clients, p.duration, 10_000_000, move |c, r| {
         let (api, mine) = &cl[c];
         let (api, conv) = (api.clone(), mine[(r % mine.len() as u64) as usize].clone());
         async move { api.send(&conv, &format!("send-par {r:016x}")).await }
     })
     .await?;
+    let cpu = meter.stop();
     let mut r = Report::new(name, LOAD_COLUMNS);
     r.row(sends.row(
         &format!("POST /api/im/messages ({} clients)", p.clients),
@@ -392,7 +401,20 @@ pub async fn send_par(base: &str, p: SendPar, name: &str) -> Result<Report> {
     r.figures = json!({ "send": sends, "floor": floor,
         "send_vs_floor_throughput": ratio(sends.per_sec, floor.per_sec),
         "clients": p.clients, "groups": p.groups, "members": p.members, "users": p.users,
+        "cpu": cpu, "server_cpu_us_per_msg": cpu.server_us_per(sends.count),
         "goal": "send >= 20000 msgs/s" });
+    if let (Some(per), Some(server), Some(bench), Some(idle)) = (
+        cpu.server_us_per(sends.count),
+        cpu.server_cores,
+        cpu.bench_cores,
+        cpu.machine_idle,
+    ) {
+        r.note(format!(
+            "send phase CPU: server {server:.2} cores ({per:.1} µs per message), \
+             harness {bench:.2} cores, machine idle {:.0}%",
+            idle * 100.0
+        ));
+    }
     r.note(format!(
         "{} users, {} groups of {} members, sends for {:.1} s, floor for {:.1} s",
         p.users,

@@ -125,9 +125,16 @@ async fn send_par_stops_by_itself() {
     p.clients = 4;
     p.duration = Duration::from_millis(300);
     p.floor_duration = Duration::from_millis(200);
-    let r = scenarios::send_par(&s.base, p, "send-par").await.unwrap();
+    // The server runs in this process, so its CPU is this process's.
+    let r = scenarios::send_par(&s.base, p, "send-par", Some(std::process::id()))
+        .await
+        .unwrap();
     assert!(r.figures["send"]["count"].as_u64().unwrap() > 0);
     assert!(r.figures["floor"]["count"].as_u64().unwrap() > 0);
+    if cfg!(target_os = "linux") {
+        let per = r.figures["server_cpu_us_per_msg"].as_f64().unwrap();
+        assert!(per > 0.0, "{per}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
