@@ -118,11 +118,15 @@ pub(crate) fn send_in(
     conv_id: &str,
     new: NewMessage,
 ) -> Result<SendOutcome> {
-    let (mut conv, _) = require_participant(c, conv_id, &me.id)?;
+    let mut head =
+        convs::send_head(c, conv_id, &me.id)?.ok_or_else(|| Error::not_found("Conversation"))?;
+    if !head.present {
+        return Err(Error::not_participant());
+    }
     // Only a keyed send is compared with its retries.
     let fingerprint = new.idempotency_key.as_ref().map(|_| new.fingerprint());
     if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
-        if let Some((message_id, hash)) = idempotency::find(c, &me.id, &conv.id, key)? {
+        if let Some((message_id, hash)) = idempotency::find(c, &me.id, &head.id, key)? {
             if &hash != fingerprint {
                 return Err(Error::new(
                     ErrorCode::IdempotencyKeyReused,
@@ -137,16 +141,19 @@ pub(crate) fn send_in(
             });
         }
     }
-    check_writable(&conv)?;
-    if conv.kind == ConversationKind::Direct {
+    if head.archived {
+        return Err(Error::forbidden("The conversation is archived"));
+    }
+    if head.kind == ConversationKind::Direct {
         // A direct conversation the peer had left comes back to them with the new message.
-        if let Some(peer) = participants::list_present(c, &conv.id)?
+        if let Some(peer) = participants::list_present(c, &head.id)?
             .iter()
             .all(|p| p.user_id == me.id)
-            .then(|| peer_user(c, &conv.id, &me.id))
+            .then(|| peer_user(c, &head.id, &me.id))
             .transpose()?
             .flatten()
         {
+            let conv = convs::get(c, &head.id)?.ok_or_else(|| Error::not_found("Conversation"))?;
             crate::conversations::add_member(
                 c,
                 &conv,
@@ -154,12 +161,13 @@ pub(crate) fn send_in(
                 imsync_core::model::ParticipantRole::Member,
             )?;
             // Adding the peer moved the conversation: the message slot needs it as it is now.
-            conv = convs::get(c, &conv.id)?.ok_or_else(|| Error::not_found("Conversation"))?;
+            head = convs::send_head(c, &head.id, &me.id)?
+                .ok_or_else(|| Error::not_found("Conversation"))?;
         }
     }
     let mut parent = None;
     if let Some(pid) = &new.parent_id {
-        let p = visible_message(c, &conv.id, &me.id, pid)
+        let p = visible_message(c, &head.id, &me.id, pid)
             .map_err(|_| Error::invalid("parentId does not name a message of this conversation"))?;
         if p.is_deleted() {
             return Err(Error::invalid("parentId names a deleted message"));
@@ -167,7 +175,7 @@ pub(crate) fn send_in(
         parent = Some(p);
     }
     if let Some(q) = &new.quoted_id {
-        visible_message(c, &conv.id, &me.id, q).map_err(|_| {
+        visible_message(c, &head.id, &me.id, q).map_err(|_| {
             Error::invalid("quotedMessageId does not name a message of this conversation")
         })?;
     }
@@ -181,7 +189,7 @@ pub(crate) fn send_in(
         None => ids::new_id(),
     };
     let now = now_ms();
-    let slot = convs::message_slot(&conv, now);
+    let slot = convs::message_slot(&head, now);
     let (msg_seq, stamp) = slot;
     let mut metadata = new.metadata.clone().unwrap_or_else(|| json!({}));
     if let (Some(key), Some(o)) = (&new.idempotency_key, metadata.as_object_mut()) {
@@ -189,7 +197,7 @@ pub(crate) fn send_in(
     }
     let mut message = Message {
         id,
-        conversation_id: conv.id.clone(),
+        conversation_id: head.id.clone(),
         msg_seq,
         event_seq: 0,
         sender_id: me.id.clone(),
@@ -212,28 +220,28 @@ pub(crate) fn send_in(
     let e = events::append_rendered(
         c,
         ev::MESSAGE_NEW,
-        Audience::Conversation(conv.id.clone()),
-        Some(&conv.id),
+        Audience::Conversation(head.id.clone()),
+        Some(&head.id),
         data,
         &text,
         now,
     )?;
     message.event_seq = e.seq;
     message.version = e.seq;
-    convs::message_appended(c, &conv, slot, e.seq)?;
+    convs::message_appended(c, &head, slot, e.seq)?;
     messages::insert(c, &message)?;
     if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
-        if !idempotency::record(c, &me.id, &conv.id, key, &message.id, fingerprint, now)? {
+        if !idempotency::record(c, &me.id, &head.id, key, &message.id, fingerprint, now)? {
             // Another node committed the same key first: this attempt rolls back and the caller
             // retries, finding that message.
             return Err(Error::conflict("idempotency key raced"));
         }
     }
-    participants::advance_read(c, &conv.id, &me.id, msg_seq)?;
+    participants::advance_read(c, &head.id, &me.id, msg_seq)?;
     if let Some(mut p) = parent {
         p.tcount += 1;
         p.tlm = Some(stamp);
-        p.updated_at = convs::next_touch_ms(c, &conv.id, now)?;
+        p.updated_at = convs::next_touch_ms(c, &head.id, now)?;
         messages::save(c, &p)?;
     }
     Ok(SendOutcome {

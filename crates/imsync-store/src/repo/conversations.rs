@@ -95,18 +95,51 @@ pub fn touch_event(c: &mut dyn SqlConn, id: &str, seq: Seq) -> Result<()> {
     Ok(())
 }
 
-/// The message seq and timestamp the next message of `conv` takes: `conv` must have been read
-/// in the writing transaction, whose writes are serialized (one SQLite writer; on PostgreSQL the
+/// What a send needs of its conversation and of the sender's place in it.
+#[derive(Debug, Clone)]
+pub struct SendHead {
+    pub id: String,
+    pub kind: ConversationKind,
+    pub archived: bool,
+    pub last_msg_seq: i64,
+    pub last_touch_ms: i64,
+    /// The sender is a participant who has not left.
+    pub present: bool,
+}
+
+/// The [`SendHead`] of conversation `id` for sender `user_id`, `None` if there is no such
+/// conversation. One statement over two primary keys: a send's hottest read, which the full
+/// rows (metadata JSON and all) would make cost twice as much.
+pub fn send_head(c: &mut dyn SqlConn, id: &str, user_id: &str) -> Result<Option<SendHead>> {
+    Ok(c.query_opt(
+        "SELECT c.kind, c.archived, c.last_msg_seq, c.last_touch_ms, p.user_id, p.left_seq \
+         FROM conversations c \
+         LEFT JOIN participants p ON p.conv_id = c.id AND p.user_id = $2 \
+         WHERE c.id = $1",
+        args![id, user_id],
+    )?
+    .map(|r| SendHead {
+        id: id.to_owned(),
+        kind: ConversationKind::parse(r.str(0)).unwrap_or(ConversationKind::Group),
+        archived: r.bool(1),
+        last_msg_seq: r.i64(2),
+        last_touch_ms: r.i64(3),
+        present: r.opt_string(4).is_some() && r.opt_i64(5).is_none(),
+    }))
+}
+
+/// The message seq and timestamp the next message takes: `head` must have been read in the
+/// writing transaction, whose writes are serialized (one SQLite writer; on PostgreSQL the
 /// counter row's lock, taken first), so nothing moved it since. [`message_appended`] records it.
-pub fn message_slot(conv: &Conversation, now: i64) -> (i64, i64) {
-    (conv.last_msg_seq + 1, now.max(conv.last_touch_ms + 1))
+pub fn message_slot(head: &SendHead, now: i64) -> (i64, i64) {
+    (head.last_msg_seq + 1, now.max(head.last_touch_ms + 1))
 }
 
 /// Records a message appended at `slot` (from [`message_slot`]) by the event `seq`, in one
 /// statement. Refuses with a conflict if the conversation moved since it was read.
 pub fn message_appended(
     c: &mut dyn SqlConn,
-    conv: &Conversation,
+    head: &SendHead,
     (msg_seq, stamp): (i64, i64),
     seq: Seq,
 ) -> Result<()> {
@@ -114,7 +147,7 @@ pub fn message_appended(
         "UPDATE conversations SET last_msg_seq = $2, last_message_at = $3, \
          live_msg_count = live_msg_count + 1, last_touch_ms = $3, last_event_seq = $4 \
          WHERE id = $1 AND last_msg_seq = $5",
-        args![&conv.id, msg_seq, stamp, seq, conv.last_msg_seq],
+        args![&head.id, msg_seq, stamp, seq, head.last_msg_seq],
     )?;
     if updated == 0 {
         return Err(imsync_core::Error::conflict(
