@@ -85,8 +85,8 @@ impl NewMessage {
     }
 }
 
-fn check_writable(conv: &imsync_core::model::Conversation) -> Result<()> {
-    if conv.archived {
+fn check_writable(archived: bool) -> Result<()> {
+    if archived {
         return Err(Error::forbidden("The conversation is archived"));
     }
     Ok(())
@@ -141,9 +141,7 @@ pub(crate) fn send_in(
             });
         }
     }
-    if head.archived {
-        return Err(Error::forbidden("The conversation is archived"));
-    }
+    check_writable(head.archived)?;
     if head.kind == ConversationKind::Direct {
         // A direct conversation the peer had left comes back to them with the new message.
         if let Some(peer) = participants::list_present(c, &head.id)?
@@ -399,7 +397,7 @@ impl Service {
                         "Only the sender may edit a message",
                     ));
                 }
-                check_writable(&conv)?;
+                check_writable(conv.archived)?;
                 let metadata = metadata.unwrap_or_else(|| m.metadata.clone());
                 edit_in(c, &mut m, &me, content, metadata)?;
                 Ok(m)
@@ -448,7 +446,7 @@ impl Service {
                 if m.is_deleted() {
                     return Err(Error::not_found("Message"));
                 }
-                check_writable(&conv)?;
+                check_writable(conv.archived)?;
                 react_in(c, &mut m, &me, &emoji, add)?;
                 Ok(payload::reactions(&reactions::of_message(c, &m.id)?))
             })
