@@ -1,7 +1,7 @@
 //! CPU time spent during a load phase: the server's, the harness's own, and the machine's idle
-//! share, read from `/proc` (Linux only; elsewhere nothing is reported). On a shared machine the
-//! rate of a closed-loop load drifts by tens of percent from run to run, while the CPU one request
-//! costs drifts far less, and the split says which side a change moved.
+//! share, read from `/proc` (Linux only; elsewhere nothing is reported). A closed-loop rate alone
+//! does not say whether the server ran out of CPU, waited on its serial writer, or shared the
+//! machine with the harness; the split and the idle share do.
 
 use serde::Serialize;
 use std::time::Instant;
