@@ -9,6 +9,9 @@ use config::{Config, ServeArgs};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "imsync", version, about = "Offline-first messaging server")]
 struct Cli {
