@@ -2,6 +2,7 @@
 
 use crate::{ConversationId, MessageId, Seq, UserId};
 use serde_json::Value;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserRole {
@@ -208,8 +209,56 @@ pub struct Event {
     pub kind: String,
     pub conversation_id: Option<ConversationId>,
     pub audience: Audience,
-    pub data: Value,
+    pub data: Payload,
     pub at: i64,
+}
+
+/// An event's payload: its JSON text as the log stores it, and its JSON value, parsed from the
+/// text only when something looks inside. A send renders its text once; most events are only
+/// stored and counted, so parsing them up front would be work on the writer for nothing.
+#[derive(Clone)]
+pub struct Payload {
+    text: Arc<str>,
+    value: OnceLock<Value>,
+}
+
+impl Payload {
+    /// A payload from its JSON text (which the caller rendered or read back from the log).
+    pub fn from_text(text: impl Into<Arc<str>>) -> Self {
+        Payload {
+            text: text.into(),
+            value: OnceLock::new(),
+        }
+    }
+
+    pub fn from_value(value: Value) -> Self {
+        Payload {
+            text: value.to_string().into(),
+            value: OnceLock::from(value),
+        }
+    }
+
+    pub fn text(&self) -> &Arc<str> {
+        &self.text
+    }
+
+    /// The payload as a JSON value; text that is not JSON reads as `null`.
+    pub fn value(&self) -> &Value {
+        self.value
+            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text || self.value() == other.value()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Who may see an event: the conversation's participants at the event's seq, or one user.
@@ -264,5 +313,19 @@ mod tests {
             assert_eq!(Audience::from_stream(&a.stream()), Some(a));
         }
         assert_eq!(Audience::from_stream("x"), None);
+    }
+
+    #[test]
+    fn payload_reads_its_text_as_json_when_asked() {
+        let p = Payload::from_text(r#"{"userId":"u1","n":2}"#);
+        assert_eq!(p.value()["userId"], "u1");
+        assert_eq!(
+            p,
+            Payload::from_value(serde_json::json!({"n": 2, "userId": "u1"}))
+        );
+        assert_ne!(p, Payload::from_text(r#"{"userId":"u2","n":2}"#));
+        assert_eq!(Payload::from_text("not json").value(), &Value::Null);
+        let v = Payload::from_value(serde_json::json!({"a": [1, "b"]}));
+        assert_eq!(v.text().as_ref(), r#"{"a":[1,"b"]}"#);
     }
 }

@@ -283,9 +283,11 @@ impl Hub {
         members: &mut HashMap<String, HashMap<UserId, Seq>>,
         e: &Event,
     ) {
-        let subject = e
-            .data
-            .get("userId")
+        // A new message names neither a member nor an earlier message: its payload, the bulk
+        // of the log, stays unparsed here.
+        let body = (e.kind != ev::MESSAGE_NEW).then(|| e.data.value());
+        let subject = body
+            .and_then(|b| b.get("userId"))
             .and_then(Value::as_str)
             .map(str::to_owned);
         let audience: Vec<UserId> = match &e.audience {
@@ -308,7 +310,9 @@ impl Hub {
                     }
                 }
                 // A change to a message goes only to those who could see the message itself.
-                let created = e.data.get("createdSeq").and_then(Value::as_i64);
+                let created = body
+                    .and_then(|b| b.get("createdSeq"))
+                    .and_then(Value::as_i64);
                 let mut audience = Vec::new();
                 let mut doubtful = Vec::new();
                 if let Some(set) = members.get_mut(conv) {

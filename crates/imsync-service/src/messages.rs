@@ -7,7 +7,7 @@
 
 use crate::conversations::{open_direct_in, require_participant};
 use crate::{payload, resolve_user, Service};
-use imsync_core::model::{event_type as ev, Audience, ConversationKind, Message, User};
+use imsync_core::model::{event_type as ev, Audience, ConversationKind, Message, Payload, User};
 use imsync_core::{ids, time::now_ms, validate, Error, ErrorCode, Result};
 use imsync_store::repo::messages::Page;
 use imsync_store::repo::{
@@ -16,6 +16,7 @@ use imsync_store::repo::{
 use imsync_store::SqlConn;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]
 pub struct NewMessage {
@@ -32,6 +33,8 @@ pub struct NewMessage {
 #[derive(Debug, Clone)]
 pub struct SendOutcome {
     pub message: Message,
+    /// The message as the native API renders it (JSON text), shared with its event's payload.
+    pub rendered: Arc<str>,
     /// False when an idempotent retry returned the message the key made before.
     pub created: bool,
 }
@@ -136,6 +139,7 @@ pub(crate) fn send_in(
             let message = messages::get(c, &message_id)?
                 .ok_or_else(|| Error::internal("idempotency record without its message"))?;
             return Ok(SendOutcome {
+                rendered: payload::message_text(&message),
                 message,
                 created: false,
             });
@@ -214,14 +218,13 @@ pub(crate) fn send_in(
         tlm: None,
         version: 0,
     };
-    let (data, text) = payload::message_rendered(&message);
+    let rendered = payload::message_text(&message);
     let e = events::append_rendered(
         c,
         ev::MESSAGE_NEW,
         Audience::Conversation(head.id.clone()),
         Some(&head.id),
-        data,
-        &text,
+        Payload::from_text(rendered.clone()),
         now,
     )?;
     message.event_seq = e.seq;
@@ -244,6 +247,7 @@ pub(crate) fn send_in(
     }
     Ok(SendOutcome {
         message,
+        rendered,
         created: true,
     })
 }

@@ -5,6 +5,7 @@ use imsync_core::model::{Conversation, Message, User};
 use imsync_core::time::rfc3339;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// A message as events and responses carry it. Serialized straight into responses; turned into
 /// a JSON value only where one is stored (event payloads).
@@ -61,11 +62,11 @@ pub fn message(m: &Message) -> Value {
     serde_json::to_value(message_json(m)).unwrap_or(Value::Null)
 }
 
-/// [`message`] and its JSON text, each made straight from the message.
-pub fn message_rendered(m: &Message) -> (Value, String) {
-    let json = message_json(m);
-    let text = serde_json::to_string(&json).unwrap_or_else(|_| "null".to_owned());
-    (serde_json::to_value(json).unwrap_or(Value::Null), text)
+/// [`message`] as JSON text, made straight from the message.
+pub fn message_text(m: &Message) -> Arc<str> {
+    serde_json::to_string(&message_json(m))
+        .unwrap_or_else(|_| "null".to_owned())
+        .into()
 }
 
 pub fn message_edit(m: &Message) -> Value {

@@ -2779,6 +2779,61 @@ async fn idempotency_key_from_header_body_or_metadata_dedupes() {
 }
 
 #[tokio::test]
+async fn a_send_answers_the_message_its_event_and_history_carry() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let g = alice.group("quotes", &["bob"]).await;
+    let path = format!("/api/im/messages/{g}");
+    // Content and metadata that need escaping, and a thread reply with a quote.
+    let first = expect_ok(
+        "first",
+        alice
+            .post(&path, json!({"content": "say \"hi\"\n\\ ünï ✓"}))
+            .await,
+        StatusCode::CREATED,
+    );
+    let parent = str_of(&first["message"]["id"]);
+    let body = json!({
+        "content": "</script> \u{1}",
+        "type": "markdown",
+        "metadata": {"k": ["v", 1, null], "nested": {"q": "\""}},
+        "parentId": parent,
+        "quotedMessageId": parent,
+        "idempotencyKey": "once",
+    });
+    let sent = expect_ok(
+        "reply",
+        alice.post(&path, body.clone()).await,
+        StatusCode::CREATED,
+    );
+    assert_eq!(sent["conversationId"], json!(g));
+    assert_eq!(sent["duplicate"], false);
+    let again = expect_ok("retry", alice.post(&path, body).await, StatusCode::CREATED);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["message"], sent["message"]);
+
+    let (events, _) = bob.sync_all(0, 100).await;
+    for m in [&first["message"], &sent["message"]] {
+        let event = events
+            .iter()
+            .find(|e| e["type"] == "message.new" && e["data"]["id"] == m["id"])
+            .unwrap_or_else(|| panic!("no event for {m}"));
+        assert_eq!(&event["data"], m);
+    }
+    // The parent has changed since (a reply count); the reply is as it was sent.
+    let history = expect_ok(
+        "history",
+        bob.get(&format!("/api/im/messages/{g}")).await,
+        StatusCode::OK,
+    );
+    assert_eq!(history[1], sent["message"], "{history}");
+    assert_eq!(sent["message"]["content"], "</script> \u{1}");
+    assert_eq!(sent["message"]["metadata"]["nested"]["q"], "\"");
+    assert_eq!(sent["message"]["parentId"], json!(parent));
+}
+
+#[tokio::test]
 async fn idempotency_keys_are_scoped_per_sender_and_conversation() {
     let srv = TestServer::start().await;
     let alice = srv.user("alice").await;

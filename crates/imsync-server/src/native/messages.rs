@@ -134,28 +134,23 @@ impl HistoryQuery {
 /// The send response the SDK consumes: `{conversationId, message}`; 201 for a new message and
 /// for its idempotent retries alike.
 pub fn send_response(outcome: &SendOutcome) -> Response {
-    // The hottest response of the API: serialized straight from the message, no JSON tree.
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Sent<'a> {
-        conversation_id: &'a str,
-        message: imsync_service::payload::MessageJson<'a>,
-        duplicate: bool,
-    }
-    #[derive(serde::Serialize)]
-    struct Envelope<'a> {
-        ok: bool,
-        data: Sent<'a>,
-    }
-    let body = Envelope {
-        ok: true,
-        data: Sent {
-            conversation_id: &outcome.message.conversation_id,
-            message: imsync_service::payload::message_json(&outcome.message),
-            duplicate: !outcome.created,
-        },
-    };
-    (axum::http::StatusCode::CREATED, axum::Json(body)).into_response()
+    // The hottest response of the API: the message goes out as the text its event stores, so
+    // it is rendered once per send, not once more here.
+    let conversation_id = serde_json::to_string(&outcome.message.conversation_id)
+        .unwrap_or_else(|_| "null".to_owned());
+    let body = format!(
+        r#"{{"ok":true,"data":{{"conversationId":{conversation_id},"message":{},"duplicate":{}}}}}"#,
+        outcome.rendered, !outcome.created
+    );
+    (
+        axum::http::StatusCode::CREATED,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 pub fn history_response(page: &HistoryPage, limit: i64) -> Response {

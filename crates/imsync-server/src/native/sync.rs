@@ -24,7 +24,7 @@ pub fn event_json(e: &imsync_core::model::Event) -> Value {
         "seq": e.seq,
         "type": e.kind,
         "conversationId": e.conversation_id,
-        "data": e.data,
+        "data": e.data.value(),
         "at": rfc3339(e.at),
     })
 }

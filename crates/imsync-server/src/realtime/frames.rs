@@ -19,7 +19,7 @@ fn frame_type(kind: &str) -> &'static str {
 }
 
 fn payload(e: &Event) -> Value {
-    let mut p = e.data.clone();
+    let mut p = e.data.value().clone();
     match e.kind.as_str() {
         ev::CONVERSATION_READ => {
             p["readBy"] = p.get("userId").cloned().unwrap_or(Value::Null);

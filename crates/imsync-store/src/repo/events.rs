@@ -13,7 +13,7 @@
 
 use super::participants::{self, Interval};
 use crate::{args, Dialect, Row, SqlConn};
-use imsync_core::model::{Audience, Event};
+use imsync_core::model::{Audience, Event, Payload};
 use imsync_core::{Result, Seq};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -31,20 +31,26 @@ pub fn append(
     data: serde_json::Value,
     at: i64,
 ) -> Result<Appended> {
-    let text = data.to_string();
     let conv_stream = match &audience {
         Audience::Conversation(id) => Some(id.clone()),
         Audience::User(_) => None,
     };
-    let appended = append_rendered(c, kind, audience, conversation_id, data, &text, at)?;
+    let appended = append_rendered(
+        c,
+        kind,
+        audience,
+        conversation_id,
+        Payload::from_value(data),
+        at,
+    )?;
     if let Some(id) = conv_stream {
         super::conversations::touch_event(c, &id, appended.seq)?;
     }
     Ok(appended)
 }
 
-/// [`append`] with the payload already rendered as JSON text (`text` must be `data`'s), for
-/// the hottest writer (a send), which renders it straight from its struct. Unlike [`append`],
+/// [`append`] with the payload already rendered as JSON text, for the hottest writer (a send),
+/// which renders it straight from its struct. Unlike [`append`],
 /// it leaves recording the conversation's `last_event_seq` to the caller, which a send does
 /// in the same statement as its message slot.
 pub fn append_rendered(
@@ -52,11 +58,11 @@ pub fn append_rendered(
     kind: &str,
     audience: Audience,
     conversation_id: Option<&str>,
-    data: serde_json::Value,
-    text: &str,
+    data: Payload,
     at: i64,
 ) -> Result<Appended> {
     let stream = audience.stream();
+    let text: &str = data.text();
     let seq = match c.dialect() {
         // One writer: SQLite hands out the next rowid, and commits are in that order.
         Dialect::Sqlite => {
@@ -118,7 +124,7 @@ fn from_row(r: &Row) -> Event {
         audience: Audience::from_stream(r.str(1)).unwrap_or(Audience::User(String::new())),
         kind: r.string(2),
         conversation_id: r.opt_string(3),
-        data: r.json(4),
+        data: Payload::from_text(r.str(4)),
         at: r.i64(5),
     }
 }
@@ -151,7 +157,7 @@ impl RawEvent {
             kind: self.kind,
             conversation_id: self.conv_id,
             audience,
-            data: serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null),
+            data: Payload::from_text(self.data),
             at: self.at,
         }
     }
