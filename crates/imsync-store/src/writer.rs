@@ -57,6 +57,9 @@ pub(crate) trait WriterConn: Send {
     fn take_appended(&mut self) -> Vec<Event>;
     fn truncate_appended(&mut self, len: usize);
     fn appended_len(&self) -> usize;
+    /// Runs after a batch has been answered, with no transaction open: upkeep that needs the
+    /// writing connection itself.
+    fn after_batch(&mut self) {}
 }
 
 /// Whether a write may run on the caller's thread when the writer is idle.
@@ -107,6 +110,9 @@ impl Writer {
                     drop(guard);
                     self.shared.pending.fetch_sub(1, Ordering::AcqRel);
                     answer(answers);
+                    if let Some(Some(conn)) = self.shared.conn.try_lock().as_deref_mut() {
+                        conn.after_batch();
+                    }
                     return Ok(());
                 }
             }
@@ -161,6 +167,9 @@ pub(crate) fn spawn(
                 // writer idle.
                 own.pending.fetch_sub(taken, Ordering::AcqRel);
                 answer(answers);
+                if let Some(conn) = own.conn.lock().as_mut() {
+                    conn.after_batch();
+                }
             }
             drop(own.conn.lock().take());
             tracing::debug!("writer stopped");
