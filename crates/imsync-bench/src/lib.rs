@@ -11,6 +11,7 @@
 pub mod client;
 pub mod cpu;
 pub mod faces;
+pub mod lean;
 pub mod matrix;
 pub mod pg;
 pub mod progress;

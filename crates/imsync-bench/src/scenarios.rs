@@ -3,10 +3,13 @@
 
 use crate::client::{http_client, Api};
 use crate::cpu::CpuMeter;
+use crate::lean::LeanConn;
 use crate::progress::Progress;
 use crate::report::{f, ratio, Report};
 use crate::stats::{Samples, Summary};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -14,6 +17,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex as AsyncMutex;
 
 /// Throughput and latency of one measured loop.
 #[derive(Debug, Clone, Copy, Serialize, Default)]
@@ -154,6 +158,13 @@ where
     let secs = start.elapsed().as_secs_f64();
     progress.finish().await;
     Ok(Load::from(&all, secs))
+}
+
+fn expect_status(what: &str, got: StatusCode, want: StatusCode) -> Result<()> {
+    if got != want {
+        bail!("{what}: {got}, expected {want}");
+    }
+    Ok(())
 }
 
 /// Maps `f` over `items` with at most `concurrency` in flight; answers results in input order.
@@ -365,25 +376,51 @@ pub async fn send_par(
     let http = http_client();
     let anon = Api::new(&http, base);
     let layout = par_setup(std::slice::from_ref(&anon), &p, "par").await?;
-    let clients = Arc::new(layout.clients);
-    let a = anon.clone();
+    let mut anon_conns = Vec::with_capacity(p.clients);
+    for _ in 0..p.clients {
+        anon_conns.push(Arc::new(AsyncMutex::new(LeanConn::open(base, None).await?)));
+    }
     let floor = run_par(
         "floor GET /healthz",
         p.clients,
         p.floor_duration,
         10_000_000,
-        move |_, _| {
-            let a = a.clone();
-            async move { a.healthz().await }
+        move |c, _| {
+            let conn = anon_conns[c].clone();
+            async move {
+                let status = conn
+                    .lock()
+                    .await
+                    .call(Method::GET, "/healthz", None)
+                    .await?;
+                expect_status("healthz", status, StatusCode::OK)
+            }
         },
     )
     .await?;
-    let cl = clients.clone();
+    let mut senders = Vec::with_capacity(layout.clients.len());
+    for (api, mine) in &layout.clients {
+        let conn = LeanConn::open(base, api.token.as_deref()).await?;
+        let paths: Vec<String> = mine
+            .iter()
+            .map(|g| format!("/api/im/messages/{g}"))
+            .collect();
+        senders.push((Arc::new(AsyncMutex::new(conn)), paths));
+    }
     let meter = CpuMeter::start(server_pid);
     let sends = run_par(name, p.clients, p.duration, 10_000_000, move |c, r| {
-        let (api, mine) = &cl[c];
-        let (api, conv) = (api.clone(), mine[(r % mine.len() as u64) as usize].clone());
-        async move { api.send(&conv, &format!("send-par {r:016x}")).await }
+        let (conn, paths) = &senders[c];
+        let conn = conn.clone();
+        let path = paths[(r % paths.len() as u64) as usize].clone();
+        let body = Bytes::from(format!(r#"{{"content":"send-par {r:016x}"}}"#));
+        async move {
+            let status = conn
+                .lock()
+                .await
+                .call(Method::POST, &path, Some(body))
+                .await?;
+            expect_status("send", status, StatusCode::CREATED)
+        }
     })
     .await?;
     let cpu = meter.stop();
