@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-/// A message as events and responses carry it. Serialized straight into responses; turned into
-/// a JSON value only where one is stored (event payloads).
+/// A message as events and responses carry it, serialized straight from the message: a send
+/// renders it once as text for both its event and its response.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageJson<'a> {
