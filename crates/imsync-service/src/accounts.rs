@@ -71,11 +71,10 @@ fn verify_password(password: &str, hash: &str) -> bool {
 impl Service {
     /// The user a token belongs to; 401 for an unknown or expired token.
     pub async fn authenticate(&self, token: &str) -> Result<User> {
-        let hash = ids::token_hash(token);
-        if let Some(user) = self.sessions.get(&hash, now_ms()) {
+        if let Some(user) = self.sessions.get(token, now_ms()) {
             return Ok(user);
         }
-        let key = hash.clone();
+        let key = ids::token_hash(token);
         let (user, expires_at) = self
             .store
             .read(move |c| {
@@ -90,7 +89,8 @@ impl Service {
                 Ok((user, expires_at))
             })
             .await?;
-        self.sessions.put(hash, user.clone(), expires_at);
+        self.sessions
+            .put(token.to_owned(), user.clone(), expires_at);
         Ok(user)
     }
 
@@ -243,8 +243,8 @@ impl Service {
     }
 
     pub async fn logout(&self, token: &str) -> Result<()> {
+        self.sessions.forget_token(token);
         let hash = ids::token_hash(token);
-        self.sessions.forget_token(&hash);
         self.store.write(move |c| tokens::delete(c, &hash)).await
     }
 
