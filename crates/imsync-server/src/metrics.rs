@@ -3,9 +3,13 @@
 //! `imsync_sync_pages_served_total`).
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -35,17 +39,40 @@ pub fn install_recorder() -> PrometheusHandle {
 
 pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("imsync_http_requests_total", &labels).increment(1);
-    metrics::histogram!("imsync_http_request_duration_seconds", &labels[..2])
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = handles(route, &method, resp.status());
+    requests.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// A route's metric handles by method and status.
+type RouteHandles = Vec<(Method, StatusCode, Counter, Histogram)>;
+
+/// The request counter and latency histogram of a route, method and status. Registered once and
+/// kept: building a metric's key from its labels on every request cost a request more than
+/// looking the handles up here.
+fn handles(route: &str, method: &Method, status: StatusCode) -> (Counter, Histogram) {
+    static HANDLES: OnceLock<Mutex<HashMap<String, RouteHandles>>> = OnceLock::new();
+    let mut all = HANDLES.get_or_init(Default::default).lock();
+    if let Some((.., c, h)) = all
+        .get(route)
+        .and_then(|v| v.iter().find(|(m, s, ..)| m == method && *s == status))
+    {
+        return (c.clone(), h.clone());
+    }
+    let labels = [
+        ("route", route.to_owned()),
+        ("method", method.as_str().to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    let c = metrics::counter!("imsync_http_requests_total", &labels);
+    let h = metrics::histogram!("imsync_http_request_duration_seconds", &labels[..2]);
+    all.entry(route.to_owned())
+        .or_default()
+        .push((method.clone(), status, c.clone(), h.clone()));
+    (c, h)
 }

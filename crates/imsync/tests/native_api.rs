@@ -3645,17 +3645,38 @@ async fn rate_limit_answers_429() {
 async fn metrics_and_openapi() {
     let srv = TestServer::start().await;
     let alice = srv.user("alice").await;
+    let scrape = || async {
+        let resp = srv
+            .client()
+            .http
+            .get(format!("{}/metrics", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
+    };
+    // The recorder is shared by every server of this test process: count this test's requests
+    // on a route no other test of it calls.
+    let count = |text: &str| -> u64 {
+        let labels = r#"route="/openapi.json",method="GET",status="200""#;
+        text.lines()
+            .filter(|l| l.starts_with("imsync_http_requests_total{") && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
     alice.get("/api/im/me").await;
-    let resp = srv
-        .client()
-        .http
-        .get(format!("{}/metrics", srv.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = resp.text().await.unwrap();
+    let before = scrape().await;
+    for _ in 0..3 {
+        alice.get("/openapi.json").await;
+    }
+    let text = scrape().await;
     assert!(text.contains("imsync_http_requests_total"), "{text}");
+    assert!(
+        text.contains("imsync_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert_eq!(count(&text) - count(&before), 3, "{text}");
 
     let (s, doc) = srv.client().get("/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
