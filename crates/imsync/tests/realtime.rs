@@ -422,6 +422,8 @@ async fn a_consumer_that_never_reads_is_closed_with_4008_and_others_get_everythi
 
     let big = "x".repeat(16 * 1024);
     let total = 300;
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = received.clone();
     let reader = tokio::spawn(async move {
         let mut n = 0;
         while n < total {
@@ -430,11 +432,17 @@ async fn a_consumer_that_never_reads_is_closed_with_4008_and_others_get_everythi
                 .expect("fast consumer keeps receiving");
             if f["type"] == "message.new" {
                 n += 1;
+                seen.store(n, std::sync::atomic::Ordering::Release);
             }
         }
         n
     });
     for i in 0..total {
+        // A consumer that keeps up is one the sender never gets far ahead of: well inside its
+        // queue of 8, however the machine schedules the two.
+        while i > received.load(std::sync::atomic::Ordering::Acquire) + 4 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         alice.send(&g, &format!("{i} {big}")).await;
     }
     assert_eq!(reader.await.unwrap(), total);
