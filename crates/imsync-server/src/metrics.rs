@@ -52,9 +52,8 @@ pub async fn track(req: Request, next: Next) -> Response {
 /// A route's metric handles by method and status.
 type RouteHandles = Vec<(Method, StatusCode, Counter, Histogram)>;
 
-/// The request counter and latency histogram of a route, method and status. Registered once and
-/// kept: building a metric's key from its labels on every request cost a request more than
-/// looking the handles up here.
+/// The request counter and latency histogram of a route, method and status, registered once and
+/// kept: building a metric's key from its labels cost each request more than this lookup.
 fn handles(route: &str, method: &Method, status: StatusCode) -> (Counter, Histogram) {
     static HANDLES: OnceLock<Mutex<HashMap<String, RouteHandles>>> = OnceLock::new();
     let mut all = HANDLES.get_or_init(Default::default).lock();
