@@ -70,6 +70,21 @@ impl LeanConn {
             .context("reading the body")?;
         Ok(status)
     }
+
+    /// [`LeanConn::call`], failing unless the answer has status `want`.
+    pub async fn expect(
+        &mut self,
+        want: StatusCode,
+        method: Method,
+        path: &str,
+        json: Option<Bytes>,
+    ) -> Result<()> {
+        let got = self.call(method.clone(), path, json).await?;
+        if got != want {
+            bail!("{method} {path}: {got}, expected {want}");
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
