@@ -2,16 +2,58 @@
 //! what they return, not the table's size.
 
 use imsync_store::repo::channel_reads;
+use imsync_store::repo::message_changes::{changed_sql, unchanged_sql, Set};
 use imsync_store::{args, Durability, Store, StoreOptions};
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&StoreOptions {
+        sqlite_path: dir.path().join("imsync.db"),
+        durability: Durability::Normal,
+    })
+    .unwrap()
+}
+
+/// The steps of SQLite's plan for `sql` with three parameters.
+async fn plan(store: &Store, sql: String) -> Vec<String> {
+    store
+        .read(move |c| {
+            let rows = c.query(
+                &format!("EXPLAIN QUERY PLAN {sql}"),
+                args!["c", 0i64, 10i64],
+            )?;
+            Ok(rows.iter().map(|r| r.string(3)).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_change_feed_reads_changed_messages_by_time_and_the_others_by_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for descending in [false, true] {
+        for (sql, index) in [
+            (changed_sql(Set::Live, descending), "messages_changed"),
+            (changed_sql(Set::Trash, descending), "messages_trash"),
+            (unchanged_sql(descending), "(conv_id=? AND msg_seq"),
+        ] {
+            let steps = plan(&store, sql.clone()).await;
+            assert!(
+                steps.iter().any(|step| step.contains(index)),
+                "{sql} does not read through {index}: {steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|step| step.contains("TEMP B-TREE")),
+                "{sql} sorts its rows: {steps:?}"
+            );
+        }
+    }
+}
 
 #[tokio::test]
 async fn extras_sync_reads_the_partial_index() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreOptions {
-        sqlite_path: dir.path().join("imsync.db"),
-        durability: Durability::Normal,
-    })
-    .unwrap();
+    let store = open(&dir);
     for descending in [false, true] {
         let plan = store
             .read(move |c| {

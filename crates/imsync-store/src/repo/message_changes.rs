@@ -9,8 +9,11 @@
 //!   is its deletion time; a removed parent whose last reply goes away moves to the trash with
 //!   that later stamp.
 //!
-//! Every read walks the `(conv_id, updated_at)` index (the trash one for trash reads) from the
-//! cursor and stops after `limit` rows, so a page costs what it returns, not the room's size.
+//! A message nobody changed has `updated_at = created_at`, and `created_at` grows with `msg_seq`,
+//! so such messages are read through the `(conv_id, msg_seq)` key from a seq found by bisection;
+//! changed ones (`updated_at > created_at`, every deleted one among them) through a partial index
+//! that sends never touch. A read takes up to `limit` rows from each and merges them, so a page
+//! costs what it returns plus about log2(room size) key probes, not the room's size.
 
 use crate::repo::messages::{from_row, COLUMNS};
 use crate::{args, SqlConn, Value};
@@ -19,6 +22,9 @@ use imsync_core::Result;
 
 const LIVE: &str = "(deleted_at IS NULL OR tcount > 0)";
 const TRASH: &str = "deleted_at IS NOT NULL AND tcount = 0";
+/// The condition of the `messages_changed` index, written as the index has it so that both
+/// backends' planners see the query implies it.
+pub const CHANGED: &str = "updated_at > created_at";
 
 /// Which set of a conversation's messages to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +59,77 @@ pub enum Bound {
     Before(i64),
 }
 
+/// The query of the changed messages of a set after (or before) a time, in `updated_at` order:
+/// `$1` conversation, `$2` time, `$3` limit.
+pub fn changed_sql(set: Set, descending: bool) -> String {
+    let (op, dir) = if descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    // The trash has its own, smaller index (`deleted_at IS NOT NULL`).
+    let changed = match set {
+        Set::Live => format!(" AND {CHANGED}"),
+        Set::Trash => String::new(),
+    };
+    format!(
+        "SELECT {COLUMNS} FROM messages WHERE conv_id = $1{changed} AND updated_at {op} $2 AND {} \
+         ORDER BY updated_at {dir} LIMIT $3",
+        set.predicate()
+    )
+}
+
+/// The query of never-changed messages from a seq on (or before it): `$1` conversation, `$2`
+/// seq, `$3` limit. Such a message is live: a deletion is a change.
+pub fn unchanged_sql(descending: bool) -> String {
+    let (op, dir) = if descending {
+        ("<", "DESC")
+    } else {
+        (">=", "ASC")
+    };
+    format!(
+        "SELECT {COLUMNS} FROM messages WHERE conv_id = $1 AND msg_seq {op} $2 \
+         AND updated_at = created_at ORDER BY msg_seq {dir} LIMIT $3"
+    )
+}
+
+/// The smallest seq from which every message of the conversation was created at `ms` or later,
+/// by bisection over `(conv_id, msg_seq)`: creation stamps grow strictly with the seq.
+fn first_seq_created_from(c: &mut dyn SqlConn, conv_id: &str, ms: i64) -> Result<i64> {
+    let Some(top) = c
+        .query_opt(
+            "SELECT max(msg_seq) FROM messages WHERE conv_id = $1",
+            args![conv_id],
+        )?
+        .and_then(|r| r.opt_i64(0))
+    else {
+        return Ok(0);
+    };
+    // The first message at or after `hi` was created at `ms` or later (or there is none); the
+    // one at or after `lo` was not, or `lo` is below every seq.
+    let (mut lo, mut hi) = (-1, top + 1);
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        let created = c
+            .query_opt(
+                "SELECT created_at FROM messages WHERE conv_id = $1 AND msg_seq >= $2 \
+                 ORDER BY msg_seq LIMIT 1",
+                args![conv_id, mid],
+            )?
+            .map(|r| r.i64(0));
+        if created.is_none_or(|at| at >= ms) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
+}
+
+fn rows(c: &mut dyn SqlConn, sql: &str, params: &[Value]) -> Result<Vec<Message>> {
+    Ok(c.query(sql, params)?.iter().map(from_row).collect())
+}
+
 /// Up to `limit` messages of the set changed after (or before) the bound, in `updated_at` order.
 pub fn page(
     c: &mut dyn SqlConn,
@@ -61,19 +138,37 @@ pub fn page(
     from: Bound,
     limit: i64,
 ) -> Result<Vec<Message>> {
-    let (op, dir, bound) = match from {
-        Bound::After(ms) => (">", "ASC", ms),
-        Bound::Before(ms) => ("<", "DESC", ms),
+    let limit = limit.max(0);
+    let (descending, bound) = match from {
+        Bound::After(ms) => (false, ms),
+        Bound::Before(ms) => (true, ms),
     };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM messages WHERE conv_id = $1 AND updated_at {op} $2 AND {} \
-         ORDER BY updated_at {dir} LIMIT $3",
-        set.predicate()
-    );
-    Ok(c.query(&sql, args![conv_id, bound, limit.max(0)])?
-        .iter()
-        .map(from_row)
-        .collect())
+    let mut out = rows(
+        c,
+        &changed_sql(set, descending),
+        args![conv_id, bound, limit],
+    )?;
+    if set == Set::Live && limit > 0 {
+        // After `ms`: created at `ms + 1` or later. Before `ms`: created before `ms`.
+        let from_ms = if descending {
+            bound
+        } else {
+            bound.saturating_add(1)
+        };
+        let seq = first_seq_created_from(c, conv_id, from_ms)?;
+        out.extend(rows(
+            c,
+            &unchanged_sql(descending),
+            args![conv_id, seq, limit],
+        )?);
+        // Every change takes its own millisecond in the conversation: no ties to break.
+        out.sort_by_key(|m| m.updated_at);
+        if descending {
+            out.reverse();
+        }
+        out.truncate(limit as usize);
+    }
+    Ok(out)
 }
 
 /// Every message of the set changed after `since`, newest creation first (Rocket.Chat's
@@ -84,15 +179,17 @@ pub fn since_by_created(
     set: Set,
     since: i64,
 ) -> Result<Vec<Message>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM messages WHERE conv_id = $1 AND updated_at > $2 AND {} \
-         ORDER BY created_at DESC, msg_seq DESC",
-        set.predicate()
-    );
-    Ok(c.query(&sql, args![conv_id, since])?
-        .iter()
-        .map(from_row)
-        .collect())
+    let mut out = rows(c, &changed_sql(set, false), args![conv_id, since, i64::MAX])?;
+    if set == Set::Live {
+        let seq = first_seq_created_from(c, conv_id, since.saturating_add(1))?;
+        out.extend(rows(
+            c,
+            &unchanged_sql(false),
+            args![conv_id, seq, i64::MAX],
+        )?);
+    }
+    out.sort_by_key(|m| std::cmp::Reverse((m.created_at, m.msg_seq)));
+    Ok(out)
 }
 
 /// Every reply of a thread (deleted ones too) changed after `since`, ascending by `updated_at`.

@@ -176,6 +176,12 @@ DROP INDEX messages_conv_version;
 CREATE INDEX messages_extras_version ON messages(conv_id, version)
     WHERE (edited_at IS NOT NULL OR deleted_at IS NOT NULL OR revoked = 1);
 "#,
+    // The Rocket.Chat change feed reads never-changed messages by seq, so a send no longer
+    // touches an index by time; only changed messages are indexed by `updated_at`.
+    r#"
+DROP INDEX messages_updated;
+CREATE INDEX messages_changed ON messages(conv_id, updated_at) WHERE updated_at > created_at;
+"#,
 ];
 
 /// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock
