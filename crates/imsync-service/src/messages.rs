@@ -115,12 +115,54 @@ fn visible_message(
 }
 
 /// The send itself, inside a write.
+/// A message to send as far as it is known before the writer: built and rendered but for its
+/// seq and stamps, so that the writer's thread only fills those in.
+pub(crate) struct Outgoing {
+    message: Message,
+    draft: payload::Draft,
+}
+
+impl Outgoing {
+    pub(crate) fn new(me: &User, conv_id: &str, new: &NewMessage) -> Outgoing {
+        let mut metadata = new.metadata.clone().unwrap_or_else(|| json!({}));
+        if let (Some(key), Some(o)) = (&new.idempotency_key, metadata.as_object_mut()) {
+            o.entry("_idempotencyKey").or_insert_with(|| json!(key));
+        }
+        let message = Message {
+            id: new.id.clone().unwrap_or_else(ids::new_id),
+            conversation_id: conv_id.to_owned(),
+            msg_seq: 0,
+            event_seq: 0,
+            sender_id: me.id.clone(),
+            kind: new.kind.clone().unwrap_or_else(|| "text".into()),
+            content: new.content.clone(),
+            metadata,
+            parent_id: new.parent_id.clone(),
+            quoted_id: new.quoted_id.clone(),
+            created_at: 0,
+            updated_at: 0,
+            edited_at: None,
+            edited_by: None,
+            deleted_at: None,
+            revoked: false,
+            tcount: 0,
+            tlm: None,
+            version: 0,
+        };
+        Outgoing {
+            draft: payload::Draft::of(&message),
+            message,
+        }
+    }
+}
+
 pub(crate) fn send_in(
     c: &mut dyn SqlConn,
     me: &User,
-    conv_id: &str,
-    new: NewMessage,
+    new: &NewMessage,
+    out: &Outgoing,
 ) -> Result<SendOutcome> {
+    let conv_id = &out.message.conversation_id;
     let mut head =
         convs::send_head(c, conv_id, &me.id)?.ok_or_else(|| Error::not_found("Conversation"))?;
     if !head.present {
@@ -181,44 +223,15 @@ pub(crate) fn send_in(
             Error::invalid("quotedMessageId does not name a message of this conversation")
         })?;
     }
-    let id = match &new.id {
-        Some(id) => {
-            if messages::exists(c, id)? {
-                return Err(Error::conflict("A message with this id already exists"));
-            }
-            id.clone()
-        }
-        None => ids::new_id(),
-    };
+    if new.id.is_some() && messages::exists(c, &out.message.id)? {
+        return Err(Error::conflict("A message with this id already exists"));
+    }
     let now = now_ms();
     let slot = convs::message_slot(&head, now);
     let (msg_seq, stamp) = slot;
-    let mut metadata = new.metadata.clone().unwrap_or_else(|| json!({}));
-    if let (Some(key), Some(o)) = (&new.idempotency_key, metadata.as_object_mut()) {
-        o.entry("_idempotencyKey").or_insert_with(|| json!(key));
-    }
-    let mut message = Message {
-        id,
-        conversation_id: head.id.clone(),
-        msg_seq,
-        event_seq: 0,
-        sender_id: me.id.clone(),
-        kind: new.kind.clone().unwrap_or_else(|| "text".into()),
-        content: new.content.clone(),
-        metadata,
-        parent_id: new.parent_id.clone(),
-        quoted_id: new.quoted_id.clone(),
-        created_at: stamp,
-        updated_at: stamp,
-        edited_at: None,
-        edited_by: None,
-        deleted_at: None,
-        revoked: false,
-        tcount: 0,
-        tlm: None,
-        version: 0,
-    };
-    let rendered = payload::message_text(&message);
+    let mut message = out.message.clone();
+    (message.msg_seq, message.created_at, message.updated_at) = (msg_seq, stamp, stamp);
+    let rendered = out.draft.finish(msg_seq, stamp);
     let e = events::append_rendered(
         c,
         ev::MESSAGE_NEW,
@@ -256,11 +269,14 @@ impl Service {
     pub async fn send(&self, me: &User, conv_id: &str, new: NewMessage) -> Result<SendOutcome> {
         new.validate()?;
         let retry = new.idempotency_key.is_some();
+        // Rendered here, on the caller's thread, to keep the writer's share of a send small.
+        let out = Arc::new(Outgoing::new(me, conv_id, &new));
+        let new = Arc::new(new);
         for attempt in 0..2 {
-            let (me2, conv_id2, new2) = (me.clone(), conv_id.to_owned(), new.clone());
+            let (me2, new2, out2) = (me.clone(), new.clone(), out.clone());
             match self
                 .store
-                .write_repeatable(move |c| send_in(c, &me2, &conv_id2, new2.clone()))
+                .write_repeatable(move |c| send_in(c, &me2, &new2, &out2))
                 .await
             {
                 Err(e) if retry && attempt == 0 && e.code == ErrorCode::Conflict => continue,
@@ -291,12 +307,17 @@ impl Service {
                             let present = participants::get(c, &conv.id, &me2.id)?
                                 .is_some_and(|p| p.is_present());
                             if present && idempotency::find(c, &me2.id, &conv.id, key)?.is_some() {
-                                return send_in(c, &me2, &conv.id, new2);
+                                return send_in(
+                                    c,
+                                    &me2,
+                                    &new2,
+                                    &Outgoing::new(&me2, &conv.id, &new2),
+                                );
                             }
                         }
                     }
                     let (conv, _) = open_direct_in(c, &me2, &other, None)?;
-                    send_in(c, &me2, &conv.id, new2)
+                    send_in(c, &me2, &new2, &Outgoing::new(&me2, &conv.id, &new2))
                 })
                 .await;
             match result {

@@ -21,9 +21,6 @@ pub struct MessageJson<'a> {
     metadata: &'a Value,
     parent_id: Option<&'a str>,
     status: &'static str,
-    seq: i64,
-    created_at: String,
-    updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     quoted_message_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,6 +32,10 @@ pub struct MessageJson<'a> {
     deleted_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reply_count: Option<i64>,
+    // Last, so that a send can render the rest before the writer hands out these (see `Draft`).
+    seq: i64,
+    created_at: String,
+    updated_at: String,
 }
 
 pub fn message_json(m: &Message) -> MessageJson<'_> {
@@ -47,14 +48,14 @@ pub fn message_json(m: &Message) -> MessageJson<'_> {
         metadata: &m.metadata,
         parent_id: m.parent_id.as_deref(),
         status: "sent",
-        seq: m.msg_seq,
-        created_at: rfc3339(m.created_at),
-        updated_at: rfc3339(m.updated_at),
         quoted_message_id: m.quoted_id.as_deref(),
         edited_at: m.edited_at.map(rfc3339),
         edited_by: m.edited_at.map(|_| m.edited_by.as_deref()),
         deleted_at: m.deleted_at.map(rfc3339),
         reply_count: (m.tcount > 0).then_some(m.tcount),
+        seq: m.msg_seq,
+        created_at: rfc3339(m.created_at),
+        updated_at: rfc3339(m.updated_at),
     }
 }
 
@@ -67,6 +68,35 @@ pub fn message_text(m: &Message) -> Arc<str> {
     serde_json::to_string(&message_json(m))
         .unwrap_or_else(|_| "null".to_owned())
         .into()
+}
+
+/// A message's [`message_text`] but for its seq and stamps, which a send learns only in the
+/// writer: the rest is rendered before, off the writer's thread.
+#[derive(Debug, Clone)]
+pub struct Draft(String);
+
+const SEQ_FIELD: &str = ",\"seq\":";
+
+impl Draft {
+    pub fn of(m: &Message) -> Draft {
+        let mut text = serde_json::to_string(&message_json(m)).unwrap_or_default();
+        // The fields are last, and a string value cannot hold this unescaped; a metadata key
+        // can, but comes before them.
+        let cut = text.rfind(SEQ_FIELD).unwrap_or(text.len());
+        text.truncate(cut);
+        Draft(text)
+    }
+
+    /// The text [`message_text`] renders for the drafted message at `seq`, created (and last
+    /// updated) at `at`.
+    pub fn finish(&self, seq: i64, at: i64) -> Arc<str> {
+        let stamp = rfc3339(at);
+        format!(
+            "{}{SEQ_FIELD}{seq},\"createdAt\":\"{stamp}\",\"updatedAt\":\"{stamp}\"}}",
+            self.0
+        )
+        .into()
+    }
 }
 
 pub fn message_edit(m: &Message) -> Value {
@@ -138,4 +168,54 @@ pub fn reactions(rs: &[imsync_core::model::Reaction]) -> Value {
             .push(json!(r.user_id));
     }
     Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(content: &str, metadata: Value) -> Message {
+        Message {
+            id: "m1".into(),
+            conversation_id: "c1".into(),
+            msg_seq: 0,
+            event_seq: 0,
+            sender_id: "u1".into(),
+            kind: "text".into(),
+            content: content.into(),
+            metadata,
+            parent_id: Some("p1".into()),
+            quoted_id: Some("q1".into()),
+            created_at: 0,
+            updated_at: 0,
+            edited_at: None,
+            edited_by: None,
+            deleted_at: None,
+            revoked: false,
+            tcount: 0,
+            tlm: None,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_finished_draft_is_the_message_text() {
+        for (content, metadata) in [
+            ("plain", json!({})),
+            (
+                r#"quotes " and ,"seq":1 inside"#,
+                json!({"seq": 7, "x": {"seq": 8}}),
+            ),
+            ("unicode ✓ \n tab\t", json!({"a": 1, "seq": "s"})),
+        ] {
+            let mut m = message(content, metadata);
+            let draft = Draft::of(&m);
+            (m.msg_seq, m.created_at, m.updated_at) = (42, 1_714_557_600_123, 1_714_557_600_123);
+            assert_eq!(
+                &*draft.finish(42, 1_714_557_600_123),
+                &*message_text(&m),
+                "{content}"
+            );
+        }
+    }
 }
