@@ -25,6 +25,7 @@ pub use conversation_sync::{
     ConversationSync, ConversationSyncRequest, GroupInfo, SyncedConversation,
 };
 pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
+pub use imsync_store::repo::events::RawEvent;
 pub use messages::{HistoryPage, NewMessage, SendOutcome};
 pub use rooms::{RoomChanges, RoomView};
 pub use sync::{RawSyncPage, SyncPage};
