@@ -114,7 +114,6 @@ fn visible_message(
     Ok(m)
 }
 
-/// The send itself, inside a write.
 /// A message to send as far as it is known before the writer: built and rendered but for its
 /// seq and stamps, so that the writer's thread only fills those in.
 pub(crate) struct Outgoing {
@@ -156,6 +155,7 @@ impl Outgoing {
     }
 }
 
+/// The send itself, inside a write.
 pub(crate) fn send_in(
     c: &mut dyn SqlConn,
     me: &User,
