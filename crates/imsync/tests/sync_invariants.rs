@@ -763,3 +763,86 @@ async fn completeness_with_many_changed_conversations() {
         assert_eq!(part.iter().collect::<Vec<_>>(), want, "since {since}");
     }
 }
+
+/// A page is read in seq order while most of the log is the reader's and merged from the
+/// reader's streams once it is not; the switch may fall anywhere in a page. Bob's log goes
+/// dense, sparse (with a window outside the group), dense again: every limit and every cursor
+/// gives the same events, and exactly his.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completeness_across_dense_and_sparse_stretches_of_the_log() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let _carol = srv.user("carol").await;
+    let ab = alice.group("with bob", &["bob"]).await;
+    let ac = alice.group("with carol", &["carol"]).await;
+    let participant = format!("/api/im/conversations/{ab}/participants");
+    let mut expected = Vec::new();
+    for i in 0..150 {
+        alice.send(&ab, &format!("dense {i}")).await;
+        expected.push(format!("dense {i}"));
+    }
+    for i in 0..400 {
+        alice.send(&ac, &format!("elsewhere {i}")).await;
+        if i % 40 == 0 {
+            alice.send(&ab, &format!("sparse {i}")).await;
+            if !(171..=230).contains(&i) {
+                expected.push(format!("sparse {i}"));
+            }
+        }
+        if i == 170 {
+            let path = format!("{participant}/{}", bob.user_id);
+            let (s, b) = alice.delete(&path).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+        if (170..230).contains(&i) && i % 20 == 0 {
+            alice.send(&ab, &format!("while away {i}")).await;
+        }
+        if i == 230 {
+            let (s, b) = alice
+                .post(&participant, json!({ "userId": bob.user_id }))
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+        }
+    }
+    // Dense again, with bob out of a second group for a while: half the log is his then.
+    let ab2 = alice.group("with bob too", &["bob"]).await;
+    let participant2 = format!("/api/im/conversations/{ab2}/participants");
+    let mut expected2 = Vec::new();
+    for i in 0..150 {
+        alice.send(&ab, &format!("again {i}")).await;
+        expected.push(format!("again {i}"));
+        alice.send(&ab2, &format!("second {i}")).await;
+        if i == 50 {
+            let path = format!("{participant2}/{}", bob.user_id);
+            let (s, b) = alice.delete(&path).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        } else if i == 100 {
+            let (s, b) = alice
+                .post(&participant2, json!({ "userId": bob.user_id }))
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+        }
+        if !(51..=100).contains(&i) {
+            expected2.push(format!("second {i}"));
+        }
+    }
+
+    let (full, _) = drain(&bob, 0, &[500]).await;
+    assert!(
+        full.iter().all(|e| conv_of(e) != Some(ac.as_str())),
+        "bob saw carol's group"
+    );
+    assert_eq!(contents(&of_conv(&full, &ab)), expected);
+    assert_eq!(contents(&of_conv(&full, &ab2)), expected2);
+    for limits in [&[1usize, 3, 7][..], &[64], &[200]] {
+        let (again, _) = drain(&bob, 0, limits).await;
+        assert_eq!(again, full, "limits {limits:?}");
+    }
+    let last = seq(full.last().unwrap());
+    for since in (0..last).step_by(37) {
+        let (part, _) = drain(&bob, since, &[100]).await;
+        let want: Vec<&Value> = full.iter().filter(|e| seq(e) > since).collect();
+        assert_eq!(part.iter().collect::<Vec<_>>(), want, "since {since}");
+    }
+}

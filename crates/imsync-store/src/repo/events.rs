@@ -4,12 +4,20 @@
 //! was a participant at the event's seq) or a user's private stream (`u:<id>`). The log is indexed
 //! by `(stream, seq)`.
 //!
-//! A sync page for user U after `since` is a k-way merge, by seq, of U's private stream and of the
-//! shared streams of the conversations U could see, each bounded by U's membership interval. Only
-//! conversations whose shared stream moved past `since` take part, found either from the global
-//! index of recently changed conversations (when few changed) or from U's own memberships. Each
-//! stream is read in chunks that grow while the stream keeps winning, so a page costs about
-//! `limit` rows plus one indexed probe per changed conversation, whatever the history behind it.
+//! A sync page for user U after `since` holds the events of U's private stream and of the
+//! shared streams of the conversations U could see, each bounded by U's membership interval, in
+//! seq order. Only conversations whose shared stream moved past `since` take part, found either
+//! from the global index of recently changed conversations (when few changed) or from U's own
+//! memberships.
+//!
+//! The page is read in one of two ways, and may switch from the first to the second midway:
+//! - while most of the log after `since` is U's (a catch-up over U's own busy conversations, or
+//!   an incremental sync near the head), the log itself is read in seq order and U's events kept;
+//! - once under a quarter of it is, the page goes on as a k-way merge of U's streams, each read
+//!   in chunks that grow while the stream keeps winning.
+//!
+//! Either way a page costs about `limit` rows (at most four times as many in the first way) plus
+//! one indexed probe per changed conversation, whatever the history behind it.
 
 use super::participants::{self, Interval};
 use crate::{args, Dialect, Row, SqlConn};
@@ -18,9 +26,14 @@ use imsync_core::{Result, Seq};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-/// Above this many globally changed conversations, candidates come from the user's memberships.
-const GLOBAL_CANDIDATES: i64 = 256;
+/// From this many globally changed conversations on, the user's intervals come from one read of
+/// their memberships rather than one probe per changed conversation.
+const FEW_CHANGED: i64 = 16;
 const FIRST_CHUNK: i64 = 16;
+/// The first read of the log in seq order: enough rows to tell whether most are the user's.
+const PROBE_ROWS: i64 = 64;
+const MIN_SCAN_ROWS: i64 = 16;
+const MAX_SCAN_ROWS: i64 = 4096;
 
 /// Appends an event and answers it with its seq. The caller's transaction makes it durable.
 pub fn append(
@@ -175,6 +188,33 @@ impl RawEvent {
     }
 }
 
+/// Reads `seq, type, conv_id, data, at` off the front of a row.
+fn raw_event(values: &mut impl Iterator<Item = crate::Value>) -> Option<RawEvent> {
+    let mut next = || values.next().unwrap_or(crate::Value::Null);
+    let seq = match next() {
+        crate::Value::Int(v) => v,
+        _ => return None,
+    };
+    let text = |v: crate::Value| match v {
+        crate::Value::Text(t) => Some(t),
+        _ => None,
+    };
+    let kind = text(next()).unwrap_or_default();
+    let conv_id = text(next());
+    let data = text(next()).unwrap_or_default();
+    let at = match next() {
+        crate::Value::Int(v) => v,
+        _ => 0,
+    };
+    Some(RawEvent {
+        seq,
+        kind,
+        conv_id,
+        data,
+        at,
+    })
+}
+
 struct Cursor {
     stream: String,
     audience: Audience,
@@ -214,31 +254,10 @@ impl Cursor {
         )?;
         self.exhausted = (rows.len() as i64) < self.chunk;
         for r in rows {
-            let mut values = r.0.into_iter();
-            let mut next = || values.next().unwrap_or(crate::Value::Null);
-            let seq = match next() {
-                crate::Value::Int(v) => v,
-                _ => continue,
-            };
-            let text = |v: crate::Value| match v {
-                crate::Value::Text(t) => Some(t),
-                _ => None,
-            };
-            let kind = text(next()).unwrap_or_default();
-            let conv_id = text(next());
-            let data = text(next()).unwrap_or_default();
-            let at = match next() {
-                crate::Value::Int(v) => v,
-                _ => 0,
-            };
-            self.after = seq;
-            self.buffer.push_back(RawEvent {
-                seq,
-                kind,
-                conv_id,
-                data,
-                at,
-            });
+            if let Some(e) = raw_event(&mut r.0.into_iter()) {
+                self.after = e.seq;
+                self.buffer.push_back(e);
+            }
         }
         // A stream that keeps winning is read in growing chunks.
         self.chunk = (self.chunk * 2).min(1024);
@@ -251,8 +270,8 @@ type Stream = (String, Seq, Option<Seq>);
 
 /// The streams (with bounds) that can hold events for `user_id` after `since`.
 pub fn visible_streams(c: &mut dyn SqlConn, user_id: &str, since: Seq) -> Result<Vec<Stream>> {
-    let changed = super::conversations::changed_since(c, since, GLOBAL_CANDIDATES)?;
-    let intervals: Vec<Interval> = if (changed.len() as i64) < GLOBAL_CANDIDATES {
+    let changed = super::conversations::changed_since(c, since, FEW_CHANGED)?;
+    let intervals: Vec<Interval> = if (changed.len() as i64) < FEW_CHANGED {
         let mut found = Vec::new();
         for conv in &changed {
             found.extend(participants::intervals_in(c, user_id, conv)?);
@@ -298,8 +317,107 @@ fn sees_message_change(
     Ok(intervals[conv].iter().any(|i| i.contains(created)))
 }
 
+/// The streams a page may read, by key: each with its audience and the seq ranges
+/// `(after, upto]` the user saw it in.
+struct Visible(HashMap<String, (Audience, Vec<Range>)>);
+
+/// Seqs `(after, upto]`; open-ended without `upto`.
+type Range = (Seq, Option<Seq>);
+
+impl Visible {
+    fn new(streams: &[Stream]) -> Self {
+        let mut map: HashMap<String, (Audience, Vec<Range>)> = HashMap::new();
+        for (key, after, upto) in streams {
+            map.entry(key.clone())
+                .or_insert_with(|| {
+                    let audience =
+                        Audience::from_stream(key).unwrap_or(Audience::User(String::new()));
+                    (audience, Vec::new())
+                })
+                .1
+                .push((*after, *upto));
+        }
+        Visible(map)
+    }
+
+    /// The audience of an event of `stream` at `seq`, if the user saw that stream then.
+    fn audience(&self, stream: &str, seq: Seq) -> Option<&Audience> {
+        let (audience, ranges) = self.0.get(stream)?;
+        ranges
+            .iter()
+            .any(|(after, upto)| seq > *after && upto.is_none_or(|u| seq <= u))
+            .then_some(audience)
+    }
+}
+
+/// How a read of the whole log in seq order ended.
+enum Scan {
+    /// The page is full, or the log ended: nothing is left to merge.
+    Done { has_more: bool },
+    /// Too few of the rows were the user's: the rest of the page is merged from the streams,
+    /// after this seq.
+    Sparse(Seq),
+}
+
+/// Reads the log in seq order from `since`, keeping the user's events, while they make up at
+/// least a quarter of what is read. When a user sees most of what happens (a catch-up over
+/// their own busy conversations) one read of about a page replaces a query per stream.
+fn scan_log(
+    c: &mut dyn SqlConn,
+    user_id: &str,
+    visible: &Visible,
+    since: Seq,
+    limit: usize,
+    out: &mut Vec<(RawEvent, Audience)>,
+    intervals: &mut HashMap<String, Vec<Interval>>,
+) -> Result<Scan> {
+    let mut scanned = since;
+    let mut ask = (limit as i64 + 1).clamp(MIN_SCAN_ROWS, PROBE_ROWS);
+    loop {
+        let rows = c.query(
+            "SELECT seq, type, conv_id, data, at, stream FROM events WHERE seq > $1 \
+             ORDER BY seq LIMIT $2",
+            args![scanned, ask],
+        )?;
+        let read = rows.len() as i64;
+        let mut kept = 0i64;
+        for r in rows {
+            let mut values = r.0.into_iter();
+            let Some(e) = raw_event(&mut values) else {
+                continue;
+            };
+            scanned = e.seq;
+            let Some(crate::Value::Text(stream)) = values.next() else {
+                continue;
+            };
+            let Some(audience) = visible.audience(&stream, e.seq) else {
+                continue;
+            };
+            kept += 1;
+            if sees_message_change(c, user_id, &e, intervals)? {
+                out.push((e, audience.clone()));
+                if out.len() > limit {
+                    return Ok(Scan::Done { has_more: true });
+                }
+            }
+        }
+        if read < ask {
+            return Ok(Scan::Done { has_more: false });
+        }
+        if kept * 4 < read {
+            return Ok(Scan::Sparse(scanned));
+        }
+        // Ask for what the page still needs at the density just seen.
+        let need = (limit + 1 - out.len()) as i64;
+        ask = (need * read / kept + MIN_SCAN_ROWS).min(MAX_SCAN_ROWS);
+    }
+}
+
 /// One page of the events visible to `user_id` with seq > `since`, ascending, and whether more
 /// follow. Must run inside one read snapshot.
+///
+/// The page starts as a read of the whole log in seq order, which is cheapest while most of
+/// the log is the user's, and goes on as a merge of the user's streams once it is not.
 pub fn sync_page_raw(
     c: &mut dyn SqlConn,
     user_id: &str,
@@ -307,12 +425,23 @@ pub fn sync_page_raw(
     limit: usize,
 ) -> Result<(Vec<(RawEvent, Audience)>, bool)> {
     let streams = visible_streams(c, user_id, since)?;
+    let mut intervals = HashMap::new();
+    let mut out = Vec::with_capacity(limit.min(1024) + 1);
+    let visible = Visible::new(&streams);
+    let scanned = match scan_log(c, user_id, &visible, since, limit, &mut out, &mut intervals)? {
+        Scan::Done { has_more } => {
+            out.truncate(limit);
+            return Ok((out, has_more));
+        }
+        Scan::Sparse(scanned) => scanned,
+    };
     // Enough from each stream for its share of the page, so the first round of reads is about
     // one page in total however many conversations take part.
-    let first_chunk = ((limit / streams.len().max(1)) as i64 + 2).clamp(4, FIRST_CHUNK);
+    let share = (limit + 1 - out.len()) / streams.len().max(1);
+    let first_chunk = (share as i64 + 2).clamp(4, FIRST_CHUNK);
     let mut cursors: Vec<Cursor> = streams
         .into_iter()
-        .map(|(stream, after, upto)| Cursor::new(stream, after, upto, first_chunk))
+        .map(|(stream, after, upto)| Cursor::new(stream, after.max(scanned), upto, first_chunk))
         .collect();
     let mut heads = BinaryHeap::new();
     for (i, cur) in cursors.iter_mut().enumerate() {
@@ -321,8 +450,6 @@ pub fn sync_page_raw(
             heads.push(Reverse((e.seq, i)));
         }
     }
-    let mut intervals = HashMap::new();
-    let mut out = Vec::with_capacity(limit.min(1024) + 1);
     while out.len() <= limit {
         let Some(Reverse((_, i))) = heads.pop() else {
             break;
