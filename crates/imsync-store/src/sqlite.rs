@@ -176,9 +176,10 @@ impl ReaderPool for Readers {
             Some(c) => c,
             None => self.connect()?,
         };
-        conn.conn.execute_batch("BEGIN").map_err(map_err)?;
+        // Kept prepared: `execute_batch` parses the text again on every read.
+        conn.batch("BEGIN")?;
         f(&mut conn);
-        let ended = conn.conn.execute_batch("COMMIT").map_err(map_err);
+        let ended = conn.batch("COMMIT");
         if ended.is_ok() {
             let mut idle = self.idle.lock();
             if idle.len() < MAX_IDLE_READERS {
