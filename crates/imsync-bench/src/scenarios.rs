@@ -590,26 +590,56 @@ pub async fn catch_up(base: &str, p: CatchUp) -> Result<Report> {
     Ok(r)
 }
 
-/// One incremental sync measured many times: `since` is the head before the `fresh` waiting
-/// events. Answers the latency of one call.
+/// One incremental sync measured against several servers in turn: for each `(caller, since)`,
+/// `since` is the head before the `expect` waiting events. Each round calls every server once,
+/// starting from a different one each round. Answers the latency of one call, per server.
 pub async fn measure_incr(
-    caller: &Api,
-    since: i64,
+    callers: &[(Api, i64)],
     expect: usize,
-    calls: usize,
+    rounds: usize,
     limit: Duration,
-) -> Result<Load> {
-    let first = caller.sync(since, 100).await?;
-    anyhow::ensure!(
-        first.events >= expect,
-        "incremental sync after {since} answered {} events, expected {expect}",
-        first.events
-    );
-    for _ in 0..20 {
-        caller.sync(since, 100).await?;
+) -> Result<Vec<Load>> {
+    for (caller, since) in callers {
+        let first = caller.sync(*since, 100).await?;
+        anyhow::ensure!(
+            first.events >= expect,
+            "incremental sync after {since} answered {} events, expected {expect}",
+            first.events
+        );
+        for _ in 0..20 {
+            caller.sync(*since, 100).await?;
+        }
     }
-    run_seq("incr-sync", calls, limit, |_| async {
-        caller.sync(since, 100).await.map(|_| ())
-    })
-    .await
+    let mut samples: Vec<Samples> = callers
+        .iter()
+        .map(|_| Samples::with_capacity(rounds))
+        .collect();
+    let n = callers.len();
+    let progress = Progress::start("incr-sync", (rounds * n) as u64, "requests");
+    let start = Instant::now();
+    for round in 0..rounds {
+        if start.elapsed() >= limit {
+            break;
+        }
+        for k in 0..n {
+            let i = (round + k) % n;
+            let (caller, since) = &callers[i];
+            let t = Instant::now();
+            caller
+                .sync(*since, 100)
+                .await
+                .with_context(|| format!("incr-sync: round {round}, history {i}"))?;
+            samples[i].push(t.elapsed());
+            progress.add(1);
+        }
+    }
+    progress.finish().await;
+    // Each server's rate is over the time spent waiting on it, not on the others.
+    Ok(samples
+        .iter()
+        .map(|s| {
+            let busy = s.summary();
+            Load::from(s, busy.mean_ms * busy.n as f64 / 1000.0)
+        })
+        .collect())
 }

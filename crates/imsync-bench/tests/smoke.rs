@@ -173,10 +173,11 @@ async fn seeded_history_serves_an_incremental_sync() {
             .unwrap();
     }
     let caller = anon.with_token(&m2.users[0].1);
-    let load = scenarios::measure_incr(&caller, m2.head, 10, 20, Duration::from_secs(5))
+    let loads = scenarios::measure_incr(&[(caller, m2.head)], 10, 20, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(load.count, 20);
+    assert_eq!(loads.len(), 1);
+    assert_eq!(loads[0].count, 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
