@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -110,8 +111,10 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let limiter = RateLimiter::new(state.config.rate_limit_per_sec);
+    let max_body_bytes = state.config.max_body_bytes;
     let (native, _) = crate::native::router().split_for_parts();
-    Router::new()
+    // Metrics and the rate limit need the matched route, so they wrap each route.
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .route("/openapi.json", get(openapi_json))
@@ -121,10 +124,17 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::tsdd::router())
         .fallback(fallback)
         .method_not_allowed_fallback(wrong_method)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(limiter, crate::ratelimit::limit))
+        .layer(middleware::from_fn_with_state(
+            limiter,
+            crate::ratelimit::limit,
+        ))
         .layer(middleware::from_fn(crate::metrics::track))
-        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state);
+    // The rest wraps the router once: a layer given to `Router::layer` wraps every route in one
+    // more boxed service, which each request clones, and these do not care about the route.
+    let outer = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), Counter::default()))
+        .layer(PropagateRequestIdLayer::new(request_id))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
@@ -138,7 +148,8 @@ pub fn router(state: AppState) -> Router {
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, Counter::default()))
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .service(routes);
+    Router::new().fallback_service(outer)
 }
