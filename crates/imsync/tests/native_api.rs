@@ -4009,3 +4009,37 @@ async fn racing_registrations_and_direct_creations_stay_unique() {
     );
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_a_given_one_comes_back() {
+    let srv = TestServer::start().await;
+    let http = &srv.client().http;
+    let mut seen = HashSet::new();
+    // A routed answer, the fallback's 404 and a 405: the id layer wraps the whole router.
+    for (method, path) in [
+        (Method::GET, "/healthz"),
+        (Method::GET, "/no/such/route"),
+        (Method::DELETE, "/healthz"),
+    ] {
+        let resp = http
+            .request(method, format!("{}{path}", srv.base))
+            .send()
+            .await
+            .unwrap();
+        let id = resp
+            .headers()
+            .get("x-request-id")
+            .unwrap_or_else(|| panic!("{path}: no x-request-id"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(seen.insert(id), "{path}: request ids must differ");
+    }
+    let resp = http
+        .get(format!("{}/healthz", srv.base))
+        .header("x-request-id", "client-chosen-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-chosen-7");
+}
