@@ -1,7 +1,9 @@
 //! CPU time spent during a load phase: the server's, the harness's own, and the machine's idle
 //! share, read from `/proc` (Linux only; elsewhere nothing is reported). A closed-loop rate alone
 //! does not say whether the server ran out of CPU, waited on its serial writer, or shared the
-//! machine with the harness; the split and the idle share do.
+//! machine with the harness; the split and the idle share do. On a virtual machine the steal
+//! share (time the hypervisor gave the vCPUs to someone else) says how much of the machine the
+//! phase really had.
 
 use serde::Serialize;
 use std::time::Instant;
@@ -15,7 +17,7 @@ pub struct CpuMeter {
     at: Instant,
     server_ticks: Option<u64>,
     own_ticks: Option<u64>,
-    machine: Option<(u64, u64)>,
+    machine: Option<MachineTicks>,
 }
 
 /// CPU use over a phase, in cores (1.0 = one core busy for the whole phase).
@@ -25,6 +27,8 @@ pub struct CpuUse {
     pub bench_cores: Option<f64>,
     /// The share of the machine's CPU time nobody used (0..1).
     pub machine_idle: Option<f64>,
+    /// The share of the machine's CPU time the hypervisor took away (0..1).
+    pub machine_steal: Option<f64>,
     pub secs: f64,
 }
 
@@ -54,16 +58,19 @@ impl CpuMeter {
             Some(after?.saturating_sub(before?) as f64 / TICKS_PER_SEC / secs)
         };
         let server_after = self.server.and_then(|p| process_ticks(&p.to_string()));
-        let idle = match (self.machine, machine_ticks()) {
-            (Some((idle0, total0)), Some((idle1, total1))) if total1 > total0 => {
-                Some(idle1.saturating_sub(idle0) as f64 / (total1 - total0) as f64)
+        let (idle, steal) = match (self.machine, machine_ticks()) {
+            (Some(a), Some(b)) if b.total > a.total => {
+                let share =
+                    |x0: u64, x1: u64| x1.saturating_sub(x0) as f64 / (b.total - a.total) as f64;
+                (Some(share(a.idle, b.idle)), Some(share(a.steal, b.steal)))
             }
-            _ => None,
+            _ => (None, None),
         };
         CpuUse {
             server_cores: cores(self.server_ticks, server_after),
             bench_cores: cores(self.own_ticks, process_ticks("self")),
             machine_idle: idle,
+            machine_steal: steal,
             secs,
         }
     }
@@ -80,8 +87,16 @@ fn process_ticks(pid: &str) -> Option<u64> {
     Some(user + system)
 }
 
-/// Idle (idle + iowait) and total ticks of the whole machine, from the `cpu` line of `/proc/stat`.
-fn machine_ticks() -> Option<(u64, u64)> {
+#[derive(Debug, Clone, Copy)]
+struct MachineTicks {
+    /// idle + iowait
+    idle: u64,
+    steal: u64,
+    total: u64,
+}
+
+/// The whole machine's ticks, from the `cpu` line of `/proc/stat`.
+fn machine_ticks() -> Option<MachineTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let ticks: Vec<u64> = line
@@ -90,9 +105,10 @@ fn machine_ticks() -> Option<(u64, u64)> {
         .filter_map(|v| v.parse().ok())
         .collect();
     let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    let steal = ticks.get(7).copied().unwrap_or(0);
     // guest and guest_nice are already counted in user and nice.
     let total = ticks.iter().take(8).sum();
-    Some((idle, total))
+    Some(MachineTicks { idle, steal, total })
 }
 
 #[cfg(test)]
@@ -117,6 +133,8 @@ mod tests {
             assert!(server > 0.0 && server <= cores + 0.5, "{server} cores");
             let idle = used.machine_idle.expect("machine idle share");
             assert!((0.0..=1.0).contains(&idle), "idle {idle}");
+            let steal = used.machine_steal.expect("machine steal share");
+            assert!((0.0..=1.0 - idle).contains(&steal), "steal {steal}");
             let per = used.server_us_per(1000).expect("per operation");
             assert!((per - server * used.secs * 1000.0).abs() < 1e-6);
         }

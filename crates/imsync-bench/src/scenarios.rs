@@ -8,8 +8,7 @@ use crate::progress::Progress;
 use crate::report::{f, ratio, Report};
 use crate::stats::{Samples, Summary};
 use anyhow::{Context, Result};
-use bytes::Bytes;
-use hyper::{Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -373,6 +372,7 @@ pub async fn send_par(
     for _ in 0..p.clients {
         anon_conns.push(Arc::new(AsyncMutex::new(LeanConn::open(base, None).await?)));
     }
+    let floor_meter = CpuMeter::start(server_pid);
     let floor = run_par(
         "floor GET /healthz",
         p.clients,
@@ -388,6 +388,7 @@ pub async fn send_par(
         },
     )
     .await?;
+    let floor_cpu = floor_meter.stop();
     let mut senders = Vec::with_capacity(layout.clients.len());
     for (api, mine) in &layout.clients {
         let conn = LeanConn::open(base, api.token.as_deref()).await?;
@@ -402,11 +403,16 @@ pub async fn send_par(
         let (conn, paths) = &senders[c];
         let conn = conn.clone();
         let path = paths[(r % paths.len() as u64) as usize].clone();
-        let body = Bytes::from(format!(r#"{{"content":"send-par {r:016x}"}}"#));
+        let body = format!(r#"{{"content":"send-par {r:016x}"}}"#);
         async move {
             let mut conn = conn.lock().await;
-            conn.expect(StatusCode::CREATED, Method::POST, &path, Some(body))
-                .await
+            conn.expect(
+                StatusCode::CREATED,
+                Method::POST,
+                &path,
+                Some(body.as_bytes()),
+            )
+            .await
         }
     })
     .await?;
@@ -425,18 +431,26 @@ pub async fn send_par(
     r.figures = json!({ "send": sends, "floor": floor,
         "send_vs_floor_throughput": ratio(sends.per_sec, floor.per_sec),
         "clients": p.clients, "groups": p.groups, "members": p.members, "users": p.users,
-        "cpu": cpu, "server_cpu_us_per_msg": cpu.server_us_per(sends.count),
+        "cpu": cpu, "floor_cpu": floor_cpu, "server_cpu_us_per_msg": cpu.server_us_per(sends.count),
         "goal": "send >= 20000 msgs/s" });
-    if let (Some(per), Some(server), Some(bench), Some(idle)) = (
+    if let (Some(per), Some(server), Some(bench), Some(idle), Some(steal)) = (
         cpu.server_us_per(sends.count),
         cpu.server_cores,
         cpu.bench_cores,
         cpu.machine_idle,
+        cpu.machine_steal,
     ) {
         r.note(format!(
             "send phase CPU: server {server:.2} cores ({per:.1} µs per message), \
-             harness {bench:.2} cores, machine idle {:.0}%",
-            idle * 100.0
+             harness {bench:.2} cores, machine idle {:.0}%, stolen by the hypervisor {:.0}%",
+            idle * 100.0,
+            steal * 100.0
+        ));
+    }
+    if let Some(steal) = floor_cpu.machine_steal {
+        r.note(format!(
+            "floor phase: stolen by the hypervisor {:.0}%",
+            steal * 100.0
         ));
     }
     r.note(format!(
