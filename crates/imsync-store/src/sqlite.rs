@@ -324,6 +324,33 @@ mod tests {
         u32::from_be_bytes(header[12..16].try_into().unwrap())
     }
 
+    /// `.cargo/config.toml` sets how the bundled SQLite is built; a build that lost those
+    /// settings would be slower without any other sign.
+    #[test]
+    fn sqlite_is_built_without_shared_page_cache_or_memory_statistics() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            options
+                .iter()
+                .any(|o| o == "DISABLE_PAGECACHE_OVERFLOW_STATS"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+
     #[test]
     fn the_writer_finishes_a_due_restart_between_batches() {
         let dir = tempfile::tempdir().unwrap();
