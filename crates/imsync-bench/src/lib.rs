@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod compare;
 pub mod cpu;
 pub mod faces;
 pub mod lean;

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use imsync_bench::client::{http_client, Api};
+use imsync_bench::compare;
 use imsync_bench::faces::{self, RcSync, TsddSync};
 use imsync_bench::pg::FreshDb;
 use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
@@ -116,6 +117,21 @@ enum Command {
         common: Common,
         #[command(flatten)]
         db: Db,
+    },
+    /// Two builds under send-par or send-seq, pair after pair in alternating order; reports each
+    /// pair's ratio B/A and their median (A is --imsync-bin, B is --against).
+    Compare {
+        #[command(flatten)]
+        common: Common,
+        /// The other imsync binary (B).
+        #[arg(long)]
+        against: PathBuf,
+        /// send-par or send-seq.
+        #[arg(long, default_value = "send-par")]
+        scenario: String,
+        /// Pairs of runs.
+        #[arg(long, default_value_t = 6)]
+        pairs: usize,
     },
     /// Bulk-loads a data dir in-process through the service (used by incr-sync).
     Seed {
@@ -282,6 +298,99 @@ async fn send_par(c: &Common, db: &Db) -> Result<()> {
     })
     .await?;
     emit(c, &r, &s)
+}
+
+/// One run of a compared scenario: its report's headline rate, the steal share it saw, and the
+/// storage it ran on.
+async fn compared_run(c: &Common, scenario: &str) -> Result<(f64, Option<f64>, String)> {
+    let (r, storage) = match scenario {
+        "send-par" => {
+            let p = SendPar::scaled(c.scale);
+            with_server(c, None, &[], |base, pid| async move {
+                scenarios::send_par(&base, p, "send-par", Some(pid)).await
+            })
+            .await?
+        }
+        "send-seq" => {
+            let n = ((10_000.0 * c.scale).round() as usize).max(10);
+            with_server(c, None, &[], |base, _| async move {
+                scenarios::send_seq(&base, n).await
+            })
+            .await?
+        }
+        other => anyhow::bail!("compare runs send-par or send-seq, not {other}"),
+    };
+    let rate = r.figures["send"]["per_sec"]
+        .as_f64()
+        .context("the run reported no send rate")?;
+    Ok((rate, r.figures["cpu"]["machine_steal"].as_f64(), storage))
+}
+
+async fn compare(c: &Common, against: &Path, scenario: &str, pairs: usize) -> Result<()> {
+    let a = c.clone();
+    let b = Common {
+        imsync_bin: Some(against.to_owned()),
+        ..c.clone()
+    };
+    let mut done = Vec::with_capacity(pairs);
+    let mut storage = String::new();
+    for i in 0..pairs {
+        let (first, second) = if compare::b_first(i) {
+            (&b, &a)
+        } else {
+            (&a, &b)
+        };
+        let one = compared_run(first, scenario).await?;
+        let two = compared_run(second, scenario).await?;
+        let ((ra, sa, st), (rb, sb, _)) = if compare::b_first(i) {
+            (two, one)
+        } else {
+            (one, two)
+        };
+        storage = st;
+        let pair = compare::Pair {
+            a: ra,
+            b: rb,
+            a_steal: sa,
+            b_steal: sb,
+        };
+        eprintln!(
+            "  [compare {scenario}] pair {}/{pairs}: A {} B {} (B/A {})",
+            i + 1,
+            f(ra, 0),
+            f(rb, 0),
+            pair.ratio().map_or("-".into(), |r| f(r, 3))
+        );
+        done.push(pair);
+    }
+    let summary = compare::summarize(&done);
+    let pct = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{:.0}%", v * 100.0));
+    let mut r = Report::new(
+        &format!("compare-{scenario}"),
+        &[
+            "pair", "order", "A msgs/s", "B msgs/s", "B/A", "steal A", "steal B",
+        ],
+    );
+    for (i, p) in done.iter().enumerate() {
+        r.row(vec![
+            (i + 1).to_string(),
+            if compare::b_first(i) { "B, A" } else { "A, B" }.to_owned(),
+            f(p.a, 0),
+            f(p.b, 0),
+            p.ratio().map_or("-".into(), |x| f(x, 3)),
+            pct(p.a_steal),
+            pct(p.b_steal),
+        ]);
+    }
+    r.note(format!("A: {}", a.bin().display()));
+    r.note(format!("B: {}", b.bin().display()));
+    r.note(format!(
+        "median B/A {} over {pairs} pairs; B ahead in {} of them",
+        summary.median.map_or("-".into(), |m| f(m, 3)),
+        summary.b_ahead
+    ));
+    r.figures = json!({ "pairs": done, "summary": summary, "scenario": scenario });
+    emit(c, &r, &storage)
 }
 
 async fn fanout(c: &Common) -> Result<()> {
@@ -582,6 +691,12 @@ fn main() -> Result<()> {
                     }
                 }
             }
+            Command::Compare {
+                common,
+                against,
+                scenario,
+                pairs,
+            } => compare(&common, &against, &scenario, pairs).await,
             Command::Seed {
                 data_dir,
                 users,
