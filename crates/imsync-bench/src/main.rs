@@ -282,21 +282,31 @@ where
     Ok((report, storage))
 }
 
-async fn send_seq(c: &Common, db: &Db) -> Result<()> {
+/// send-seq on a fresh server: its report and the storage it ran on.
+async fn send_seq_run(c: &Common, database_url: Option<&str>) -> Result<(Report, String)> {
     let n = ((10_000.0 * c.scale).round() as usize).max(10);
-    let (r, s) = with_server(c, db.database_url.as_deref(), &[], |base, _| async move {
+    with_server(c, database_url, &[], |base, _| async move {
         scenarios::send_seq(&base, n).await
     })
-    .await?;
+    .await
+}
+
+/// send-par on a fresh server: its report and the storage it ran on.
+async fn send_par_run(c: &Common, database_url: Option<&str>) -> Result<(Report, String)> {
+    let p = SendPar::scaled(c.scale);
+    with_server(c, database_url, &[], |base, pid| async move {
+        scenarios::send_par(&base, p, "send-par", Some(pid)).await
+    })
+    .await
+}
+
+async fn send_seq(c: &Common, db: &Db) -> Result<()> {
+    let (r, s) = send_seq_run(c, db.database_url.as_deref()).await?;
     emit(c, &r, &s)
 }
 
 async fn send_par(c: &Common, db: &Db) -> Result<()> {
-    let p = SendPar::scaled(c.scale);
-    let (r, s) = with_server(c, db.database_url.as_deref(), &[], |base, pid| async move {
-        scenarios::send_par(&base, p, "send-par", Some(pid)).await
-    })
-    .await?;
+    let (r, s) = send_par_run(c, db.database_url.as_deref()).await?;
     emit(c, &r, &s)
 }
 
@@ -304,20 +314,8 @@ async fn send_par(c: &Common, db: &Db) -> Result<()> {
 /// storage it ran on.
 async fn compared_run(c: &Common, scenario: &str) -> Result<(f64, Option<f64>, String)> {
     let (r, storage) = match scenario {
-        "send-par" => {
-            let p = SendPar::scaled(c.scale);
-            with_server(c, None, &[], |base, pid| async move {
-                scenarios::send_par(&base, p, "send-par", Some(pid)).await
-            })
-            .await?
-        }
-        "send-seq" => {
-            let n = ((10_000.0 * c.scale).round() as usize).max(10);
-            with_server(c, None, &[], |base, _| async move {
-                scenarios::send_seq(&base, n).await
-            })
-            .await?
-        }
+        "send-par" => send_par_run(c, None).await?,
+        "send-seq" => send_seq_run(c, None).await?,
         other => anyhow::bail!("compare runs send-par or send-seq, not {other}"),
     };
     let rate = r.figures["send"]["per_sec"]
@@ -327,6 +325,7 @@ async fn compared_run(c: &Common, scenario: &str) -> Result<(f64, Option<f64>, S
 }
 
 async fn compare(c: &Common, against: &Path, scenario: &str, pairs: usize) -> Result<()> {
+    anyhow::ensure!(pairs > 0, "--pairs must be at least 1");
     let a = c.clone();
     let b = Common {
         imsync_bin: Some(against.to_owned()),
