@@ -137,6 +137,18 @@ async fn new_databases_use_small_pages() {
     assert_eq!(size, Some(2048));
 }
 
+#[tokio::test]
+async fn the_writer_keeps_an_eight_mib_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, Durability::Normal);
+    let kib = store
+        .write(|c| Ok(c.query_opt("PRAGMA cache_size", &[])?.map(|r| r.i64(0))))
+        .await
+        .unwrap();
+    // Negative: a size in KiB rather than in pages.
+    assert_eq!(kib, Some(-8192));
+}
+
 /// Whether a write ran on the writer thread rather than on its caller's.
 async fn ran_on_writer_thread(store: &Store) -> bool {
     store
