@@ -67,13 +67,27 @@ impl std::ops::Deref for AppState {
     }
 }
 
-#[derive(Clone, Default)]
-struct Counter(Arc<AtomicU64>);
+/// Request ids `<process id in hex>-<count>`: unique across restarts of one node and across the
+/// nodes of a host. The process id is read once, as every read of it is a system call.
+#[derive(Clone)]
+struct Counter {
+    pid: u32,
+    next: Arc<AtomicU64>,
+}
+
+impl Counter {
+    fn new() -> Self {
+        Counter {
+            pid: std::process::id(),
+            next: Arc::default(),
+        }
+    }
+}
 
 impl MakeRequestId for Counter {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let n = self.0.fetch_add(1, Ordering::Relaxed);
-        format!("{:x}-{n}", std::process::id())
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}-{n}", self.pid)
             .parse()
             .ok()
             .map(RequestId::new)
@@ -133,7 +147,7 @@ pub fn router(state: AppState) -> Router {
     // The rest wraps the router once: a layer given to `Router::layer` wraps every route in one
     // more boxed service, which each request clones, and these do not care about the route.
     let outer = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(request_id.clone(), Counter::default()))
+        .layer(SetRequestIdLayer::new(request_id.clone(), Counter::new()))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(
             TraceLayer::new_for_http()

@@ -4033,6 +4033,11 @@ async fn every_answer_carries_a_request_id_and_a_given_one_comes_back() {
             .to_str()
             .unwrap()
             .to_owned();
+        // The server runs in this process: its ids start with this process's id.
+        assert!(
+            id.starts_with(&format!("{:x}-", std::process::id())),
+            "{path}: {id}"
+        );
         assert!(seen.insert(id), "{path}: request ids must differ");
     }
     let resp = http
