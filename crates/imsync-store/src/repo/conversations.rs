@@ -112,7 +112,7 @@ pub struct SendHead {
 /// rows (metadata JSON and all) would make cost twice as much.
 pub fn send_head(c: &mut dyn SqlConn, id: &str, user_id: &str) -> Result<Option<SendHead>> {
     Ok(c.query_opt(
-        "SELECT c.kind, c.archived, c.last_msg_seq, c.last_touch_ms, p.user_id, p.left_seq \
+        "SELECT c.kind, c.archived, c.last_msg_seq, c.last_touch_ms, p.joined_seq, p.left_seq \
          FROM conversations c \
          LEFT JOIN participants p ON p.conv_id = c.id AND p.user_id = $2 \
          WHERE c.id = $1",
@@ -124,7 +124,7 @@ pub fn send_head(c: &mut dyn SqlConn, id: &str, user_id: &str) -> Result<Option<
         archived: r.bool(1),
         last_msg_seq: r.i64(2),
         last_touch_ms: r.i64(3),
-        present: r.opt_string(4).is_some() && r.opt_i64(5).is_none(),
+        present: r.opt_i64(4).is_some() && r.opt_i64(5).is_none(),
     }))
 }
 
