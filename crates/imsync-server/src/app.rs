@@ -67,8 +67,8 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Request ids `<process id in hex>-<count>`: unique across restarts of one node and across the
-/// nodes of a host. The process id is read once, as every read of it is a system call.
+/// Request ids `<process id in hex>-<count>`, so that the ids of two server processes on a host
+/// differ. The process id is read once: each read of it is a system call.
 #[derive(Clone)]
 struct Counter {
     pid: u32,
