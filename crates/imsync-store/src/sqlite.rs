@@ -223,9 +223,10 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
     // README "Performance"). It applies to a new database only; an existing one keeps its size.
     // The cache is 8 MiB, four times SQLite's default: with 2 MiB the writer read about one
     // page per two sends back from the OS under `imsync-bench send-par` (a system call each),
-    // with 8 MiB about one per hundred, for the same instructions per send (callgrind). A far
-    // larger cache costs more at every commit, when SQLite walks the cache's hash table to drop
-    // pages past the end of the file.
+    // with 8 MiB about one per hundred, for the same instructions per send (callgrind). It is
+    // kept moderate because at every commit SQLite walks the cache's hash table to drop pages
+    // past the end of the file, a walk that grows with the pages cached: send-par's working set
+    // fills 8 MiB, so there a 64 MiB cache walked no more, but a larger working set would.
     conn.execute_batch(&format!(
         "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
