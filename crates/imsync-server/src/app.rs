@@ -1,17 +1,18 @@
 //! Router assembly: the faces, health, metrics, OpenAPI, and the middleware every request passes
 //! (request id, one log line per request, metrics, rate limit, body limit, panic guard).
 
-use crate::error::{method_not_allowed, not_found_route, ApiError};
+use crate::error::Face;
 use crate::ratelimit::RateLimiter;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, Request};
+use axum::http::{header, HeaderName, Request, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use imsync_core::Error;
 use imsync_service::Service;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tower::ServiceBuilder;
@@ -110,16 +111,130 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi())
 }
 
-async fn fallback() -> ApiError {
-    not_found_route()
+async fn fallback(uri: Uri) -> Response {
+    Face::of(uri.path()).no_route()
 }
 
-async fn wrong_method() -> ApiError {
-    method_not_allowed()
+async fn wrong_method(uri: Uri) -> Response {
+    Face::of(uri.path()).wrong_method()
 }
 
+/// Plain text, which [`face_errors`] turns into the format of the face the request was for
+/// (the panic hook does not see the request).
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError(Error::internal("a handler panicked")).into_response()
+    tracing::error!("a handler panicked");
+    (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+}
+
+/// The largest error body [`face_errors`] reads to reuse as the message; axum's rejections are
+/// one line.
+const MAX_REWRITTEN_BODY: usize = 4096;
+
+/// Rewrites the error answers that are not JSON (axum's plain-text rejections of a path, query,
+/// body or WebSocket upgrade, an empty 405, a panic) into the format of the face the path belongs
+/// to, so that a client of a face only ever parses that face's errors.
+async fn face_errors(req: Request<axum::body::Body>, next: Next) -> Response {
+    let face = Face::of(req.uri().path());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REWRITTEN_BODY)
+        .await
+        .unwrap_or_default();
+    let mut out = face.rewrite(status, &String::from_utf8_lossy(&text));
+    // Headers that tell the client what to do next stay.
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+/// Query parameters whose values are never logged: a name containing any of these (compared
+/// case-insensitively after percent-decoding, as the extractors decode it) carries a credential.
+const SECRET_PARAMS: &[&str] = &[
+    "token",
+    "auth",
+    "pass",
+    "secret",
+    "resume",
+    "key",
+    "session",
+    "credential",
+    "sig",
+];
+
+/// The path and query of `uri` for the log, with the values of credential-like query parameters
+/// replaced: realtime clients put their bearer token in the URL.
+fn loggable_uri(uri: &Uri) -> Cow<'_, str> {
+    let Some(query) = uri.query() else {
+        return Cow::Borrowed(uri.path());
+    };
+    let secret = |name: &str| {
+        let name = percent_decode(name).to_ascii_lowercase();
+        SECRET_PARAMS.iter().any(|s| name.contains(s))
+    };
+    if !query
+        .split('&')
+        .any(|kv| secret(kv.split('=').next().unwrap_or(kv)))
+    {
+        return Cow::Borrowed(uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()));
+    }
+    let mut out = String::with_capacity(uri.path().len() + query.len() + 1);
+    out.push_str(uri.path());
+    out.push('?');
+    for (i, kv) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match kv.split_once('=') {
+            Some((name, _)) if secret(name) => {
+                out.push_str(name);
+                out.push_str("=[redacted]");
+            }
+            _ => out.push_str(kv),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `application/x-www-form-urlencoded` decoding of a query parameter's name, lossy: it only
+/// decides whether the name is a credential's.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |i: usize| {
+        b.get(i)
+            .and_then(|c| (*c as char).to_digit(16))
+            .map(|d| d as u8)
+    };
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -157,13 +272,56 @@ pub fn router(state: AppState) -> Router {
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), id = %id)
+                    let uri = loggable_uri(req.uri());
+                    tracing::info_span!("request", method = %req.method(), uri = %uri, id = %id)
                 })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn(face_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .service(routes);
     Router::new().fallback_service(outer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logged(uri: &str) -> String {
+        loggable_uri(&uri.parse().unwrap()).into_owned()
+    }
+
+    #[test]
+    fn credentials_in_the_query_are_not_logged() {
+        assert_eq!(
+            logged("/api/im/sync/stream?token=dI1xSECRET&since=0"),
+            "/api/im/sync/stream?token=[redacted]&since=0"
+        );
+        for (uri, secret) in [
+            ("/ws?since=3&access_token=S3CRET", "S3CRET"),
+            ("/sse?authToken=S3CRET", "S3CRET"),
+            ("/api/v1/login?password=hunter2&user=a", "hunter2"),
+            ("/x?resume=R3SUME", "R3SUME"),
+            ("/x?%74oken=S3CRET", "S3CRET"),
+            ("/x?TOKEN=S3CRET&token=S3CRET", "S3CRET"),
+            ("/x?X-Auth-Token=S3CRET", "S3CRET"),
+        ] {
+            let line = logged(uri);
+            assert!(!line.contains(secret), "{uri} logged as {line}");
+            assert!(line.contains("[redacted]"), "{uri} logged as {line}");
+        }
+    }
+
+    #[test]
+    fn other_parameters_are_logged_as_sent() {
+        for uri in [
+            "/api/im/sync?since=10&limit=5",
+            "/api/im/me",
+            "/x?flag&since=%FF",
+        ] {
+            assert_eq!(logged(uri), uri);
+        }
+    }
 }

@@ -1,10 +1,11 @@
 //! A per-client token bucket: `rate` requests per second with bursts of `2 × rate`, keyed by the
-//! peer address. Off when the rate is 0. Over the limit: 429 `RATE_LIMITED` with `Retry-After`.
+//! peer address. Off when the rate is 0. Over the limit: 429 with `Retry-After`, in the format of
+//! the face the path belongs to.
 
-use crate::error::ApiError;
+use crate::error::Face;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use imsync_core::{Error, ErrorCode};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -54,8 +55,8 @@ pub async fn limit(State(limiter): State<RateLimiter>, req: Request, next: Next)
             .map(|c| c.0.ip());
         if let Some(ip) = ip {
             if !limiter.allow(ip) {
-                return ApiError(Error::new(ErrorCode::RateLimited, "Too many requests"))
-                    .into_response();
+                return Face::of(req.uri().path())
+                    .error(Error::new(ErrorCode::RateLimited, "Too many requests"));
             }
         }
     }

@@ -113,17 +113,19 @@ pub async fn sync_stream(
     QueryParams(q): QueryParams<RealtimeQuery>,
 ) -> ApiResult<Response> {
     // A browser reconnects with its old URL and the id it last saw: the header wins.
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
+    // One that cannot be read is refused rather than ignored: ignoring it would replay
+    // everything from 0.
+    let bad_id = || ApiError(Error::param("Last-Event-ID must be a sequence number"));
+    let last_event_id = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().map_err(|_| bad_id())?.trim()).filter(|v| !v.is_empty()),
+        None => None,
+    };
     let since: Seq = match last_event_id {
         Some(v) => v
             .parse::<Seq>()
             .ok()
             .filter(|s| *s >= 0)
-            .ok_or_else(|| ApiError(Error::param("Last-Event-ID must be a sequence number")))?,
+            .ok_or_else(bad_id)?,
         None => q.since()?.unwrap_or(0),
     };
     let user = authenticate(&state, &q).await?;

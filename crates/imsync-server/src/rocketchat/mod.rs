@@ -6,7 +6,7 @@
 
 mod auth;
 mod chat;
-mod error;
+pub(crate) mod error;
 mod params;
 mod render;
 mod rooms;

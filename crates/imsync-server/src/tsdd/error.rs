@@ -1,6 +1,7 @@
 //! TangSengDaoDao's error and success shapes: 401 `{"msg":"请先登录！"}` for a missing or bad
-//! token, 400 `{"msg","status":400}` for every client error (that face has no other status),
-//! 500 with a generic message for internal failures, and `{"status":200}` for plain success.
+//! token, 400 `{"msg","status":400}` for a client error, the same shape with 404, 405, 413 or 429
+//! where the request cannot be served as sent, 500 with a generic message for internal
+//! failures, and `{"status":200}` for plain success.
 //! The extractors here turn bad tokens and bad JSON into those shapes.
 
 use crate::app::AppState;
@@ -41,19 +42,29 @@ impl IntoResponse for TsddError {
                 Json(json!({ "msg": "请先登录！" })),
             )
                 .into_response(),
-            ErrorCode::Internal | ErrorCode::Unavailable => {
+            // What a client must act on differently from a bad request (back off, send less,
+            // use another method, retry later) keeps its own status.
+            ErrorCode::Internal
+            | ErrorCode::Unavailable
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::RateLimited
+            | ErrorCode::MethodNotAllowed => {
                 let status = StatusCode::from_u16(self.0.code.http_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let body = json!({ "msg": self.0.message, "status": status.as_u16() });
-                (status, Json(body)).into_response()
+                with_status(status, &self.0.message)
             }
-            _ => (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "msg": self.0.message, "status": 400 })),
-            )
-                .into_response(),
+            _ => with_status(StatusCode::BAD_REQUEST, &self.0.message),
         }
     }
+}
+
+/// `{"msg","status"}` with `status` both the HTTP status and the body's.
+pub fn with_status(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        Json(json!({ "msg": msg, "status": status.as_u16() })),
+    )
+        .into_response()
 }
 
 /// `{"status":200}`.

@@ -3,7 +3,7 @@
 //! other devices learn every change through the conversation `version`, which is an event seq.
 
 mod conversations;
-mod error;
+pub(crate) mod error;
 mod messages;
 mod reactions;
 mod render;
