@@ -280,10 +280,12 @@ impl Service {
         self.store
             .write(move |c| {
                 let (conv, _) = resolve_member(c, &me, &channel)?;
-                let target = if unread <= 0 {
-                    conv.last_msg_seq
-                } else {
-                    (conv.last_msg_seq - unread).max(0)
+                // WuKongIM's rule: more unread than there are messages leaves one unread.
+                let last = conv.last_msg_seq;
+                let target = match unread {
+                    u if u <= 0 => last,
+                    u if u > last => (last - 1).max(0),
+                    u => last - u,
                 };
                 read_to(c, &conv, &me, target)
             })

@@ -8,6 +8,7 @@
 //! largest one it has seen never skips a change.
 
 use crate::conversations::require_participant;
+use crate::visibility::{Seen, Sight};
 use crate::{resolve_user, Service};
 use imsync_core::model::{Conversation, ConversationKind, Message, Participant, Reaction, User};
 use imsync_core::{Error, Result, Seq};
@@ -171,21 +172,26 @@ pub(crate) fn collect_messages(
     Ok(out)
 }
 
-/// Adds reactions and the reader's hidden flags to messages.
+/// The messages as the reader may see them (see `visibility`), with their reactions and the
+/// reader's hidden flags.
 pub(crate) fn views(
     c: &mut dyn SqlConn,
     me: &str,
-    conv_id: &str,
+    sight: &Sight,
     list: Vec<Message>,
     names: &mut Names,
 ) -> Result<Vec<ChannelMessage>> {
     if list.is_empty() {
         return Ok(Vec::new());
     }
-    let hidden = hidden_messages::ids_in(c, me, conv_id)?;
-    let mut out = Vec::with_capacity(list.len());
-    for message in list {
-        let rs = reactions::of_message(c, &message.id)?;
+    let hidden = hidden_messages::ids_in(c, me, sight.conv_id())?;
+    let seen = sight.view(c, list)?;
+    let mut out = Vec::with_capacity(seen.len());
+    for Seen { message, reactions } in seen {
+        let rs = match reactions {
+            Some(rs) => rs,
+            None => reactions::of_message(c, &message.id)?,
+        };
         for r in &rs {
             add_name(c, names, &r.user_id)?;
         }
@@ -237,12 +243,12 @@ impl Service {
                     };
                     return Ok((page, names));
                 };
-                let intervals = participants::intervals_in(c, &me, &conv.id)?;
+                let sight = Sight::of(c, &me, &conv.id)?;
                 let limit = clamp_limit(range.limit, 100, 10_000);
                 let want = limit as usize + 1;
                 let floor = p.cleared_seq;
                 let last = conv.last_msg_seq;
-                let keep = |m: &Message| sees(&intervals, m.event_seq);
+                let keep = |m: &Message| sight.sees_message(m);
                 let (mut list, descending) = if range.start == 0 && range.end == 0 {
                     let list = collect_messages(c, &conv.id, floor, last, true, want, keep)?;
                     (list, true)
@@ -267,7 +273,7 @@ impl Service {
                 if descending {
                     list.reverse();
                 }
-                let messages = views(c, &me, &conv.id, list, &mut names)?;
+                let messages = views(c, &me, &sight, list, &mut names)?;
                 let page = ChannelPage {
                     messages,
                     more,
@@ -312,7 +318,10 @@ impl Service {
                         } else {
                             lo = m.version;
                         }
-                        if sees(&intervals, m.event_seq) && (changed.len() as i64) < limit {
+                        // A change the reader could not see (made while they were away) is not
+                        // theirs to sync either.
+                        let seen = sees(&intervals, m.event_seq) && sees(&intervals, m.version);
+                        if seen && (changed.len() as i64) < limit {
                             changed.push((m.version, m));
                         }
                     }
@@ -379,7 +388,9 @@ impl Service {
                         } else {
                             lo = row.reaction.seq;
                         }
-                        if sees(&intervals, row.message_event_seq) && (out.len() as i64) < limit {
+                        let seen = sees(&intervals, row.message_event_seq)
+                            && sees(&intervals, row.reaction.seq);
+                        if seen && (out.len() as i64) < limit {
                             out.push(row);
                         }
                     }

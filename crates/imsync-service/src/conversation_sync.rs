@@ -8,9 +8,8 @@
 //! with nothing skipped. The candidates of an incremental sync come from the index of changed
 //! conversations and the user's private stream, so its cost follows what changed.
 
-use crate::channels::{
-    self, channel_id_of, collect_messages, sees, Channel, ChannelMessage, Names,
-};
+use crate::channels::{self, channel_id_of, collect_messages, Channel, ChannelMessage, Names};
+use crate::visibility::Sight;
 use crate::Service;
 use imsync_core::model::{Conversation, ConversationKind, Message, Participant, User};
 use imsync_core::{Result, Seq};
@@ -145,7 +144,14 @@ impl Service {
                     let floor = listed
                         .max(p.cleared_seq)
                         .max(extra.as_ref().map_or(0, |e| e.deleted_msg_seq));
-                    let intervals = participants::intervals_in(c, &me, &conv.id)?;
+                    let sight = Sight::of(c, &me, &conv.id)?;
+                    // A former member's conversation ends at the last message they could see.
+                    let mut conv = conv;
+                    if let Some(last) = sight.last_msg_seq(c, conv.last_msg_seq)? {
+                        conv.last_msg_seq = last;
+                        conv.last_message_at =
+                            messages::by_msg_seq(c, &conv.id, last)?.map(|m| m.created_at);
+                    }
                     let recents = collect_messages(
                         c,
                         &conv.id,
@@ -153,9 +159,9 @@ impl Service {
                         conv.last_msg_seq,
                         true,
                         msg_count,
-                        |m| sees(&intervals, m.event_seq),
+                        |m| sight.sees_message(m),
                     )?;
-                    let recents = channels::views(c, &me, &conv.id, recents, &mut out.names)?;
+                    let recents = channels::views(c, &me, &sight, recents, &mut out.names)?;
                     let unread = if p.is_present() {
                         messages::unread_count(c, &conv.id, &me, p.read_msg_seq)?
                     } else {
@@ -165,7 +171,10 @@ impl Service {
                         Some(v) if v.message.msg_seq == conv.last_msg_seq => {
                             Some(v.message.clone())
                         }
-                        _ => messages::by_msg_seq(c, &conv.id, conv.last_msg_seq)?,
+                        _ => match messages::by_msg_seq(c, &conv.id, conv.last_msg_seq)? {
+                            Some(m) => sight.view(c, vec![m])?.pop().map(|s| s.message),
+                            None => None,
+                        },
                     };
                     match conv.kind {
                         ConversationKind::Direct => {

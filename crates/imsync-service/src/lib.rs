@@ -15,6 +15,7 @@ mod rooms;
 mod sessions;
 mod sync;
 mod threads;
+mod visibility;
 
 pub use accounts::{NewAccount, ProfilePatch, Session, Stats};
 pub use channel_actions::{ConversationExtra, ExtraPatch, MessageRef, REVOKED_BY_KEY};

@@ -1,11 +1,14 @@
 //! Messages as faces that sync by time see them (Rocket.Chat): change feeds of a room ordered by
 //! `updated_at`, threads, and messages addressed by id alone.
 //!
-//! Access is room-level: a present participant reads the whole room, as a Rocket.Chat
-//! subscription does. The feeds rely on `updated_at` being strictly increasing within a
+//! Access takes a present participant, as a Rocket.Chat subscription does, and within the room
+//! the one visibility rule (see `visibility`): only messages created while the reader was a
+//! participant, so a member who left and came back does not read what was said meanwhile, nor
+//! what was said before they first joined. The feeds rely on `updated_at` being strictly increasing within a
 //! conversation (see `repo::message_changes`), so a cursor on it never skips or repeats.
 
 use crate::conversations::require_participant;
+use crate::visibility::Sight;
 use crate::Service;
 use imsync_core::model::{Conversation, Message, User};
 use imsync_core::{validate, Error, ErrorCode, Result};
@@ -91,11 +94,34 @@ pub(crate) fn decorate(c: &mut dyn SqlConn, msgs: Vec<Message>) -> Result<Vec<Me
     Ok(out)
 }
 
-/// A message by id alone and the room it is in, if the user is present in that room.
+/// A message by id alone and the room it is in, if the user is present in that room and could
+/// see the message.
 fn locate(c: &mut dyn SqlConn, user_id: &str, msg_id: &str) -> Result<(Message, Conversation)> {
     let m = messages::get(c, msg_id)?.ok_or_else(|| Error::not_found("Message"))?;
     let (conv, _) = require_participant(c, &m.conversation_id, user_id)?;
+    if !Sight::of(c, user_id, &conv.id)?.sees_message(&m) {
+        return Err(Error::not_found("Message"));
+    }
     Ok((m, conv))
+}
+
+/// The room and what the user may see of it, if they are present in it.
+fn room_sight(c: &mut dyn SqlConn, user_id: &str, conv_id: &str) -> Result<(Conversation, Sight)> {
+    let (conv, _) = require_participant(c, conv_id, user_id)?;
+    let sight = Sight::of(c, user_id, &conv.id)?;
+    Ok((conv, sight))
+}
+
+/// A thread parent the user may read, with what they may see of its room.
+fn readable_parent(c: &mut dyn SqlConn, user_id: &str, tmid: &str) -> Result<(Message, Sight)> {
+    let parent = messages::get(c, tmid)?
+        .filter(|m| Set::Live.contains(m))
+        .ok_or_else(|| Error::not_found("Message"))?;
+    let (_, sight) = room_sight(c, user_id, &parent.conversation_id)?;
+    if !sight.sees_message(&parent) {
+        return Err(Error::not_found("Message"));
+    }
+    Ok((parent, sight))
 }
 
 impl Service {
@@ -118,9 +144,11 @@ impl Service {
         let (me, conv_id) = (me.id.clone(), conv_id.to_owned());
         self.store
             .read(move |c| {
-                let (conv, _) = require_participant(c, &conv_id, &me)?;
-                let live = changes::since_by_created(c, &conv.id, Set::Live, since)?;
-                let trash = changes::since_by_created(c, &conv.id, Set::Trash, since)?;
+                let (conv, sight) = room_sight(c, &me, &conv_id)?;
+                let mut live = changes::since_by_created(c, &conv.id, Set::Live, since)?;
+                let mut trash = changes::since_by_created(c, &conv.id, Set::Trash, since)?;
+                live.retain(|m| sight.sees_message(m));
+                trash.retain(|m| sight.sees_message(m));
                 Ok((decorate(c, live)?, trash))
             })
             .await
@@ -145,8 +173,28 @@ impl Service {
         let (me, conv_id) = (me.id.clone(), conv_id.to_owned());
         self.store
             .read(move |c| {
-                let (conv, _) = require_participant(c, &conv_id, &me)?;
-                let page = changes::page(c, &conv.id, set.set(), bound, limit)?;
+                let (conv, sight) = room_sight(c, &me, &conv_id)?;
+                // Pages of the feed past messages the reader may not see, until `limit` are
+                // seen: what is kept is the seen subsequence, in the feed's order, so cursors
+                // built from it skip nothing the reader may see.
+                let mut page = Vec::new();
+                let mut from = bound;
+                loop {
+                    let raw = changes::page(c, &conv.id, set.set(), from, limit)?;
+                    let full = raw.len() as i64 == limit && limit > 0;
+                    let Some(last) = raw.last().map(|m| m.updated_at) else {
+                        break;
+                    };
+                    from = match from {
+                        Bound::After(_) => Bound::After(last),
+                        Bound::Before(_) => Bound::Before(last),
+                    };
+                    page.extend(raw.into_iter().filter(|m| sight.sees_message(m)));
+                    if !full || page.len() as i64 >= limit {
+                        break;
+                    }
+                }
+                page.truncate(limit.max(0) as usize);
                 match set {
                     ChangeSet::Updated => decorate(c, page),
                     ChangeSet::Deleted => Ok(page
@@ -170,10 +218,7 @@ impl Service {
         let (me, tmid) = (me.id.clone(), tmid.to_owned());
         self.store
             .read(move |c| {
-                let m = messages::get(c, &tmid)?
-                    .filter(|m| Set::Live.contains(m))
-                    .ok_or_else(|| Error::not_found("Message"))?;
-                require_participant(c, &m.conversation_id, &me)?;
+                let (m, _) = readable_parent(c, &me, &tmid)?;
                 Ok(decorate(c, vec![m])?.remove(0))
             })
             .await
@@ -185,12 +230,10 @@ impl Service {
         let (me, tmid) = (me.id.clone(), tmid.to_owned());
         self.store
             .read(move |c| {
-                let parent = messages::get(c, &tmid)?
-                    .filter(|m| Set::Live.contains(m))
-                    .ok_or_else(|| Error::not_found("Message"))?;
-                require_participant(c, &parent.conversation_id, &me)?;
+                let (parent, sight) = readable_parent(c, &me, &tmid)?;
                 let (live, trash): (Vec<_>, Vec<_>) = changes::thread_since(c, &parent.id, since)?
                     .into_iter()
+                    .filter(|m| sight.sees_message(m))
                     .partition(|m| Set::Live.contains(m));
                 Ok(ThreadChanges {
                     update: decorate(c, live)?,
@@ -212,11 +255,12 @@ impl Service {
         let (me, tmid) = (me.id.clone(), tmid.to_owned());
         self.store
             .read(move |c| {
-                let parent = messages::get(c, &tmid)?
-                    .filter(|m| Set::Live.contains(m))
-                    .ok_or_else(|| Error::not_found("Message"))?;
-                require_participant(c, &parent.conversation_id, &me)?;
-                let (page, total) = changes::thread_page(c, &parent.id, offset, limit, descending)?;
+                let (parent, sight) = readable_parent(c, &me, &tmid)?;
+                let (mut page, total) =
+                    changes::thread_page(c, &parent.id, offset, limit, descending)?;
+                // Replies made while the reader was away are left out of the page; the total
+                // stays the thread's, as the parent's reply count shows it to every member.
+                page.retain(|m| sight.sees_message(m));
                 Ok((decorate(c, page)?, total))
             })
             .await

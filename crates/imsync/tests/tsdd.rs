@@ -1405,3 +1405,43 @@ async fn randomized_incremental_sync_equals_full_sync() {
         "seed {seed}"
     );
 }
+
+/// WuKongIM's rule: asking for more unread than the channel has messages leaves one unread,
+/// and the pointer never moves back.
+#[tokio::test]
+async fn clear_unread_beyond_the_message_count_leaves_one() {
+    let server = TestServer::start().await;
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    for i in 0..3 {
+        alice.send(&bob.uid, 1, &format!("u{i}")).await;
+    }
+    let unread = |sync: Value| {
+        conv(&sync, &alice.uid).unwrap()["unread"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    assert_eq!(unread(bob.sync(0, "", 10).await), 3);
+    let (s, _) = bob
+        .call(
+            Method::PUT,
+            "/v1/coversation/clearUnread",
+            Some(json!({"channel_id": alice.uid, "channel_type": 1, "unread": 10})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(unread(bob.sync(0, "", 10).await), 1);
+    let (s, _) = bob
+        .call(
+            Method::PUT,
+            "/v1/coversation/clearUnread",
+            Some(json!({"channel_id": alice.uid, "channel_type": 1, "unread": 2})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        unread(bob.sync(0, "", 10).await),
+        1,
+        "the pointer never moves back"
+    );
+}

@@ -152,6 +152,28 @@ pub fn read_after(c: &mut dyn SqlConn, after: Seq, limit: i64) -> Result<Vec<Eve
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// The events of a conversation's shared stream with seq in `(after, upto]` and one of `kinds`,
+/// in seq order: what a former member may still learn about the conversation's messages.
+pub fn conversation_range(
+    c: &mut dyn SqlConn,
+    conv_id: &str,
+    after: Seq,
+    upto: Seq,
+    kinds: &[&str],
+) -> Result<Vec<Event>> {
+    let stream = Audience::Conversation(conv_id.to_owned()).stream();
+    let rows = c.query(
+        "SELECT seq, stream, type, conv_id, data, at FROM events \
+         WHERE stream = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+        args![&stream, after, upto],
+    )?;
+    Ok(rows
+        .iter()
+        .map(from_row)
+        .filter(|e| kinds.contains(&e.kind.as_str()))
+        .collect())
+}
+
 /// An event as read for the merge, its payload still JSON text: a sync response can carry it
 /// without parsing it, and the merge parses only what it must look into.
 #[derive(Debug, Clone, PartialEq)]
