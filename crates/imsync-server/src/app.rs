@@ -20,7 +20,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 #[derive(Debug, Clone)]
@@ -276,7 +276,10 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), uri = %uri, id = %id)
                 })
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // A 5xx's cause is logged at ERROR where it is made and its status is on the
+                // response line: another ERROR line per failed request would only repeat them.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .layer(middleware::from_fn(face_errors))
         .layer(CatchPanicLayer::custom(panic_response))

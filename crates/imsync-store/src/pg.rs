@@ -275,6 +275,13 @@ impl WriterConn for Writer {
         }
     }
 
+    fn rollback(&mut self) {
+        // Without a connection there is no transaction to end: a new one would have none.
+        if let Some(c) = self.conn.as_mut().filter(|c| !c.client.is_closed()) {
+            let _ = c.client.batch_execute("ROLLBACK");
+        }
+    }
+
     fn take_appended(&mut self) -> Vec<Event> {
         if let Some(c) = self.conn.as_mut() {
             c.appended.clear();

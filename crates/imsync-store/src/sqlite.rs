@@ -31,10 +31,13 @@ impl ToSql for Value {
 
 fn map_err(e: rusqlite::Error) -> Error {
     match &e {
+        // A full disk passes like a busy database: the client may try again later.
         rusqlite::Error::SqliteFailure(f, _)
             if matches!(
                 f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
             ) =>
         {
             Error::unavailable(e)
@@ -119,6 +122,15 @@ impl WriterConn for Conn {
         // Transaction control runs for every job: keep it prepared.
         let mut stmt = self.conn.prepare_cached(sql).map_err(map_err)?;
         stmt.execute([]).map(|_| ()).map_err(map_err)
+    }
+    fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+    fn rollback(&mut self) {
+        // After a full disk or an I/O error SQLite may have rolled back already.
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
     fn take_appended(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.appended)

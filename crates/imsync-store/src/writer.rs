@@ -9,7 +9,7 @@
 //! again the careful way, each job in its savepoint.
 
 use crate::sql::SqlConn;
-use imsync_core::{model::Event, Error, Result};
+use imsync_core::{model::Event, Error, ErrorCode, Result};
 use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +54,13 @@ impl Job {
 pub(crate) trait WriterConn: Send {
     fn conn(&mut self) -> &mut dyn SqlConn;
     fn batch(&mut self, sql: &str) -> Result<()>;
+    /// Whether a transaction is open. A backend that cannot tell says yes.
+    fn in_transaction(&self) -> bool {
+        true
+    }
+    /// Ends the open transaction, if any, discarding its writes. Quiet: it runs after a failure
+    /// that was logged where it happened, and its own failure would say nothing new.
+    fn rollback(&mut self);
     fn take_appended(&mut self) -> Vec<Event>;
     fn truncate_appended(&mut self, len: usize);
     fn appended_len(&self) -> usize;
@@ -213,6 +220,7 @@ fn run_batch(
     }
     let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(size);
     let mut broken = false;
+    let mut lost_early: Vec<Answer> = Vec::new();
     // A lone job needs no savepoint: if it fails, the whole transaction rolls back.
     let single = size == 1;
     for job in batch.drain(..) {
@@ -231,7 +239,9 @@ fn run_batch(
         if !ok {
             wc.truncate_appended(mark);
         }
-        let restored = match (single, ok) {
+        // SQLite ends the whole transaction on some failures (a full disk), savepoints and all.
+        let ended = !single && !wc.in_transaction();
+        let restored = match (single || ended, ok) {
             (true, _) => Ok(()),
             (false, true) => wc.batch("RELEASE job"),
             (false, false) => wc
@@ -245,22 +255,27 @@ fn run_batch(
             Ok(done) => replies.push((done.reply, done.ok)),
             Err(_) => tracing::error!("a write job panicked; it was rolled back"),
         }
+        if ended {
+            // What the jobs before it wrote is gone, and they are told so (the failed job's
+            // own error says why); the jobs after it get a transaction of their own.
+            wc.take_appended();
+            lost_early.extend(replies.drain(..).map(|(reply, ok)| (reply, ok.then(lost))));
+            broken = wc.batch("BEGIN IMMEDIATE").is_err();
+        }
     }
     if single && !replies.first().is_some_and(|(_, ok)| *ok) {
         // Nothing to keep: undo the lone job and answer it with its own error.
-        let _ = wc.batch("ROLLBACK");
+        wc.rollback();
         wc.take_appended();
         return replies
             .into_iter()
             .map(|(reply, _)| (reply, None))
             .collect();
     }
-    let committed = if broken {
-        Err(Error::internal("a savepoint could not be restored"))
-    } else {
-        Ok(())
-    };
-    finish(wc, replies, committed, events)
+    // The failure that broke the batch was logged where it was made.
+    let committed = if broken { Err(lost()) } else { Ok(()) };
+    lost_early.extend(finish(wc, replies, committed, events));
+    lost_early
 }
 
 /// Runs a batch of repeatable jobs in one transaction without savepoints. Answers their replies
@@ -281,7 +296,7 @@ fn run_without_savepoints(
             // Dropping a reply unanswered leaves its job able to answer on the next run.
             _ => {
                 drop(replies);
-                let _ = wc.batch("ROLLBACK");
+                wc.rollback();
                 wc.take_appended();
                 return None;
             }
@@ -314,16 +329,28 @@ fn finish(
                 .collect()
         }
         Err(e) => {
-            let _ = wc.batch("ROLLBACK");
+            wc.rollback();
             wc.take_appended();
-            tracing::error!(error = %e, "commit failed; the batch was rolled back");
+            // An internal or unavailable error was logged, with its cause, when it was made.
+            if !matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable) {
+                tracing::error!(error = %e, "commit failed; the batch was rolled back");
+            }
             // A failed job already carries its own error; the others lost their commit.
             replies
                 .into_iter()
-                .map(|(reply, ok)| (reply, ok.then(|| Error::unavailable("commit failed"))))
+                .map(|(reply, ok)| (reply, ok.then(lost)))
                 .collect()
         }
     }
+}
+
+/// What the jobs of a batch that could not commit are told, once its cause is in the log: one
+/// line per failure, not one per job.
+fn lost() -> Error {
+    Error::new(
+        ErrorCode::Unavailable,
+        "The database is unavailable, try again later",
+    )
 }
 
 /// A run's outcome and how to answer it: the outcome itself, or the batch's error if the batch
