@@ -12,10 +12,12 @@ mod native;
 mod ratelimit;
 mod realtime;
 mod rocketchat;
+mod serve;
 mod tsdd;
 
 pub use app::{router, AppParts, AppState, ServerConfig};
 pub use metrics::install_recorder;
+pub use serve::{serve, ServeConfig};
 
 /// The OpenAPI document of the native face, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {

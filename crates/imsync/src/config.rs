@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use imsync_server::ServerConfig;
+use imsync_server::{ServeConfig, ServerConfig};
 use imsync_service::ServiceConfig;
 use imsync_store::{Durability, PgOptions, StoreOptions};
 use serde::Deserialize;
@@ -46,6 +46,23 @@ pub struct ServeArgs {
     /// Close a WebSocket that sent nothing (not even a ping) for this many seconds [default: 120].
     #[arg(long, env = "IMSYNC_WS_IDLE_TIMEOUT_SECS")]
     pub ws_idle_timeout_secs: Option<u64>,
+    /// Close a connection that took this many seconds to send a request's head [default: 10].
+    #[arg(long, env = "IMSYNC_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Close a connection that took this many seconds to send a request's body [default: 30].
+    #[arg(long, env = "IMSYNC_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Close a keep-alive connection idle between requests this many seconds [default: 60].
+    #[arg(long, env = "IMSYNC_KEEPALIVE_TIMEOUT_SECS")]
+    pub keepalive_timeout_secs: Option<u64>,
+    /// Connections served at once, WebSockets included; more wait to be accepted
+    /// [default: 10000].
+    #[arg(long, env = "IMSYNC_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// On SIGTERM, seconds the open connections get to finish before they are dropped
+    /// [default: 10].
+    #[arg(long, env = "IMSYNC_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
     /// PostgreSQL read connections per node [default: 16].
     #[arg(long, env = "IMSYNC_PG_POOL_SIZE")]
     pub pg_pool_size: Option<usize>,
@@ -74,6 +91,11 @@ struct FileConfig {
     rate_limit: Option<u32>,
     log_format: Option<String>,
     ws_idle_timeout_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    keepalive_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
     pg_pool_size: Option<usize>,
     pg_statement_timeout_ms: Option<u64>,
     pg_schema: Option<String>,
@@ -92,6 +114,11 @@ pub struct Config {
     pub rate_limit: u32,
     pub log_format: String,
     pub ws_idle_timeout_secs: u64,
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub keepalive_timeout_secs: u64,
+    pub max_connections: usize,
+    pub shutdown_grace_secs: u64,
     pub pg_pool_size: usize,
     pub pg_statement_timeout_ms: u64,
     pub pg_schema: Option<String>,
@@ -162,6 +189,31 @@ impl Config {
                 .or(f.ws_idle_timeout_secs)
                 .unwrap_or(120)
                 .max(1),
+            // A zero timeout would close every connection before its first request.
+            header_timeout_secs: a
+                .header_timeout_secs
+                .or(f.header_timeout_secs)
+                .unwrap_or(10)
+                .max(1),
+            body_timeout_secs: a
+                .body_timeout_secs
+                .or(f.body_timeout_secs)
+                .unwrap_or(30)
+                .max(1),
+            keepalive_timeout_secs: a
+                .keepalive_timeout_secs
+                .or(f.keepalive_timeout_secs)
+                .unwrap_or(60)
+                .max(1),
+            max_connections: a
+                .max_connections
+                .or(f.max_connections)
+                .unwrap_or(10_000)
+                .max(1),
+            shutdown_grace_secs: a
+                .shutdown_grace_secs
+                .or(f.shutdown_grace_secs)
+                .unwrap_or(10),
             pg_pool_size: a.pg_pool_size.or(f.pg_pool_size).unwrap_or(16).max(1),
             pg_statement_timeout_ms: a
                 .pg_statement_timeout_ms
@@ -221,6 +273,18 @@ impl Config {
             ws_idle_timeout: std::time::Duration::from_secs(self.ws_idle_timeout_secs),
         }
     }
+
+    pub fn serve_config(&self) -> ServeConfig {
+        let secs = std::time::Duration::from_secs;
+        ServeConfig {
+            header_timeout: secs(self.header_timeout_secs),
+            body_timeout: secs(self.body_timeout_secs),
+            keepalive_timeout: secs(self.keepalive_timeout_secs),
+            max_connections: self.max_connections,
+            shutdown_grace: secs(self.shutdown_grace_secs),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +311,9 @@ mod tests {
         assert!(!c.registration_open);
         assert_eq!(c.rate_limit, 5);
         assert_eq!(c.data_dir, PathBuf::from("imsync-data"));
+        let serve = c.serve_config();
+        assert_eq!(serve.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(serve.max_connections, 10_000);
         assert!(matches!(c.backend().unwrap(),
             Backend::Sqlite(o) if o.sqlite_path == Path::new("imsync-data/imsync.db")));
     }

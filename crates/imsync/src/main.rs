@@ -90,11 +90,7 @@ async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
     let hub = state.service.hub().clone();
     let closer = hub.clone();
     let app = imsync_server::router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    imsync_server::serve(listener, app, config.serve_config(), async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing requests, closing realtime connections");
         // Realtime connections end with "going away" so that in-flight requests can finish.

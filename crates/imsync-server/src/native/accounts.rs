@@ -2,7 +2,7 @@ use super::{created, ok, render};
 use crate::app::AppState;
 use crate::auth::{token_from, Auth, MaybeAuth};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, UnusedBody};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
@@ -187,7 +187,11 @@ pub async fn update_me(
 }
 
 #[utoipa::path(delete, path = "/api/im/me", responses((status = 200, description = "Account deactivated")))]
-pub async fn delete_me(State(state): State<AppState>, Auth(user): Auth) -> ApiResult<Response> {
+pub async fn delete_me(
+    State(state): State<AppState>,
+    Auth(user): Auth,
+    _body: UnusedBody<ApiError>,
+) -> ApiResult<Response> {
     state.service.delete_account(&user).await?;
     Ok(ok(json!({ "deleted": true, "userId": user.id })))
 }
@@ -197,6 +201,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
+    _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     let token = token_from(&headers, &uri).ok_or_else(|| ApiError(Error::unauthorized()))?;
     let s = state.service.refresh_token(&token).await?;

@@ -1,8 +1,8 @@
 use super::{created, ok, render};
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::error::ApiResult;
-use crate::extract::{JsonBody, QueryParams};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryParams, UnusedBody};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use imsync_core::Error;
@@ -126,6 +126,7 @@ pub async fn leave(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path(id): Path<String>,
+    _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     state.service.leave(&me, &id).await?;
     Ok(ok(json!({ "conversationId": id, "left": true })))
@@ -176,6 +177,7 @@ pub async fn read(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path(id): Path<String>,
+    _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     let (seq, last, at) = state.service.mark_read(&me, &id).await?;
     Ok(ok(json!({
@@ -193,6 +195,7 @@ pub async fn archive(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path(id): Path<String>,
+    _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     let c = state.service.set_archived(&me, &id, true).await?;
     Ok(ok(render::conversation_row(&c)))
@@ -204,6 +207,7 @@ pub async fn unarchive(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path(id): Path<String>,
+    _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     let c = state.service.set_archived(&me, &id, false).await?;
     Ok(ok(render::conversation_row(&c)))
@@ -270,6 +274,7 @@ pub async fn remove_participant(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path((id, user_id)): Path<(String, String)>,
+    _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     state.service.remove_participant(&me, &id, &user_id).await?;
     Ok(ok(

@@ -2,8 +2,8 @@ use super::messages::{history_response, send_response, HistoryQuery, SendBody};
 use super::{created, ok, render};
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::error::ApiResult;
-use crate::extract::{JsonBody, QueryParams};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryParams, UnusedBody};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -135,6 +135,7 @@ pub async fn remove_member(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path((id, user_id)): Path<(String, String)>,
+    _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     state.service.remove_participant(&me, &id, &user_id).await?;
     Ok(ok(

@@ -1,8 +1,8 @@
 use super::{ok, ok_meta, render};
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::error::ApiResult;
-use crate::extract::{int_param, JsonBody, QueryParams};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{int_param, JsonBody, QueryParams, UnusedBody};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -219,6 +219,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path((conversation_id, message_id)): Path<(String, String)>,
+    _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     let m = state
         .service

@@ -6,6 +6,7 @@ use super::error::{RcError, RcResult};
 use super::params::RcBody;
 use super::{render, success};
 use crate::app::AppState;
+use crate::extract::UnusedBody;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -108,7 +109,11 @@ pub async fn login(State(state): State<AppState>, RcBody(body): RcBody) -> RcRes
 }
 
 /// `POST /api/v1/logout`: ends the session of the token used.
-pub async fn logout(State(state): State<AppState>, RcAuth(_, token): RcAuth) -> RcResult<Response> {
+pub async fn logout(
+    State(state): State<AppState>,
+    RcAuth(_, token): RcAuth,
+    _body: UnusedBody<RcError>,
+) -> RcResult<Response> {
     state.service.logout(&token).await?;
     Ok(success(json!({
         "status": "success",

@@ -1,6 +1,7 @@
-use super::error::{bad, ok_status, TsddAuth, TsddJson, TsddResult};
+use super::error::{bad, ok_status, TsddAuth, TsddError, TsddJson, TsddResult};
 use super::{channel, render};
 use crate::app::AppState;
+use crate::extract::UnusedBody;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -75,7 +76,7 @@ pub async fn sync(
 }
 
 /// `POST /v1/conversation/syncack`: nothing to record, versions are exact.
-pub async fn syncack(TsddAuth(_me): TsddAuth) -> Response {
+pub async fn syncack(TsddAuth(_me): TsddAuth, _body: UnusedBody<TsddError>) -> Response {
     ok_status()
 }
 
@@ -144,6 +145,7 @@ pub async fn delete(
     State(state): State<AppState>,
     TsddAuth(me): TsddAuth,
     Path((id, channel_type)): Path<(String, String)>,
+    _body: UnusedBody<TsddError>,
 ) -> TsddResult<Response> {
     let ch = path_channel(&id, &channel_type)?;
     state.service.delete_from_list(&me, ch).await?;

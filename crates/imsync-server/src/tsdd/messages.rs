@@ -1,7 +1,8 @@
-use super::error::{bad, ok_status, TsddAuth, TsddJson, TsddResult};
+use super::error::{bad, ok_status, TsddAuth, TsddError, TsddJson, TsddResult};
 use super::render::{self, CONTENT_EDIT_KEY, PAYLOAD_KEY};
 use super::{channel, message_id};
 use crate::app::AppState;
+use crate::extract::UnusedBody;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
@@ -162,6 +163,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     TsddAuth(me): TsddAuth,
     uri: Uri,
+    _body: UnusedBody<TsddError>,
 ) -> TsddResult<Response> {
     let q = query_map(&uri);
     let get = |k: &str| q.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
@@ -317,11 +319,15 @@ pub async fn readed(
 }
 
 /// `POST /v1/message/sync`: CMD messages are never generated, so there are none to fetch.
-pub async fn cmd_sync(TsddAuth(_me): TsddAuth) -> Response {
+pub async fn cmd_sync(TsddAuth(_me): TsddAuth, _body: UnusedBody<TsddError>) -> Response {
     Json(json!([])).into_response()
 }
 
 /// `POST /v1/message/syncack/:last_message_seq`.
-pub async fn cmd_syncack(TsddAuth(_me): TsddAuth, Path(_seq): Path<String>) -> Response {
+pub async fn cmd_syncack(
+    TsddAuth(_me): TsddAuth,
+    Path(_seq): Path<String>,
+    _body: UnusedBody<TsddError>,
+) -> Response {
     ok_status()
 }

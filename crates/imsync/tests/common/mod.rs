@@ -36,6 +36,7 @@ pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Clone, Default)]
@@ -48,6 +49,12 @@ pub struct Options {
     /// The public channel every new account joins; none unless a test asks for it, so that
     /// tests of other faces see only the conversations they make.
     pub default_channel: Option<String>,
+    /// The connection limits; `imsync_server::ServeConfig`'s defaults unless set.
+    pub header_timeout: Option<Duration>,
+    pub body_timeout: Option<Duration>,
+    pub keepalive_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub shutdown_grace: Option<Duration>,
 }
 
 impl TestServer {
@@ -81,6 +88,15 @@ impl TestServer {
                 ..Default::default()
             },
         );
+        let defaults = imsync_server::ServeConfig::default();
+        let serve_config = imsync_server::ServeConfig {
+            header_timeout: o.header_timeout.unwrap_or(defaults.header_timeout),
+            body_timeout: o.body_timeout.unwrap_or(defaults.body_timeout),
+            keepalive_timeout: o.keepalive_timeout.unwrap_or(defaults.keepalive_timeout),
+            max_connections: o.max_connections.unwrap_or(defaults.max_connections),
+            shutdown_grace: o.shutdown_grace.unwrap_or(defaults.shutdown_grace),
+            max_body_bytes: o.max_body_bytes.unwrap_or(1024 * 1024),
+        };
         let state = imsync_server::AppState::new(imsync_server::AppParts {
             service,
             metrics: imsync_server::install_recorder(),
@@ -98,12 +114,8 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = imsync_server::router(state);
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
+        let serving = tokio::spawn(async move {
+            imsync_server::serve(listener, app, serve_config, async {
                 let _ = rx.await;
             })
             .await
@@ -114,6 +126,18 @@ impl TestServer {
             base: format!("http://{addr}"),
             dir,
             shutdown: Some(tx),
+            serving: Some(serving),
+        }
+    }
+
+    /// Signals shutdown and waits for the server loop to return (it returns once every
+    /// connection ended or the shutdown grace is over).
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.expect("the server loop panicked");
         }
     }
 

@@ -1,0 +1,444 @@
+//! Limits on what a client may hold: connections that stay silent, trickle their request, stop
+//! halfway through a body or idle between requests are closed; the connection cap makes the
+//! rest wait; a shutdown ends within its grace whatever the clients do; a handler that ignores
+//! its body still reads it (and refuses one over the limit) so the connection stays usable; and
+//! WebSocket failures close with the code that names them.
+//!
+//! Timeouts here are a few hundred milliseconds and the bounds several seconds: the tests check
+//! that something happens, not how fast, so a loaded machine only makes them slower.
+
+mod common;
+
+use common::{Api, Options, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BOUND: Duration = Duration::from_secs(10);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Reads until the server closes the connection (end of stream or reset) and answers what it
+/// sent; panics if it is still open after [`BOUND`].
+async fn closed_by_server(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(BOUND, read_all)
+        .await
+        .expect("the server should have closed the connection");
+    got
+}
+
+/// One HTTP/1.1 response: status and body (by Content-Length).
+async fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok((status, body))
+}
+
+async fn get_healthz(s: &mut TcpStream) -> std::io::Result<u16> {
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: imsync\r\n\r\n")
+        .await?;
+    let (status, _) = tokio::time::timeout(BOUND, read_response(s))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    Ok(status)
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_header_timeout() {
+    let srv = TestServer::start_with(Options {
+        header_timeout: Some(ms(300)),
+        ..Default::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    closed_by_server(&mut s).await;
+}
+
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
+    let srv = TestServer::start_with(Options {
+        header_timeout: Some(ms(500)),
+        keepalive_timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    })
+    .await;
+    let s = TcpStream::connect(srv.addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    // Slowloris: every byte arrives well within any per-read timeout, the head never ends.
+    let writer = tokio::spawn(async move {
+        if w.write_all(b"GET /healthz HTTP/1.1\r\nHost: imsync\r\nX-Slow: ")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        for _ in 0..300 {
+            tokio::time::sleep(ms(100)).await;
+            if w.write_all(b"a").await.is_err() {
+                return;
+            }
+        }
+    });
+    let read_all = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(BOUND, read_all)
+        .await
+        .expect("a trickled head should be cut off");
+    writer.abort();
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idle_too_long_is_closed() {
+    let srv = TestServer::start_with(Options {
+        keepalive_timeout: Some(ms(300)),
+        header_timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    assert_eq!(get_healthz(&mut s).await.unwrap(), 200);
+    closed_by_server(&mut s).await;
+}
+
+#[tokio::test]
+async fn the_wait_between_requests_is_not_held_to_the_header_timeout() {
+    let srv = TestServer::start_with(Options {
+        header_timeout: Some(ms(300)),
+        keepalive_timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    assert_eq!(get_healthz(&mut s).await.unwrap(), 200);
+    tokio::time::sleep(ms(1200)).await;
+    assert_eq!(get_healthz(&mut s).await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_halfway_is_cut_off() {
+    let srv = TestServer::start_with(Options {
+        body_timeout: Some(ms(300)),
+        header_timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(
+        b"POST /api/im/register HTTP/1.1\r\nHost: imsync\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"type\":",
+    )
+    .await
+    .unwrap();
+    let got = closed_by_server(&mut s).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 4"),
+        "a client error or nothing: {text}"
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_for_a_free_slot() {
+    let srv = TestServer::start_with(Options {
+        max_connections: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let mut first = TcpStream::connect(srv.addr).await.unwrap();
+    let mut second = TcpStream::connect(srv.addr).await.unwrap();
+    assert_eq!(get_healthz(&mut first).await.unwrap(), 200);
+    assert_eq!(get_healthz(&mut second).await.unwrap(), 200);
+    let mut third = TcpStream::connect(srv.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: imsync\r\n\r\n")
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        tokio::time::timeout(ms(500), third.read(&mut byte))
+            .await
+            .is_err(),
+        "a third connection was served while two held the slots"
+    );
+    drop(first);
+    let (status, _) = tokio::time::timeout(BOUND, async {
+        // The byte read above may have consumed nothing; the response follows whole.
+        read_response(&mut third).await
+    })
+    .await
+    .expect("served once a slot was free")
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(get_healthz(&mut second).await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_drops_half_sent_requests_after_the_grace() {
+    let mut srv = TestServer::start_with(Options {
+        header_timeout: Some(Duration::from_secs(120)),
+        body_timeout: Some(Duration::from_secs(120)),
+        shutdown_grace: Some(ms(300)),
+        ..Default::default()
+    })
+    .await;
+    let mut half_head = TcpStream::connect(srv.addr).await.unwrap();
+    half_head
+        .write_all(b"POST /api/im/register HTTP/1.1\r\nHost: imsync\r\n")
+        .await
+        .unwrap();
+    let mut half_body = TcpStream::connect(srv.addr).await.unwrap();
+    half_body
+        .write_all(
+            b"POST /api/im/register HTTP/1.1\r\nHost: imsync\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // Both must be in the server's hands (accepted, head or body being read) before it stops.
+    let mut probe = TcpStream::connect(srv.addr).await.unwrap();
+    assert_eq!(get_healthz(&mut probe).await.unwrap(), 200);
+    drop(probe);
+    tokio::time::timeout(BOUND, srv.stop())
+        .await
+        .expect("the server should stop within its shutdown grace");
+    closed_by_server(&mut half_head).await;
+    closed_by_server(&mut half_body).await;
+}
+
+/// The real binary: SIGTERM with a client stuck halfway through its request head still ends
+/// the process, once the grace is over.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_binary_exits_on_sigterm_despite_a_half_sent_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"));
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .args(["--shutdown-grace-secs", "1", "--header-timeout-secs", "600"]);
+    if let Some(url) = common::postgres_url() {
+        cmd.args([
+            "--database-url",
+            &url,
+            "--pg-schema",
+            &common::schema_for(dir.path()),
+        ]);
+    }
+    let mut child = cmd
+        .env("IMSYNC_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn imsync");
+    let addr = format!("127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..400 {
+        if let Ok(mut s) = TcpStream::connect(&addr).await {
+            if get_healthz(&mut s).await.ok() == Some(200) {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(ms(50)).await;
+    }
+    if !ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("imsync did not become healthy");
+    }
+    let mut stuck = TcpStream::connect(&addr).await.unwrap();
+    stuck
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: imsync\r\n")
+        .await
+        .unwrap();
+    let mut probe = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(get_healthz(&mut probe).await.unwrap(), 200);
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(ms(50)).await;
+    }
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("imsync still running 15 s after SIGTERM with a half-sent request open");
+    }
+    assert!(exited.unwrap().success(), "exit status {exited:?}");
+    closed_by_server(&mut stuck).await;
+}
+
+/// A method, a path and the headers to send.
+type Route = (&'static str, &'static str, Vec<(String, String)>);
+
+/// Handlers that ignore their body, with the headers that authenticate on their face.
+fn bodyless_routes(api: &Api) -> Vec<Route> {
+    let token = api.token.clone().unwrap_or_default();
+    let bearer = vec![("Authorization".to_owned(), format!("Bearer {token}"))];
+    vec![
+        (
+            "POST",
+            "/v1/message/revoke",
+            vec![("token".to_owned(), token.clone())],
+        ),
+        ("POST", "/api/im/token/refresh", bearer.clone()),
+        (
+            "POST",
+            "/v1/conversation/syncack",
+            vec![("token".to_owned(), token.clone())],
+        ),
+        (
+            "POST",
+            "/api/v1/logout",
+            vec![
+                ("X-User-Id".to_owned(), api.user_id.clone()),
+                ("X-Auth-Token".to_owned(), token.clone()),
+            ],
+        ),
+        ("DELETE", "/api/im/messages/nope/nope", bearer),
+    ]
+}
+
+#[tokio::test]
+async fn a_handler_that_ignores_its_body_leaves_the_connection_usable() {
+    let srv = TestServer::start().await;
+    let api = srv.user("bodyless").await;
+    for authenticated in [true, false] {
+        for (method, path, headers) in bodyless_routes(&api) {
+            // Logging out ends the session the others use: it goes last, and only once.
+            if path == "/api/v1/logout" && !authenticated {
+                continue;
+            }
+            let mut s = TcpStream::connect(srv.addr).await.unwrap();
+            let body = json!({"message_id": "1", "channel_id": "x", "channel_type": 1, "pad": "p".repeat(300)})
+                .to_string();
+            let mut head =
+                format!("{method} {path} HTTP/1.1\r\nHost: imsync\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+            if authenticated {
+                for (k, v) in &headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+            }
+            head.push_str("\r\n");
+            s.write_all(head.as_bytes()).await.unwrap();
+            // The body comes after the handler could have answered without it, as from a
+            // client on a slow link: the case where the connection used to be closed.
+            tokio::time::sleep(ms(150)).await;
+            s.write_all(body.as_bytes()).await.unwrap();
+            let (status, _) = tokio::time::timeout(BOUND, read_response(&mut s))
+                .await
+                .unwrap_or_else(|_| panic!("{method} {path}: no response"))
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            assert!(status < 500, "{method} {path} answered {status}");
+            let next = get_healthz(&mut s).await;
+            assert_eq!(
+                next.ok(),
+                Some(200),
+                "{method} {path} (authenticated: {authenticated}): the next request on the \
+                 connection failed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handler_that_ignores_its_body_refuses_one_over_the_limit() {
+    let srv = TestServer::start_with(Options {
+        max_body_bytes: Some(1024),
+        ..Default::default()
+    })
+    .await;
+    let api = srv.user("bodyless").await;
+    let http = reqwest::Client::new();
+    let big = format!("{{\"pad\":\"{}\"}}", "p".repeat(4096));
+    for (method, path, headers) in bodyless_routes(&api) {
+        let mut req = http
+            .request(method.parse().unwrap(), format!("{}{path}", srv.base))
+            .header("content-type", "application/json")
+            .body(big.clone());
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{method} {path}: {body}"
+        );
+        if path.starts_with("/api/v1/") {
+            assert_eq!(body["success"], false, "{path}: {body}");
+        } else if path.starts_with("/v1/") {
+            assert_eq!(body["status"], 413, "{path}: {body}");
+            assert!(body["msg"].is_string(), "{path}: {body}");
+        } else {
+            assert_eq!(body["ok"], false, "{path}: {body}");
+            assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE", "{path}: {body}");
+        }
+    }
+}
