@@ -33,7 +33,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -213,6 +213,9 @@ async fn handle(
 ) -> Result<Response<Tracked>, std::convert::Infallible> {
     let busy = Busy::new(state.clone());
     req.extensions_mut().insert(ConnectInfo(remote));
+    if req.headers().contains_key(axum::http::header::UPGRADE) {
+        req.extensions_mut().insert(ReadCounter(state.clone()));
+    }
     let req = req.map(|b| Body::new(TimedBody::new(b, &config)));
     let resp = match app.oneshot(req).await {
         Ok(r) => r,
@@ -237,6 +240,20 @@ struct ConnState {
     /// response when its last read found nothing, so the idle clock would never start: the end
     /// of a request wakes it.
     reader: AtomicWaker,
+    /// Bytes read off the socket so far.
+    bytes_in: AtomicU64,
+}
+
+/// How many bytes a connection has read: an upgraded protocol's way to tell a client that is
+/// sending something from one that sends nothing (a WebSocket message in fragments shows only
+/// when whole). In the extensions of requests that ask for an upgrade.
+#[derive(Clone)]
+pub(crate) struct ReadCounter(Arc<ConnState>);
+
+impl ReadCounter {
+    pub(crate) fn bytes(&self) -> u64 {
+        self.0.bytes_in.load(Ordering::Relaxed)
+    }
 }
 
 /// One request in flight, from its head to the end (or drop) of its response body.
@@ -365,7 +382,9 @@ impl AsyncRead for Watched {
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
         match r {
             Poll::Ready(Ok(())) => {
-                this.observe(buf.filled().len() > before);
+                let n = buf.filled().len() - before;
+                this.state.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                this.observe(n > 0);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -10,11 +10,15 @@
 mod common;
 
 use common::{Api, Options, TestServer};
+use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
 
 const BOUND: Duration = Duration::from_secs(10);
 
@@ -441,4 +445,192 @@ async fn a_handler_that_ignores_its_body_refuses_one_over_the_limit() {
             assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE", "{path}: {body}");
         }
     }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket past its `authenticated` frame.
+async fn ws_connect(srv: &TestServer, api: &Api) -> Ws {
+    let url = format!(
+        "ws://{}/ws?token={}",
+        srv.addr,
+        api.token.as_deref().unwrap()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect");
+    let first = tokio::time::timeout(BOUND, ws.next())
+        .await
+        .expect("a first frame")
+        .expect("a first frame")
+        .expect("a first frame");
+    assert!(
+        matches!(&first, Message::Text(t) if t.as_str().contains("authenticated")),
+        "{first:?}"
+    );
+    ws
+}
+
+/// The close code the server ends with; panics if it drops the connection without a close frame
+/// or keeps it open past [`BOUND`].
+async fn close_code(ws: &mut Ws) -> u16 {
+    let wait = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(Message::Close(None))) => panic!("a close frame without a code"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("the connection failed without a close frame: {e}"),
+                None => panic!("the connection ended without a close frame"),
+            }
+        }
+    };
+    tokio::time::timeout(BOUND, wait)
+        .await
+        .expect("the server should have closed the WebSocket")
+}
+
+fn raw_frame(opcode: OpCode, payload: &[u8], fin: bool) -> Message {
+    Message::Frame(Frame::message(payload.to_vec(), opcode, fin))
+}
+
+#[tokio::test]
+async fn a_websocket_message_over_the_limit_closes_with_1009() {
+    let srv = TestServer::start_with(Options {
+        max_body_bytes: Some(1024),
+        ..Default::default()
+    })
+    .await;
+    let api = srv.user("big").await;
+    let mut ws = ws_connect(&srv, &api).await;
+    ws.send(Message::Binary(vec![7u8; 2048].into()))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await, 1009);
+
+    // The same for a message over the limit in fragments each under it.
+    let mut ws = ws_connect(&srv, &api).await;
+    ws.send(raw_frame(OpCode::Data(OpData::Text), &[b'a'; 800], false))
+        .await
+        .unwrap();
+    ws.send(raw_frame(
+        OpCode::Data(OpData::Continue),
+        &[b'a'; 800],
+        true,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(close_code(&mut ws).await, 1009);
+}
+
+#[tokio::test]
+async fn a_websocket_protocol_violation_closes_with_1002() {
+    let srv = TestServer::start().await;
+    let api = srv.user("rude").await;
+    let mut ws = ws_connect(&srv, &api).await;
+    // A continuation with no message to continue.
+    ws.send(raw_frame(OpCode::Data(OpData::Continue), b"x", true))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await, 1002);
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_websocket_text_message_closes_with_1007() {
+    let srv = TestServer::start().await;
+    let api = srv.user("garbled").await;
+    let mut ws = ws_connect(&srv, &api).await;
+    ws.send(raw_frame(
+        OpCode::Data(OpData::Text),
+        &[0x7b, 0xff, 0xfe, 0x7d],
+        true,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(close_code(&mut ws).await, 1007);
+}
+
+#[tokio::test]
+async fn a_fragmented_websocket_message_never_finished_times_out() {
+    let srv = TestServer::start_with(Options {
+        ws_idle_timeout: Some(ms(500)),
+        ..Default::default()
+    })
+    .await;
+    let api = srv.user("halfway").await;
+    let mut ws = ws_connect(&srv, &api).await;
+    ws.send(raw_frame(OpCode::Data(OpData::Text), b"{\"type\":", false))
+        .await
+        .unwrap();
+    // Pings keep a connection alive, but not a message that never ends.
+    let (mut tx, mut rx) = ws.split();
+    let pinger = tokio::spawn(async move {
+        for _ in 0..200 {
+            tokio::time::sleep(ms(100)).await;
+            if tx.send(Message::Ping(vec![1, 2, 3].into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let wait = async {
+        loop {
+            match rx.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(_)) => continue,
+                other => panic!("the connection ended without a close frame: {other:?}"),
+            }
+        }
+    };
+    let code = tokio::time::timeout(BOUND, wait)
+        .await
+        .expect("an unfinished message should time out");
+    pinger.abort();
+    assert_eq!(code, 1008);
+}
+
+#[tokio::test]
+async fn pings_alone_keep_a_websocket_open() {
+    let srv = TestServer::start_with(Options {
+        ws_idle_timeout: Some(ms(500)),
+        ..Default::default()
+    })
+    .await;
+    let api = srv.user("pinger").await;
+    let mut ws = ws_connect(&srv, &api).await;
+    for _ in 0..15 {
+        tokio::time::sleep(ms(100)).await;
+        ws.send(Message::Ping(vec![9; 100].into())).await.unwrap();
+    }
+    ws.send(Message::Text(
+        json!({"type": "ping", "requestId": "r1"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let pong = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str().contains("pong") => return,
+                Some(Ok(Message::Close(c))) => panic!("closed: {c:?}"),
+                Some(Ok(_)) => continue,
+                other => panic!("ended: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(BOUND, pong)
+        .await
+        .expect("an answer to the ping frame");
+}
+
+#[tokio::test]
+async fn ws_without_an_upgrade_answers_in_the_native_envelope() {
+    let srv = TestServer::start().await;
+    let api = srv.user("plain").await;
+    let (status, body) = api.get("/ws?token=x").await;
+    assert!(status.is_client_error(), "{status}: {body}");
+    assert_eq!(body["ok"], false, "{body}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
 }

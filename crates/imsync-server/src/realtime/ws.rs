@@ -1,11 +1,18 @@
 //! `GET /ws?token=&since=`: the WebSocket of the Prismer SDK's realtime client.
+//!
+//! A client that breaks the protocol gets a close frame that says how (1009 message too big,
+//! 1002 protocol error, 1007 invalid UTF-8) before the connection drops. A message must arrive
+//! whole within the idle timeout: a control frame in the middle of a fragmented message does not
+//! count as activity, or a client could hold a message half-sent forever by pinging.
 
 use super::{announce_presence, authenticated_frame, frames, Backlog, RealtimeQuery};
 use crate::app::AppState;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
+use crate::serve::ReadCounter;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use futures_util::FutureExt;
 use imsync_core::model::User;
@@ -19,12 +26,24 @@ use tokio::time::Instant;
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 pub const CLOSE_LAGGING: u16 = 4008;
 pub const CLOSE_IDLE: u16 = 4000;
+pub const CLOSE_PROTOCOL: u16 = 1002;
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
 
 pub async fn upgrade(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<RealtimeQuery>,
-    ws: WebSocketUpgrade,
+    reads: Option<Extension<ReadCounter>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    let ws = ws.map_err(|rejection| {
+        ApiError(imsync_core::Error::param(format!(
+            "This endpoint takes a WebSocket upgrade: {}",
+            rejection.body_text()
+        )))
+    })?;
+    let reads = reads.map(|Extension(r)| r);
     let since = q.since()?;
     let token = q.token.unwrap_or_default();
     let max_message = state.config.max_body_bytes;
@@ -43,7 +62,7 @@ pub async fn upgrade(
                 return;
             }
         };
-        run(socket, state, user, since).await;
+        run(socket, state, user, since, reads).await;
     }))
 }
 
@@ -60,7 +79,13 @@ async fn send(socket: &mut WebSocket, text: &str) -> bool {
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<Seq>) {
+async fn run(
+    mut socket: WebSocket,
+    state: AppState,
+    user: User,
+    since: Option<Seq>,
+    reads: Option<ReadCounter>,
+) {
     let service = state.service.clone();
     let _running = service.hub().track();
     let (mut sub, first) = service.hub().subscribe(&user.id);
@@ -100,6 +125,7 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
     // made and dropped per delivered frame costs more than the frame's own write.
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
+    let mut partial = Partial::new(reads);
     // Deliveries come first, so that a wake-up for a frame does not also try to read the socket;
     // every DELIVERY_STREAK frames the socket and the idle timer are looked at anyway, so a
     // stream of deliveries cannot starve the client's frames.
@@ -109,7 +135,8 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
         let incoming = if streak >= DELIVERY_STREAK {
             streak = 0;
             if Instant::now() >= idle_timer.deadline() {
-                close(socket, CLOSE_IDLE, "idle timeout").await;
+                let (code, reason) = partial.idle_close();
+                close(socket, code, reason).await;
                 break;
             }
             socket.recv().now_or_never()
@@ -129,7 +156,8 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
                 }
                 m = socket.recv() => Some(m),
                 _ = &mut idle_timer => {
-                    close(socket, CLOSE_IDLE, "idle timeout").await;
+                    let (code, reason) = partial.idle_close();
+                    close(socket, code, reason).await;
                     break;
                 }
             }
@@ -138,6 +166,7 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
         streak = 0;
         match m {
             Some(Ok(Message::Text(text))) => {
+                partial.completed();
                 idle_timer.as_mut().reset(Instant::now() + idle);
                 if let Some(reply) = handle_client_frame(&state, &user, text.as_str()).await {
                     if !send(&mut socket, &reply).await {
@@ -145,10 +174,22 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
                     }
                 }
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {
+            Some(Ok(Message::Binary(_))) => {
+                partial.completed();
                 idle_timer.as_mut().reset(Instant::now() + idle);
             }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(Message::Ping(p) | Message::Pong(p))) => {
+                if !partial.control(p.len()) {
+                    idle_timer.as_mut().reset(Instant::now() + idle);
+                }
+            }
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Err(e)) => {
+                if let Some((code, reason)) = failure_close(e) {
+                    close(socket, code, reason).await;
+                }
+                break;
+            }
         }
     }
     let user_id = user.id.clone();
@@ -156,6 +197,65 @@ async fn run(mut socket: WebSocket, state: AppState, user: User, since: Option<S
     metrics::gauge!("imsync_realtime_connections").decrement(1.0);
     if !service.hub().presence(&user_id).0 {
         announce_presence(&service, &user, "offline").await;
+    }
+}
+
+/// The close frame for a client's protocol failure; `None` when the connection itself failed
+/// and no frame would get through.
+fn failure_close(e: axum::Error) -> Option<(u16, &'static str)> {
+    use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+    let e = e.into_inner().downcast::<WsError>().ok()?;
+    match *e {
+        WsError::Capacity(_) => Some((CLOSE_TOO_BIG, "message too big")),
+        WsError::Utf8(_) => Some((CLOSE_INVALID_DATA, "invalid UTF-8 in a text message")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((CLOSE_PROTOCOL, "protocol error")),
+        _ => None,
+    }
+}
+
+/// Whether the client is partway through a message. Fragments show only once their message is
+/// whole, so this compares the bytes the connection read with those the messages seen so far
+/// account for: everything up to the last data message, plus the control frames since, whose
+/// size is exact (a client's frames are masked: 2 header bytes, a 4-byte key, and a payload of
+/// at most 125 bytes). Without a counter (a server loop other than ours) it never says so.
+struct Partial {
+    reads: Option<ReadCounter>,
+    accounted: u64,
+}
+
+impl Partial {
+    fn new(reads: Option<ReadCounter>) -> Self {
+        let accounted = reads.as_ref().map_or(0, ReadCounter::bytes);
+        Partial { reads, accounted }
+    }
+
+    /// A data message arrived whole: whatever was read so far belongs to it, or to the next.
+    fn completed(&mut self) {
+        if let Some(r) = &self.reads {
+            self.accounted = r.bytes();
+        }
+    }
+
+    /// A control frame with this payload arrived; answers whether a message is still partway.
+    fn control(&mut self, payload: usize) -> bool {
+        self.accounted += 6 + payload as u64;
+        self.pending()
+    }
+
+    fn pending(&self) -> bool {
+        self.reads
+            .as_ref()
+            .is_some_and(|r| r.bytes() > self.accounted)
+    }
+
+    /// The close for an idle timeout: a message left unfinished is a policy violation.
+    fn idle_close(&self) -> (u16, &'static str) {
+        if self.pending() {
+            (CLOSE_POLICY, "message not finished in time")
+        } else {
+            (CLOSE_IDLE, "idle timeout")
+        }
     }
 }
 
