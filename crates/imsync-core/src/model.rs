@@ -222,6 +222,18 @@ pub struct Payload {
     value: OnceLock<Value>,
 }
 
+impl Event {
+    /// The event's kind, if it is one this version knows.
+    pub fn event_kind(&self) -> Option<crate::event::EventKind> {
+        crate::event::EventKind::from_wire(&self.kind)
+    }
+
+    /// The payload as its kind's type.
+    pub fn typed(&self) -> Result<crate::event::EventData, crate::event::EventError> {
+        crate::event::EventData::parse(&self.kind, self.data.text())
+    }
+}
+
 impl Payload {
     /// A payload from its JSON text (which the caller rendered or read back from the log).
     pub fn from_text(text: impl Into<Arc<str>>) -> Self {
@@ -283,21 +295,6 @@ impl Audience {
             _ => None,
         }
     }
-}
-
-pub mod event_type {
-    pub const MESSAGE_NEW: &str = "message.new";
-    pub const MESSAGE_EDIT: &str = "message.edit";
-    pub const MESSAGE_DELETE: &str = "message.delete";
-    pub const MESSAGE_REACTION: &str = "message.reaction";
-    pub const CONVERSATION_CREATE: &str = "conversation.create";
-    pub const CONVERSATION_UPDATE: &str = "conversation.update";
-    pub const CONVERSATION_ARCHIVE: &str = "conversation.archive";
-    pub const CONVERSATION_UNARCHIVE: &str = "conversation.unarchive";
-    pub const CONVERSATION_READ: &str = "conversation.read";
-    pub const CONVERSATION_SETTINGS: &str = "conversation.settings";
-    pub const PARTICIPANT_ADD: &str = "participant.add";
-    pub const PARTICIPANT_REMOVE: &str = "participant.remove";
 }
 
 #[cfg(test)]

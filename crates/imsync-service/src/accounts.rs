@@ -1,6 +1,7 @@
 //! Accounts and sessions: registration (token-only agents and password accounts), login, tokens
 //! (random, stored as their SHA-256, with an expiry), profile changes.
 
+use crate::hub::SessionKey;
 use crate::Service;
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -11,8 +12,10 @@ use imsync_core::model::{User, UserRole};
 use imsync_core::{ids, time::now_ms, validate, Error, ErrorCode, Result};
 use imsync_store::repo::{messages, participants, tokens, users};
 
-/// Expired tokens may still be swapped for a new one this long after they expired.
-const REFRESH_GRACE_MS: i64 = 30 * 24 * 3600 * 1000;
+/// The longest an expired token may still be swapped for a new one (the lifetime, if shorter).
+pub const MAX_REFRESH_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+/// How long a refreshed token may be swapped again, for a client that lost the answer.
+pub const REFRESH_RETRY_MS: i64 = 60 * 1000;
 
 #[derive(Debug, Clone, Default)]
 pub struct NewAccount {
@@ -29,6 +32,8 @@ pub struct Session {
     pub user: User,
     pub token: String,
     pub expires_at: i64,
+    /// The token's lifetime from issue to expiry.
+    pub lifetime_ms: i64,
     pub is_new: bool,
 }
 
@@ -48,6 +53,13 @@ pub struct Stats {
     pub contact_count: i64,
     pub messages_sent: i64,
     pub unread_count: i64,
+}
+
+fn session_key(hash: String, expires_at: i64) -> SessionKey {
+    SessionKey {
+        token_hash: hash.into(),
+        expires_at,
+    }
 }
 
 fn hash_password(password: &str) -> Result<String> {
@@ -71,15 +83,22 @@ fn verify_password(password: &str, hash: &str) -> bool {
 impl Service {
     /// The user a token belongs to; 401 for an unknown or expired token.
     pub async fn authenticate(&self, token: &str) -> Result<User> {
-        if let Some(user) = self.sessions.get(token, now_ms()) {
-            return Ok(user);
-        }
+        Ok(self.authenticate_session(token).await?.0)
+    }
+
+    /// [`Service::authenticate`], with the session's key for a realtime subscription, which
+    /// the hub ends when the session ends.
+    pub async fn authenticate_session(&self, token: &str) -> Result<(User, SessionKey)> {
         let key = ids::token_hash(token);
+        if let Some((user, expires_at)) = self.sessions.get_with_expiry(token, now_ms()) {
+            return Ok((user, session_key(key, expires_at)));
+        }
+        let hash = key.clone();
         let (user, expires_at) = self
             .store
             .read(move |c| {
                 let invalid = || Error::new(ErrorCode::Unauthorized, "Invalid or expired token");
-                let Some((user_id, expires_at)) = tokens::lookup(c, &key)? else {
+                let Some((user_id, expires_at)) = tokens::lookup(c, &hash)? else {
                     return Err(invalid());
                 };
                 if expires_at <= now_ms() {
@@ -91,7 +110,7 @@ impl Service {
             .await?;
         self.sessions
             .put(token.to_owned(), user.clone(), expires_at);
-        Ok(user)
+        Ok((user, session_key(key, expires_at)))
     }
 
     fn new_user(&self, a: &NewAccount) -> Result<User> {
@@ -147,6 +166,7 @@ impl Service {
                         user: me,
                         token,
                         expires_at,
+                        lifetime_ms: this.config.token_ttl_ms,
                         is_new: false,
                     })
                 })
@@ -199,6 +219,7 @@ impl Service {
                     user,
                     token,
                     expires_at,
+                    lifetime_ms: this.config.token_ttl_ms,
                     is_new: true,
                 })
             })
@@ -236,6 +257,7 @@ impl Service {
                     user,
                     token,
                     expires_at,
+                    lifetime_ms: this.config.token_ttl_ms,
                     is_new: false,
                 })
             })
@@ -245,30 +267,51 @@ impl Service {
     pub async fn logout(&self, token: &str) -> Result<()> {
         self.sessions.forget_token(token);
         let hash = ids::token_hash(token);
-        self.store.write(move |c| tokens::delete(c, &hash)).await
+        let key = hash.clone();
+        self.store.write(move |c| tokens::delete(c, &key)).await?;
+        // This node's realtime connections end now; other nodes' at their next session check.
+        self.hub.end_sessions(|k| *k.token_hash == *hash);
+        Ok(())
     }
 
-    /// Swaps a token, even one expired within the grace period, for a new one.
+    /// Swaps a token for a new one. The old token stops authenticating at once (and its
+    /// realtime connections end); it can be swapped again for [`REFRESH_RETRY_MS`], so a client
+    /// that lost the answer retries with it. An expired token can be swapped for as long as
+    /// the token lifetime again (at most [`MAX_REFRESH_WINDOW_MS`]) after it expired.
     pub async fn refresh_token(&self, token: &str) -> Result<Session> {
         let hash = ids::token_hash(token);
+        let window = self.config.token_ttl_ms.min(MAX_REFRESH_WINDOW_MS);
         let this = self.clone();
-        self.store
+        let old = hash.clone();
+        let session = self
+            .store
             .write(move |c| {
                 let invalid = || Error::new(ErrorCode::Unauthorized, "Invalid or expired token");
-                let (user_id, expires_at) = tokens::lookup(c, &hash)?.ok_or_else(invalid)?;
-                if expires_at + REFRESH_GRACE_MS <= now_ms() {
+                let (user_id, expires_at, retry_until) =
+                    tokens::lookup_for_refresh(c, &old)?.ok_or_else(invalid)?;
+                let now = now_ms();
+                let open = match retry_until {
+                    Some(until) => now < until,
+                    None => now < expires_at.saturating_add(window),
+                };
+                if !open {
                     return Err(invalid());
                 }
                 let user = users::get(c, &user_id)?.ok_or_else(invalid)?;
                 let (token, expires_at) = this.issue(c, &user.id)?;
+                tokens::retire(c, &old, now, now + REFRESH_RETRY_MS)?;
                 Ok(Session {
                     user,
                     token,
                     expires_at,
+                    lifetime_ms: this.config.token_ttl_ms,
                     is_new: false,
                 })
             })
-            .await
+            .await?;
+        self.sessions.forget_token(token);
+        self.hub.end_sessions(|k| *k.token_hash == *hash);
+        Ok(session)
     }
 
     pub async fn update_profile(&self, me: &User, patch: ProfilePatch) -> Result<User> {
@@ -315,6 +358,7 @@ impl Service {
             })
             .await?;
         self.sessions.forget_user(&me.id);
+        self.hub.end_user(&me.id);
         Ok(())
     }
 

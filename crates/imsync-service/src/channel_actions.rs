@@ -5,12 +5,11 @@
 //! caller's `private_seq`, hence the conversation's version for them) for the caller's own state.
 
 use crate::channels::{self, resolve_member, visible_by_event_seq, Channel};
-use crate::conversations::private_event;
+use crate::conversations::{private_event, private_settings};
 use crate::messages::{delete_in, react_in};
 use crate::{NewMessage, SendOutcome, Service};
-use imsync_core::model::{
-    event_type as ev, Conversation, ConversationKind, Message, ParticipantRole, User,
-};
+use imsync_core::event::{ConversationHide, EventData, MessageHide, ReadPointer};
+use imsync_core::model::{Conversation, ConversationKind, Message, ParticipantRole, User};
 use imsync_core::{time::now_ms, validate, Error, ErrorCode, Result, Seq};
 use imsync_store::repo::conversation_extras;
 pub use imsync_store::repo::conversation_extras::ConversationExtra;
@@ -19,13 +18,6 @@ use imsync_store::repo::{
 };
 use imsync_store::SqlConn;
 use serde_json::{json, Map, Value};
-
-/// A message deleted by one user for themselves only (private).
-pub const MESSAGE_HIDE: &str = "message.hide";
-/// A user's conversation extras changed (private).
-pub const CONVERSATION_EXTRA: &str = "conversation.extra";
-/// A user removed a conversation from their list until its next message (private).
-pub const CONVERSATION_HIDE: &str = "conversation.hide";
 
 /// The metadata key recording who revoked a message.
 pub const REVOKED_BY_KEY: &str = "_revokedBy";
@@ -60,15 +52,14 @@ fn read_to(c: &mut dyn SqlConn, conv: &Conversation, me: &str, msg_seq: i64) -> 
         let last = messages::by_msg_seq(c, &conv.id, msg_seq)?.map(|m| m.id);
         private_event(
             c,
-            ev::CONVERSATION_READ,
             &conv.id,
             me,
-            json!({
-                "conversationId": conv.id,
-                "userId": me,
-                "readMsgSeq": msg_seq,
-                "lastReadMessageId": last,
-                "readAt": imsync_core::time::rfc3339(now_ms()),
+            EventData::ConversationRead(ReadPointer {
+                conversation_id: conv.id.clone(),
+                last_read_message_id: last,
+                read_at: imsync_core::time::rfc3339(now_ms()),
+                read_msg_seq: msg_seq,
+                user_id: me.to_owned(),
             }),
         )?;
     }
@@ -189,14 +180,13 @@ impl Service {
                     }
                     let e = private_event(
                         c,
-                        MESSAGE_HIDE,
                         &conv.id,
                         &me,
-                        json!({
-                            "conversationId": conv.id,
-                            "messageId": m.id,
-                            "msgSeq": m.msg_seq,
-                            "createdSeq": m.event_seq,
+                        EventData::MessageHide(MessageHide {
+                            conversation_id: conv.id.clone(),
+                            created_seq: m.event_seq,
+                            message_id: m.id.clone(),
+                            msg_seq: m.msg_seq,
                         }),
                     )?;
                     hidden_messages::hide(c, &me, &m.id, &conv.id, e.seq)?;
@@ -340,16 +330,9 @@ impl Service {
                     participants::save_settings(c, &p)?;
                     private_event(
                         c,
-                        ev::CONVERSATION_SETTINGS,
                         &conv.id,
                         &me,
-                        json!({
-                            "conversationId": conv.id,
-                            "pinned": p.pinned,
-                            "muted": p.muted,
-                            "pinnedAt": p.pinned_at.map(imsync_core::time::rfc3339),
-                            "clearedSeq": p.cleared_seq,
-                        }),
+                        EventData::ConversationSettings(private_settings(&p)),
                     )?;
                 }
                 read_to(c, &conv, &me, conv.last_msg_seq)
@@ -368,10 +351,12 @@ impl Service {
                 conversation_extras::set_deleted(c, &me, &conv.id, conv.last_msg_seq)?;
                 private_event(
                     c,
-                    CONVERSATION_HIDE,
                     &conv.id,
                     &me,
-                    json!({ "conversationId": conv.id, "deletedMsgSeq": conv.last_msg_seq }),
+                    EventData::ConversationHide(ConversationHide {
+                        conversation_id: conv.id.clone(),
+                        deleted_msg_seq: conv.last_msg_seq,
+                    }),
                 )?;
                 if p.is_present() {
                     read_to(c, &conv, &me, conv.last_msg_seq)?;
@@ -395,15 +380,14 @@ impl Service {
                 let (conv, _) = resolve_member(c, &me, &channel)?;
                 let e = private_event(
                     c,
-                    CONVERSATION_EXTRA,
                     &conv.id,
                     &me,
-                    json!({
-                        "conversationId": conv.id,
-                        "browseTo": patch.browse_to,
-                        "keepMessageSeq": patch.keep_message_seq,
-                        "keepOffsetY": patch.keep_offset_y,
-                        "draft": patch.draft,
+                    EventData::ConversationExtra(imsync_core::event::ConversationExtra {
+                        browse_to: patch.browse_to,
+                        conversation_id: conv.id.clone(),
+                        draft: patch.draft.clone(),
+                        keep_message_seq: patch.keep_message_seq,
+                        keep_offset_y: patch.keep_offset_y,
                     }),
                 )?;
                 let extra = ConversationExtra {

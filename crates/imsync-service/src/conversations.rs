@@ -3,8 +3,11 @@
 //! must (`participant.add`, preceded by a private `conversation.create` snapshot).
 
 use crate::{payload, resolve_user, Service};
+use imsync_core::event::{
+    ArchiveChange, EventData, MemberBody, ParticipantRemove, PrivateSettings, ReadPointer,
+};
 use imsync_core::model::{
-    event_type as ev, Audience, Conversation, ConversationKind, Participant, ParticipantRole, User,
+    Audience, Conversation, ConversationKind, Participant, ParticipantRole, User,
 };
 use imsync_core::{time::now_ms, validate, Error, Result};
 use imsync_store::repo::{conversations as convs, events, messages, participants, users};
@@ -85,32 +88,26 @@ const SMALL_CONVERSATION: i64 = 256;
 /// The members for a snapshot event, or none for a large conversation: the SDK accepts a
 /// snapshot without `members`, and listing thousands of members in every join would make
 /// joining a big channel cost as much as its size.
-fn snapshot_members(c: &mut dyn SqlConn, conv_id: &str) -> Result<Option<Vec<Value>>> {
+fn snapshot_members(c: &mut dyn SqlConn, conv_id: &str) -> Result<Option<Vec<MemberBody>>> {
     if participants::count_present_upto(c, conv_id, SMALL_CONVERSATION + 1)? > SMALL_CONVERSATION {
         return Ok(None);
     }
     Ok(Some(members_json(&members(c, conv_id)?)))
 }
 
-fn members_json(ms: &[Member]) -> Vec<Value> {
+fn members_json(ms: &[Member]) -> Vec<MemberBody> {
     ms.iter()
         .map(|m| payload::member(&m.user, m.participant.role.as_str()))
         .collect()
 }
 
 /// Appends an event to a conversation's shared stream.
-fn shared_event(
-    c: &mut dyn SqlConn,
-    kind: &str,
-    conv_id: &str,
-    data: Value,
-) -> Result<events::Appended> {
+fn shared_event(c: &mut dyn SqlConn, conv_id: &str, data: EventData) -> Result<events::Appended> {
     events::append(
         c,
-        kind,
+        &data,
         Audience::Conversation(conv_id.to_owned()),
         Some(conv_id),
-        data,
         now_ms(),
     )
 }
@@ -118,21 +115,30 @@ fn shared_event(
 /// Appends an event private to one user about one of their conversations.
 pub(crate) fn private_event(
     c: &mut dyn SqlConn,
-    kind: &str,
     conv_id: &str,
     user_id: &str,
-    data: Value,
+    data: EventData,
 ) -> Result<events::Appended> {
     let e = events::append(
         c,
-        kind,
+        &data,
         Audience::User(user_id.to_owned()),
         Some(conv_id),
-        data,
         now_ms(),
     )?;
     participants::set_private_seq(c, conv_id, user_id, e.seq)?;
     Ok(e)
+}
+
+/// The reader's private settings of a conversation, as its `conversation.settings` carries them.
+pub(crate) fn private_settings(p: &Participant) -> PrivateSettings {
+    PrivateSettings {
+        cleared_seq: p.cleared_seq,
+        conversation_id: p.conversation_id.clone(),
+        muted: p.muted,
+        pinned: p.pinned,
+        pinned_at: p.pinned_at.map(imsync_core::time::rfc3339),
+    }
 }
 
 /// Creates a conversation with its members, all present from its `conversation.create` event.
@@ -143,15 +149,14 @@ pub(crate) fn create(
     members: Vec<(User, ParticipantRole)>,
 ) -> Result<Conversation> {
     convs::insert(c, &conv, direct_key)?;
-    let members_json: Vec<Value> = members
+    let members_json: Vec<MemberBody> = members
         .iter()
         .map(|(u, r)| payload::member(u, r.as_str()))
         .collect();
     let e = shared_event(
         c,
-        ev::CONVERSATION_CREATE,
         &conv.id,
-        payload::conversation(&conv, Some(members_json)),
+        EventData::ConversationCreate(payload::conversation(&conv, Some(members_json))),
     )?;
     for (u, role) in &members {
         participants::join(c, &conv.id, &u.id, *role, e.seq, e.at, 0)?;
@@ -173,17 +178,15 @@ pub(crate) fn add_member(
     });
     let snapshot = events::append(
         c,
-        ev::CONVERSATION_CREATE,
+        &EventData::ConversationCreate(payload::conversation(conv, snapshot_members)),
         Audience::User(user.id.clone()),
         Some(&conv.id),
-        payload::conversation(conv, snapshot_members),
         now_ms(),
     )?;
     let e = shared_event(
         c,
-        ev::PARTICIPANT_ADD,
         &conv.id,
-        payload::participant(&conv.id, user, role.as_str()),
+        EventData::ParticipantAdd(payload::participant(&conv.id, user, role.as_str())),
     )?;
     participants::join(c, &conv.id, &user.id, role, e.seq, e.at, conv.last_msg_seq)?;
     participants::set_private_seq(c, &conv.id, &user.id, snapshot.seq)?;
@@ -210,18 +213,20 @@ fn remove_member(c: &mut dyn SqlConn, conv: &Conversation, p: &Participant) -> R
                 let ms = snapshot_members(c, &conv.id)?;
                 shared_event(
                     c,
-                    ev::CONVERSATION_UPDATE,
                     &conv.id,
-                    payload::conversation(conv, ms),
+                    EventData::ConversationUpdate(payload::conversation(conv, ms)),
                 )?;
             }
         }
     }
     let e = shared_event(
         c,
-        ev::PARTICIPANT_REMOVE,
         &conv.id,
-        json!({ "conversationId": conv.id, "userId": p.user_id, "role": p.role.as_str() }),
+        EventData::ParticipantRemove(ParticipantRemove {
+            conversation_id: conv.id.clone(),
+            role: p.role.as_str().to_owned(),
+            user_id: p.user_id.clone(),
+        }),
     )?;
     participants::leave(c, &conv.id, &p.user_id, e.seq)
 }
@@ -375,9 +380,8 @@ impl Service {
                 let ms = snapshot_members(c, &conv.id)?;
                 shared_event(
                     c,
-                    ev::CONVERSATION_UPDATE,
                     &conv.id,
-                    payload::conversation(&conv, ms),
+                    EventData::ConversationUpdate(payload::conversation(&conv, ms)),
                 )?;
                 with_members(c, conv, &me)
             })
@@ -394,17 +398,16 @@ impl Service {
                     conv.archived = archived;
                     conv.updated_at = now_ms();
                     convs::update(c, &conv)?;
-                    let kind = if archived {
-                        ev::CONVERSATION_ARCHIVE
-                    } else {
-                        ev::CONVERSATION_UNARCHIVE
+                    let change = ArchiveChange {
+                        conversation_id: conv.id.clone(),
+                        id: conv.id.clone(),
                     };
-                    shared_event(
-                        c,
-                        kind,
-                        &conv.id,
-                        json!({ "id": conv.id, "conversationId": conv.id }),
-                    )?;
+                    let data = if archived {
+                        EventData::ConversationArchive(change)
+                    } else {
+                        EventData::ConversationUnarchive(change)
+                    };
+                    shared_event(c, &conv.id, data)?;
                 }
                 Ok(conv)
             })
@@ -423,15 +426,14 @@ impl Service {
                 if participants::advance_read(c, &conv.id, &me, conv.last_msg_seq)? {
                     private_event(
                         c,
-                        ev::CONVERSATION_READ,
                         &conv.id,
                         &me,
-                        json!({
-                            "conversationId": conv.id,
-                            "userId": me,
-                            "readMsgSeq": conv.last_msg_seq,
-                            "lastReadMessageId": last,
-                            "readAt": imsync_core::time::rfc3339(now),
+                        EventData::ConversationRead(ReadPointer {
+                            conversation_id: conv.id.clone(),
+                            last_read_message_id: last.clone(),
+                            read_at: imsync_core::time::rfc3339(now),
+                            read_msg_seq: conv.last_msg_seq,
+                            user_id: me.clone(),
                         }),
                     )?;
                 }
@@ -466,15 +468,9 @@ impl Service {
                     participants::save_settings(c, &p)?;
                     let e = private_event(
                         c,
-                        ev::CONVERSATION_SETTINGS,
                         &conv.id,
                         &me,
-                        json!({
-                            "conversationId": conv.id,
-                            "pinned": p.pinned,
-                            "muted": p.muted,
-                            "pinnedAt": p.pinned_at.map(imsync_core::time::rfc3339),
-                        }),
+                        EventData::ConversationSettings(private_settings(&p)),
                     )?;
                     p.private_seq = e.seq;
                 }

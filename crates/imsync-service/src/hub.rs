@@ -13,10 +13,16 @@
 //! `participant.remove` (after delivering it, so the removed member gets it and nothing more).
 //! Changes to a message (edit, deletion, reaction) go only to members who could see the message
 //! itself, as sync does.
+//!
+//! A subscription opened with a session token lives no longer than the token: the hub ends it
+//! (as revoked) at once when the token is revoked on this node, and its run loop checks the
+//! tokens of open subscriptions against the store every [`SESSION_CHECK`], which catches
+//! expiry, and logouts and refreshes made on other nodes of a shared database.
 
-use imsync_core::model::{event_type as ev, Audience, Event};
+use imsync_core::event::{kind as ev, EventData};
+use imsync_core::model::{Audience, Event};
 use imsync_core::{Seq, UserId};
-use imsync_store::repo::participants;
+use imsync_store::repo::{participants, tokens};
 use imsync_store::Store;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -27,6 +33,17 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Default queue length of one subscription before it counts as lagging.
 pub const DEFAULT_QUEUE: usize = 1024;
+
+/// How often open subscriptions' tokens are checked: the longest a realtime connection outlives
+/// its token's expiry or its revocation on another node.
+pub const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The session a subscription was opened with: its token's hash and expiry.
+#[derive(Debug, Clone)]
+pub struct SessionKey {
+    pub token_hash: Arc<str>,
+    pub expires_at: i64,
+}
 
 /// An event on its way to connections, with a rendering cache shared by all of them.
 pub struct Delivered {
@@ -46,6 +63,8 @@ struct Sub {
     id: u64,
     tx: mpsc::Sender<Delivery>,
     lagged: Arc<AtomicBool>,
+    session: Option<SessionKey>,
+    revoked: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -76,6 +95,7 @@ pub struct Hub {
 pub struct Subscription {
     pub rx: mpsc::Receiver<Delivery>,
     lagged: Arc<AtomicBool>,
+    revoked: Arc<AtomicBool>,
     id: u64,
     user: UserId,
     hub: Hub,
@@ -85,6 +105,12 @@ impl Subscription {
     /// True once the hub dropped this subscription for falling behind.
     pub fn lagged(&self) -> bool {
         self.lagged.load(Ordering::Acquire)
+    }
+
+    /// True once the hub ended this subscription because its session ended (logout, refresh,
+    /// expiry, account deletion).
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
     }
 }
 
@@ -138,11 +164,13 @@ impl Hub {
         }
     }
 
-    /// Subscribes a user's connection. Every event the hub offers after this call reaches it
-    /// (until it lags); answers whether this is the user's first connection.
-    pub fn subscribe(&self, user: &str) -> (Subscription, bool) {
+    /// Subscribes a user's connection, opened with `session` if it has one. Every event the
+    /// hub offers after this call reaches it (until it lags or its session ends); answers
+    /// whether this is the user's first connection.
+    pub fn subscribe(&self, user: &str, session: Option<SessionKey>) -> (Subscription, bool) {
         let (tx, rx) = mpsc::channel(self.inner.queue);
         let lagged = Arc::new(AtomicBool::new(false));
+        let revoked = Arc::new(AtomicBool::new(false));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut subs = self.inner.subs.lock();
         let list = subs.by_user.entry(user.to_owned()).or_default();
@@ -152,6 +180,8 @@ impl Hub {
                 id,
                 tx,
                 lagged: lagged.clone(),
+                session,
+                revoked: revoked.clone(),
             });
         }
         drop(subs);
@@ -159,6 +189,7 @@ impl Hub {
             Subscription {
                 rx,
                 lagged,
+                revoked,
                 id,
                 user: user.to_owned(),
                 hub: self.clone(),
@@ -216,6 +247,68 @@ impl Hub {
         }
     }
 
+    /// Ends, as revoked, every subscription whose session `ended` says is over; answers how
+    /// many.
+    pub fn end_sessions(&self, ended: impl Fn(&SessionKey) -> bool) -> usize {
+        let mut n = 0;
+        let mut subs = self.inner.subs.lock();
+        for list in subs.by_user.values_mut() {
+            list.retain(|s| match &s.session {
+                Some(k) if ended(k) => {
+                    s.revoked.store(true, Ordering::Release);
+                    n += 1;
+                    false
+                }
+                _ => true,
+            });
+        }
+        subs.by_user.retain(|_, list| !list.is_empty());
+        n
+    }
+
+    /// Ends, as revoked, every subscription of a user (their account is gone).
+    pub fn end_user(&self, user: &str) {
+        if let Some(list) = self.inner.subs.lock().by_user.remove(user) {
+            for s in list {
+                s.revoked.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// The distinct token hashes of open subscriptions.
+    fn session_hashes(&self) -> Vec<Arc<str>> {
+        let subs = self.inner.subs.lock();
+        let mut out: Vec<Arc<str>> = subs
+            .by_user
+            .values()
+            .flatten()
+            .filter_map(|s| s.session.as_ref().map(|k| k.token_hash.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Ends the subscriptions whose token expired or no longer exists in the store.
+    async fn check_sessions(&self, store: &Store) {
+        let now = imsync_core::time::now_ms();
+        self.end_sessions(|k| k.expires_at <= now);
+        let hashes = self.session_hashes();
+        if hashes.is_empty() {
+            return;
+        }
+        let asked: std::collections::HashSet<Arc<str>> = hashes.iter().cloned().collect();
+        let list: Vec<String> = hashes.iter().map(|h| h.to_string()).collect();
+        match store.read(move |c| tokens::live_among(c, &list, now)).await {
+            Ok(live) => {
+                self.end_sessions(|k| {
+                    asked.contains(&k.token_hash) && !live.contains(&*k.token_hash)
+                });
+            }
+            Err(e) => tracing::warn!(error = %e.message, "could not check realtime sessions"),
+        }
+    }
+
     fn has_subscribers(&self) -> bool {
         !self.inner.subs.lock().by_user.is_empty()
     }
@@ -260,8 +353,17 @@ impl Hub {
     /// Runs the hub over a feed of committed event batches until the feed closes.
     pub async fn run(self, store: Store, mut feed: broadcast::Receiver<Arc<Vec<Event>>>) {
         let mut members: HashMap<String, HashMap<UserId, Seq>> = HashMap::new();
+        let mut sessions = tokio::time::interval(SESSION_CHECK);
+        sessions.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match feed.recv().await {
+            let received = tokio::select! {
+                r = feed.recv() => r,
+                _ = sessions.tick() => {
+                    self.check_sessions(&store).await;
+                    continue;
+                }
+            };
+            match received {
                 Ok(batch) => {
                     for e in batch.iter() {
                         self.offer(&store, &mut members, e).await;
@@ -285,10 +387,12 @@ impl Hub {
     ) {
         // A new message names neither a member nor an earlier message: its payload, the bulk
         // of the log, stays unparsed here.
-        let body = (e.kind != ev::MESSAGE_NEW).then(|| e.data.value());
-        let subject = body
-            .and_then(|b| b.get("userId"))
-            .and_then(Value::as_str)
+        let typed = (e.kind != ev::MESSAGE_NEW)
+            .then(|| e.typed().ok())
+            .flatten();
+        let subject = typed
+            .as_ref()
+            .and_then(EventData::member)
             .map(str::to_owned);
         let audience: Vec<UserId> = match &e.audience {
             Audience::User(u) => vec![u.clone()],
@@ -310,9 +414,7 @@ impl Hub {
                     }
                 }
                 // A change to a message goes only to those who could see the message itself.
-                let created = body
-                    .and_then(|b| b.get("createdSeq"))
-                    .and_then(Value::as_i64);
+                let created = typed.as_ref().and_then(EventData::created_seq);
                 let mut audience = Vec::new();
                 let mut doubtful = Vec::new();
                 if let Some(set) = members.get_mut(conv) {

@@ -7,7 +7,8 @@
 
 use crate::conversations::{open_direct_in, require_participant};
 use crate::{payload, resolve_user, Service};
-use imsync_core::model::{event_type as ev, Audience, ConversationKind, Message, Payload, User};
+use imsync_core::event::{kind as ev, EventData, MessageReaction, ReactionAction};
+use imsync_core::model::{Audience, ConversationKind, Message, Payload, User};
 use imsync_core::{ids, time::now_ms, validate, Error, ErrorCode, Result};
 use imsync_store::repo::messages::Page;
 use imsync_store::repo::{
@@ -473,7 +474,9 @@ impl Service {
                 }
                 check_writable(conv.archived)?;
                 react_in(c, &mut m, &me, &emoji, add)?;
-                Ok(payload::reactions(&reactions::of_message(c, &m.id)?))
+                Ok(payload::to_value(&payload::reactions(
+                    &reactions::of_message(c, &m.id)?,
+                )))
             })
             .await
     }
@@ -525,10 +528,9 @@ pub(crate) fn edit_in(
     m.updated_at = convs::next_touch_ms(c, &m.conversation_id, now)?;
     let e = events::append(
         c,
-        ev::MESSAGE_EDIT,
+        &EventData::MessageEdit(payload::message_edit(m)),
         Audience::Conversation(m.conversation_id.clone()),
         Some(&m.conversation_id),
-        payload::message_edit(m),
         now,
     )?;
     m.version = e.seq;
@@ -542,10 +544,9 @@ pub(crate) fn delete_in(c: &mut dyn SqlConn, m: &mut Message) -> Result<()> {
     m.updated_at = stamp;
     let e = events::append(
         c,
-        ev::MESSAGE_DELETE,
+        &EventData::MessageDelete(payload::message_delete(m)),
         Audience::Conversation(m.conversation_id.clone()),
         Some(&m.conversation_id),
-        payload::message_delete(m),
         now,
     )?;
     m.version = e.seq;
@@ -586,22 +587,25 @@ pub(crate) fn react_in(
     } else {
         after.retain(|r| !(r.user_id == user_id && r.emoji == emoji));
     }
-    let data = json!({
-        "id": m.id,
-        "messageId": m.id,
-        "conversationId": m.conversation_id,
-        "userId": user_id,
-        "emoji": emoji,
-        "action": if add { "add" } else { "remove" },
-        "reactions": payload::reactions(&after),
-        "createdSeq": m.event_seq,
+    let data = EventData::MessageReaction(MessageReaction {
+        action: if add {
+            ReactionAction::Add
+        } else {
+            ReactionAction::Remove
+        },
+        conversation_id: m.conversation_id.clone(),
+        created_seq: m.event_seq,
+        emoji: emoji.to_owned(),
+        id: m.id.clone(),
+        message_id: m.id.clone(),
+        reactions: payload::reactions(&after),
+        user_id: user_id.to_owned(),
     });
     let e = events::append(
         c,
-        ev::MESSAGE_REACTION,
+        &data,
         Audience::Conversation(m.conversation_id.clone()),
         Some(&m.conversation_id),
-        data,
         now,
     )?;
     reactions::set(c, m, user_id, emoji, add, e.seq, now)?;

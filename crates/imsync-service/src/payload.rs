@@ -1,10 +1,17 @@
-//! The JSON payloads of events, in the shapes of the native face (specs/native.md §6, §9). They
-//! are written into the event log at append time, so sync replays exactly what happened.
+//! The payloads of events (typed in `imsync_core::event`), built from the domain types. They are
+//! written into the event log at append time, so sync replays exactly what happened. A new
+//! message is rendered through the borrowing [`MessageJson`] instead of the owned
+//! `MessageBody`: a send renders it once for its event and its response without copying its
+//! fields, and a test holds the two to the same text.
 
+use imsync_core::event::{
+    ConversationBody, MemberBody, MessageDelete, MessageEdit, ParticipantAdd,
+};
 use imsync_core::model::{Conversation, Message, User};
 use imsync_core::time::rfc3339;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A message as events and responses carry it, serialized straight from the message: a send
@@ -99,80 +106,85 @@ impl Draft {
     }
 }
 
-pub fn message_edit(m: &Message) -> Value {
-    json!({
-        "id": m.id,
-        "conversationId": m.conversation_id,
-        "content": m.content,
-        "type": m.kind,
-        "metadata": m.metadata,
-        "editedAt": m.edited_at.map(rfc3339),
-        "editedBy": m.edited_by,
-        "updatedAt": rfc3339(m.updated_at),
-        "createdSeq": m.event_seq,
-    })
+pub fn message_edit(m: &Message) -> MessageEdit {
+    MessageEdit {
+        content: m.content.clone(),
+        conversation_id: m.conversation_id.clone(),
+        created_seq: m.event_seq,
+        edited_at: m.edited_at.map(rfc3339),
+        edited_by: m.edited_by.clone(),
+        id: m.id.clone(),
+        metadata: m.metadata.clone(),
+        kind: m.kind.clone(),
+        updated_at: rfc3339(m.updated_at),
+    }
 }
 
-pub fn message_delete(m: &Message) -> Value {
-    json!({ "id": m.id, "conversationId": m.conversation_id, "createdSeq": m.event_seq })
+pub fn message_delete(m: &Message) -> MessageDelete {
+    MessageDelete {
+        conversation_id: m.conversation_id.clone(),
+        created_seq: m.event_seq,
+        id: m.id.clone(),
+    }
 }
 
 /// A member as events and responses show it.
-pub fn member(u: &User, role: &str) -> Value {
-    json!({
-        "userId": u.id,
-        "username": u.username,
-        "displayName": u.display_name,
-        "role": role,
-        "userRole": u.role.as_str(),
-    })
-}
-
-pub fn conversation(c: &Conversation, members: Option<Vec<Value>>) -> Value {
-    let mut v = json!({
-        "id": c.id,
-        "type": c.kind.as_str(),
-        "title": c.title,
-        "description": c.description,
-        "metadata": c.metadata,
-        "createdBy": c.created_by,
-        "createdAt": rfc3339(c.created_at),
-        "updatedAt": rfc3339(c.updated_at),
-        "archived": c.archived,
-        "lastMessageAt": c.last_message_at.map(rfc3339),
-    });
-    if let Some(members) = members {
-        v["members"] = Value::Array(members);
+pub fn member(u: &User, role: &str) -> MemberBody {
+    MemberBody {
+        display_name: u.display_name.clone(),
+        role: role.to_owned(),
+        user_id: u.id.clone(),
+        user_role: u.role.as_str().to_owned(),
+        username: u.username.clone(),
     }
-    v
 }
 
-pub fn participant(conv_id: &str, u: &User, role: &str) -> Value {
-    json!({
-        "conversationId": conv_id,
-        "userId": u.id,
-        "username": u.username,
-        "displayName": u.display_name,
-        "role": role,
-    })
+pub fn conversation(c: &Conversation, members: Option<Vec<MemberBody>>) -> ConversationBody {
+    ConversationBody {
+        archived: c.archived,
+        created_at: rfc3339(c.created_at),
+        created_by: c.created_by.clone(),
+        description: c.description.clone(),
+        id: c.id.clone(),
+        last_message_at: c.last_message_at.map(rfc3339),
+        members,
+        metadata: c.metadata.clone(),
+        title: c.title.clone(),
+        kind: c.kind.as_str().to_owned(),
+        updated_at: rfc3339(c.updated_at),
+    }
 }
 
-/// `{"<emoji>": [userIds]}` in the order reactions were made.
-pub fn reactions(rs: &[imsync_core::model::Reaction]) -> Value {
-    let mut map = Map::new();
+pub fn participant(conv_id: &str, u: &User, role: &str) -> ParticipantAdd {
+    ParticipantAdd {
+        conversation_id: conv_id.to_owned(),
+        display_name: u.display_name.clone(),
+        role: role.to_owned(),
+        user_id: u.id.clone(),
+        username: u.username.clone(),
+    }
+}
+
+/// User ids by emoji, each list in the order the reactions were made.
+pub fn reactions(rs: &[imsync_core::model::Reaction]) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in rs {
         map.entry(r.emoji.clone())
-            .or_insert_with(|| Value::Array(Vec::new()))
-            .as_array_mut()
-            .expect("array")
-            .push(json!(r.user_id));
+            .or_default()
+            .push(r.user_id.clone());
     }
-    Value::Object(map)
+    map
+}
+
+/// A value as JSON, for responses that embed a payload type.
+pub fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn message(content: &str, metadata: Value) -> Message {
         Message {
@@ -216,6 +228,102 @@ mod tests {
                 &*message_text(&m),
                 "{content}"
             );
+        }
+    }
+
+    /// The typed payloads write the very text the log held before they existed (built then
+    /// with `json!`, whose objects sort their keys), so old and new rows read alike.
+    #[test]
+    fn typed_payloads_keep_the_stored_text() {
+        let mut m = message("hi", json!({"k": 1}));
+        (m.edited_at, m.edited_by, m.event_seq) = (Some(5), Some("u2".into()), 9);
+        assert_eq!(
+            to_value(&message_edit(&m)).to_string(),
+            json!({
+                "id": m.id, "conversationId": m.conversation_id, "content": m.content,
+                "type": m.kind, "metadata": m.metadata, "editedAt": m.edited_at.map(rfc3339),
+                "editedBy": m.edited_by, "updatedAt": rfc3339(m.updated_at),
+                "createdSeq": m.event_seq,
+            })
+            .to_string()
+        );
+        assert_eq!(
+            imsync_core::event::EventData::MessageEdit(message_edit(&m)).to_json(),
+            to_value(&message_edit(&m)).to_string()
+        );
+        assert_eq!(
+            to_value(&message_delete(&m)).to_string(),
+            json!({"id": m.id, "conversationId": m.conversation_id, "createdSeq": 9}).to_string()
+        );
+        let u = User {
+            id: "u1".into(),
+            username: "ann".into(),
+            display_name: "Ann".into(),
+            role: imsync_core::model::UserRole::Agent,
+            agent_type: None,
+            avatar_url: None,
+            bio: None,
+            metadata: json!({}),
+            has_password: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let member_json = json!({
+            "userId": "u1", "username": "ann", "displayName": "Ann", "role": "owner",
+            "userRole": "agent",
+        });
+        assert_eq!(to_value(&member(&u, "owner")), member_json);
+        assert_eq!(
+            to_value(&participant("c1", &u, "member")).to_string(),
+            json!({"conversationId": "c1", "userId": "u1", "username": "ann",
+                   "displayName": "Ann", "role": "member"})
+            .to_string()
+        );
+        let conv = Conversation {
+            id: "c1".into(),
+            kind: imsync_core::model::ConversationKind::Group,
+            public: false,
+            title: Some("t".into()),
+            description: None,
+            metadata: json!({}),
+            created_by: "u1".into(),
+            created_at: 1,
+            updated_at: 2,
+            archived: false,
+            last_msg_seq: 0,
+            last_event_seq: 0,
+            last_message_at: None,
+            live_msg_count: 0,
+            last_touch_ms: 0,
+        };
+        for members in [None, Some(vec![member(&u, "owner")])] {
+            let mut old = json!({
+                "id": "c1", "type": "group", "title": "t", "description": null,
+                "metadata": {}, "createdBy": "u1", "createdAt": rfc3339(1),
+                "updatedAt": rfc3339(2), "archived": false, "lastMessageAt": null,
+            });
+            if members.is_some() {
+                old["members"] = json!([member_json.clone()]);
+            }
+            assert_eq!(
+                to_value(&conversation(&conv, members)).to_string(),
+                old.to_string()
+            );
+        }
+    }
+
+    /// A new message's event text reads back as the typed `message.new` and writes the same.
+    #[test]
+    fn message_text_is_the_typed_message_body() {
+        use imsync_core::event::EventData;
+        for edited in [false, true] {
+            let mut m = message("body", serde_json::json!({"a": [1, 2]}));
+            if edited {
+                (m.edited_at, m.tcount, m.deleted_at) = (Some(3), 2, Some(4));
+            }
+            let text = message_text(&m);
+            let typed = EventData::parse("message.new", &text).expect("parses");
+            assert_eq!(typed.to_json(), *text);
         }
     }
 }

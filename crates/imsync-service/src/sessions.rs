@@ -26,10 +26,12 @@ pub(crate) struct SessionCache {
 }
 
 impl SessionCache {
-    pub fn get(&self, token: &str, now_ms: i64) -> Option<User> {
+    /// The cached user and the token's expiry.
+    pub fn get_with_expiry(&self, token: &str, now_ms: i64) -> Option<(User, i64)> {
         let map = self.by_token.lock();
         let e = map.get(token)?;
-        (e.cached.elapsed() < TTL && e.expires_at_ms > now_ms).then(|| e.user.clone())
+        (e.cached.elapsed() < TTL && e.expires_at_ms > now_ms)
+            .then(|| (e.user.clone(), e.expires_at_ms))
     }
 
     pub fn put(&self, token: String, user: User, expires_at_ms: i64) {
@@ -86,12 +88,15 @@ mod tests {
         c.put("h1".into(), user("u1"), 1_000);
         c.put("h2".into(), user("u1"), 1_000);
         c.put("h3".into(), user("u2"), 1_000);
-        assert_eq!(c.get("h1", 10).unwrap().id, "u1");
-        assert!(c.get("h1", 1_000).is_none(), "the token itself expired");
+        assert_eq!(c.get_with_expiry("h1", 10).unwrap().0.id, "u1");
+        assert!(
+            c.get_with_expiry("h1", 1_000).is_none(),
+            "the token itself expired"
+        );
         c.forget_token("h1");
-        assert!(c.get("h1", 10).is_none());
+        assert!(c.get_with_expiry("h1", 10).is_none());
         c.forget_user("u1");
-        assert!(c.get("h2", 10).is_none());
-        assert_eq!(c.get("h3", 10).unwrap().id, "u2");
+        assert!(c.get_with_expiry("h2", 10).is_none());
+        assert_eq!(c.get_with_expiry("h3", 10).unwrap().0.id, "u2");
     }
 }

@@ -12,13 +12,14 @@
 //! the reader's horizon once per page, and only for messages that changed after it: a present
 //! participant never pays for it.
 
-use imsync_core::model::{event_type as ev, Event, Message, Reaction};
+use imsync_core::event::{kind as ev, EventData};
+use imsync_core::model::{Event, Message, Reaction};
 use imsync_core::{Result, Seq};
 use imsync_store::repo::participants::{self, Interval};
 use imsync_store::repo::{channel_reads, events, messages};
 use imsync_store::SqlConn;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What one user may see of one conversation.
 #[derive(Debug, Clone)]
@@ -198,83 +199,78 @@ impl Rebuild {
     }
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
 fn apply(rebuilt: &mut HashMap<String, Rebuild>, replies: &mut HashMap<String, String>, e: &Event) {
-    let data = e.data.value();
-    let id = str_of(data, "messageId")
-        .or_else(|| str_of(data, "id"))
-        .unwrap_or_default();
-    match e.kind.as_str() {
-        ev::MESSAGE_NEW => {
-            if let Some(r) = rebuilt.get_mut(id) {
-                r.kind = str_of(data, "type").unwrap_or(&r.kind).to_owned();
-                r.content = str_of(data, "content").unwrap_or(&r.content).to_owned();
-                if let Some(md) = data.get("metadata") {
-                    r.metadata = md.clone();
-                }
+    let Ok(data) = e.typed() else { return };
+    match data {
+        EventData::MessageNew(m) => {
+            if let Some(r) = rebuilt.get_mut(&m.id) {
+                r.kind.clone_from(&m.kind);
+                r.content.clone_from(&m.content);
+                r.metadata.clone_from(&m.metadata);
             }
-            if let Some(parent) = str_of(data, "parentId") {
+            if let Some(parent) = &m.parent_id {
                 if let Some(p) = rebuilt.get_mut(parent) {
                     p.tcount += 1;
                     p.tlm = Some(e.at);
                     p.touch(e);
-                    replies.insert(id.to_owned(), parent.to_owned());
+                    replies.insert(m.id.clone(), parent.clone());
                 }
             }
         }
-        ev::MESSAGE_EDIT => {
-            if let Some(r) = rebuilt.get_mut(id) {
-                r.kind = str_of(data, "type").unwrap_or(&r.kind).to_owned();
-                r.content = str_of(data, "content").unwrap_or(&r.content).to_owned();
-                if let Some(md) = data.get("metadata") {
-                    r.metadata = md.clone();
-                }
+        EventData::MessageEdit(m) => {
+            if let Some(r) = rebuilt.get_mut(&m.id) {
+                r.kind = m.kind;
+                r.content = m.content;
+                r.metadata = m.metadata;
                 r.edited_at = Some(e.at);
-                r.edited_by = str_of(data, "editedBy").map(str::to_owned);
+                r.edited_by = m.edited_by;
                 r.touch(e);
             }
         }
-        ev::MESSAGE_DELETE => {
-            if let Some(r) = rebuilt.get_mut(id) {
+        EventData::MessageDelete(m) => {
+            if let Some(r) = rebuilt.get_mut(&m.id) {
                 r.deleted_at = Some(e.at);
                 r.touch(e);
             }
-            if let Some(parent) = replies.get(id) {
+            if let Some(parent) = replies.get(&m.id) {
                 if let Some(p) = rebuilt.get_mut(parent) {
                     p.tcount = (p.tcount - 1).max(0);
                 }
             }
         }
-        ev::MESSAGE_REACTION => {
-            if let Some(r) = rebuilt.get_mut(id) {
-                r.reactions = reactions_of(data.get("reactions"), e);
+        EventData::MessageReaction(m) => {
+            if let Some(r) = rebuilt.get_mut(&m.message_id) {
+                r.reactions = reactions_of(&m.reactions, e);
                 r.touch(e);
             }
         }
-        _ => {}
+        // Nothing else changes a message.
+        EventData::MessageHide(_)
+        | EventData::ConversationCreate(_)
+        | EventData::ConversationUpdate(_)
+        | EventData::ConversationArchive(_)
+        | EventData::ConversationUnarchive(_)
+        | EventData::ConversationRead(_)
+        | EventData::ConversationSettings(_)
+        | EventData::ConversationExtra(_)
+        | EventData::ConversationHide(_)
+        | EventData::ParticipantAdd(_)
+        | EventData::ParticipantRemove(_) => {}
     }
 }
 
-/// The `{"<emoji>": [userIds]}` snapshot a reaction event carries, as reaction rows.
-fn reactions_of(snapshot: Option<&Value>, e: &Event) -> Vec<Reaction> {
-    let Some(map) = snapshot.and_then(Value::as_object) else {
-        return Vec::new();
-    };
+/// The user ids by emoji that a reaction event carries, as reaction rows.
+fn reactions_of(snapshot: &BTreeMap<String, Vec<String>>, e: &Event) -> Vec<Reaction> {
     let mut out = Vec::new();
-    for (emoji, users) in map {
-        for user in users.as_array().into_iter().flatten() {
-            if let Some(user_id) = user.as_str() {
-                out.push(Reaction {
-                    user_id: user_id.to_owned(),
-                    emoji: emoji.clone(),
-                    seq: e.seq,
-                    created_at: e.at,
-                    removed: false,
-                });
-            }
+    for (emoji, users) in snapshot {
+        for user_id in users {
+            out.push(Reaction {
+                user_id: user_id.clone(),
+                emoji: emoji.clone(),
+                seq: e.seq,
+                created_at: e.at,
+                removed: false,
+            });
         }
     }
     out

@@ -5,7 +5,7 @@
 //! connection: a write that needs a new page fails with `SQLITE_FULL`, as it does on a full
 //! disk, and SQLite then rolls back the whole transaction by itself.
 
-use imsync_core::model::Audience;
+use imsync_core::model::{Audience, Payload};
 use imsync_core::{ErrorCode, Result};
 use imsync_store::repo::events;
 use imsync_store::{Durability, SqlConn, Store, StoreOptions, Value};
@@ -35,12 +35,12 @@ impl Log {
 async fn append_big(store: &Store, i: usize) -> Result<i64> {
     store
         .write(move |c: &mut dyn SqlConn| {
-            let e = events::append(
+            let e = events::append_rendered(
                 c,
                 "test.event",
                 Audience::User("u1".into()),
                 None,
-                json!({ "i": i, "filler": "x".repeat(64 * 1024) }),
+                Payload::from_value(json!({ "i": i, "filler": "x".repeat(64 * 1024) })),
                 0,
             )?;
             Ok(e.seq)

@@ -2,7 +2,7 @@
 //! its own thread otherwise; either way each write is its own transaction and the commit feed
 //! carries every appended event once, in seq order.
 
-use imsync_core::model::Audience;
+use imsync_core::model::{Audience, Payload};
 use imsync_core::{Error, Result};
 use imsync_store::repo::events;
 use imsync_store::{Durability, Store, StoreOptions};
@@ -27,12 +27,12 @@ enum Kind {
 
 async fn append(store: &Store, kind: Kind, task: usize, i: usize, fail: bool) -> Result<i64> {
     let job = move |c: &mut dyn imsync_store::SqlConn| {
-        let e = events::append(
+        let e = events::append_rendered(
             c,
             "test.event",
             Audience::User(format!("u{task}")),
             None,
-            json!({ "task": task, "i": i }),
+            Payload::from_value(json!({ "task": task, "i": i })),
             0,
         )?;
         if fail {
@@ -233,12 +233,12 @@ async fn the_wal_starts_over_under_a_steady_stream_of_writes() {
                 let filler = filler.clone();
                 store
                     .write(move |c| {
-                        events::append(
+                        events::append_rendered(
                             c,
                             "test.filler",
                             Audience::User(format!("u{task}")),
                             None,
-                            json!({ "filler": filler }),
+                            Payload::from_value(json!({ "filler": filler })),
                             0,
                         )
                     })

@@ -325,6 +325,41 @@ async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
     assert!(exit.expect("exited after SIGTERM").success());
 }
 
+/// A logout on one node ends the sockets its token holds open on every other node.
+#[tokio::test]
+async fn a_logout_on_one_node_ends_sockets_on_the_others() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = ChildServer::spawn(dir.path(), free_port()).await;
+    let b = ChildServer::spawn(dir.path(), free_port()).await;
+    let alice = register(&a.base, "alice").await;
+    let token = alice.token.clone().unwrap();
+    let url = format!(
+        "ws://{}/ws?token={token}",
+        b.base.trim_start_matches("http://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("authenticated"));
+    let (s, body) = alice.post("/api/im/logout", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let mut code = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+        if let Ok(Message::Close(Some(f))) = m {
+            code = Some(u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(
+        code,
+        Some(4001),
+        "the other node closed the socket as unauthorized"
+    );
+}
+
 #[test]
 fn an_unreachable_database_at_start_exits_non_zero_with_the_reason() {
     let port = free_port();

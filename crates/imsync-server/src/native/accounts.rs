@@ -61,7 +61,7 @@ fn session_json(s: &Session) -> Value {
         "displayName": s.user.display_name,
         "role": s.user.role.as_str(),
         "token": s.token,
-        "expiresIn": "7d",
+        "expiresIn": expires_in(s.lifetime_ms),
         "expiresAt": imsync_core::time::rfc3339(s.expires_at),
         "isNew": s.is_new,
         "capabilities": s.user.metadata.get("capabilities").cloned().unwrap_or(json!([])),
@@ -69,7 +69,24 @@ fn session_json(s: &Session) -> Value {
 }
 
 fn user_session_json(s: &Session) -> Value {
-    json!({ "user": render::user(&s.user), "token": s.token, "expiresIn": "7d" })
+    json!({
+        "user": render::user(&s.user),
+        "token": s.token,
+        "expiresIn": expires_in(s.lifetime_ms),
+        "expiresAt": imsync_core::time::rfc3339(s.expires_at),
+    })
+}
+
+/// A token lifetime as the Prismer API writes it ("7d", "12h", "30m", "2s"): the largest unit
+/// that divides it.
+pub(crate) fn expires_in(ms: i64) -> String {
+    let secs = (ms / 1000).max(0);
+    match secs {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 #[utoipa::path(post, path = "/api/im/register", request_body = RegisterBody,
@@ -207,9 +224,22 @@ pub async fn refresh(
     let s = state.service.refresh_token(&token).await?;
     Ok(ok(json!({
         "token": s.token,
-        "expiresIn": "7d",
+        "expiresIn": expires_in(s.lifetime_ms),
         "expiresAt": imsync_core::time::rfc3339(s.expires_at),
     })))
+}
+
+#[utoipa::path(post, path = "/api/im/logout", responses((status = 200, description = "The token used no longer authenticates; its realtime connections end"), (status = 401, description = "Unknown token")))]
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    _body: UnusedBody<ApiError>,
+) -> ApiResult<Response> {
+    let token = token_from(&headers, &uri).ok_or_else(|| ApiError(Error::unauthorized()))?;
+    state.service.authenticate(&token).await?;
+    state.service.logout(&token).await?;
+    Ok(ok(json!({ "loggedOut": true })))
 }
 
 #[utoipa::path(get, path = "/api/im/health", responses((status = 200, description = "Service is up")))]

@@ -61,6 +61,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             accounts::delete_me
         ))
         .routes(routes!(accounts::refresh))
+        .routes(routes!(accounts::logout))
         .routes(routes!(accounts::health))
         .routes(routes!(direct::send, direct::history))
         .routes(routes!(groups::create, groups::list))

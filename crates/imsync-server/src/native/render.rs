@@ -25,7 +25,7 @@ pub fn message(m: &Message) -> Value {
 }
 
 pub fn conversation_row(c: &Conversation) -> Value {
-    let mut v = payload::conversation(c, None);
+    let mut v = payload::to_value(&payload::conversation(c, None));
     v["lastMsgSeq"] = json!(c.last_msg_seq);
     v
 }

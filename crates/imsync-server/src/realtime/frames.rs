@@ -1,37 +1,60 @@
 //! Wire frames of the realtime endpoints, rendered once per event and shared by connections.
 
-use imsync_core::model::{event_type as ev, Event};
+use imsync_core::event::EventKind;
+use imsync_core::model::Event;
 use imsync_service::hub::Delivered;
 use serde_json::{json, Value};
 
-/// The Prismer-style frame type of an event.
-fn frame_type(kind: &str) -> &'static str {
+/// The Prismer-style frame type of an event; a kind this version does not know goes out as a
+/// conversation change.
+fn frame_type(kind: Option<EventKind>) -> &'static str {
+    use EventKind::*;
     match kind {
-        ev::MESSAGE_NEW => "message.new",
-        ev::MESSAGE_EDIT => "message.edit",
-        ev::MESSAGE_DELETE => "message.deleted",
-        ev::MESSAGE_REACTION => "message.reaction",
-        ev::CONVERSATION_READ => "message.read",
-        ev::PARTICIPANT_ADD => "participant.joined",
-        ev::PARTICIPANT_REMOVE => "participant.left",
-        _ => "conversation.updated",
+        Some(MessageNew) => "message.new",
+        Some(MessageEdit) => "message.edit",
+        Some(MessageDelete) => "message.deleted",
+        Some(MessageReaction) => "message.reaction",
+        Some(ConversationRead) => "message.read",
+        Some(ParticipantAdd) => "participant.joined",
+        Some(ParticipantRemove) => "participant.left",
+        Some(
+            MessageHide
+            | ConversationCreate
+            | ConversationUpdate
+            | ConversationArchive
+            | ConversationUnarchive
+            | ConversationSettings
+            | ConversationExtra
+            | ConversationHide,
+        )
+        | None => "conversation.updated",
     }
 }
 
-fn payload(e: &Event) -> Value {
+/// The frame's payload: the stored one, with what the frame type adds.
+fn payload(e: &Event, kind: Option<EventKind>) -> Value {
+    use EventKind::*;
     let mut p = e.data.value().clone();
-    match e.kind.as_str() {
-        ev::CONVERSATION_READ => {
+    match kind {
+        Some(ConversationRead) => {
             p["readBy"] = p.get("userId").cloned().unwrap_or(Value::Null);
         }
-        ev::MESSAGE_NEW
-        | ev::MESSAGE_EDIT
-        | ev::MESSAGE_DELETE
-        | ev::MESSAGE_REACTION
-        | ev::PARTICIPANT_ADD
-        | ev::PARTICIPANT_REMOVE => {}
-        other => {
-            p["change"] = json!(other);
+        Some(
+            MessageNew | MessageEdit | MessageDelete | MessageReaction | ParticipantAdd
+            | ParticipantRemove,
+        ) => {}
+        Some(
+            MessageHide
+            | ConversationCreate
+            | ConversationUpdate
+            | ConversationArchive
+            | ConversationUnarchive
+            | ConversationSettings
+            | ConversationExtra
+            | ConversationHide,
+        )
+        | None => {
+            p["change"] = json!(e.kind);
             if p.get("conversationId").is_none() {
                 p["conversationId"] = json!(e.conversation_id);
             }
@@ -44,10 +67,11 @@ fn payload(e: &Event) -> Value {
 pub fn render(d: &Delivered) -> &[String] {
     d.rendered.get_or_init(|| {
         let e = &d.event;
+        let kind = e.event_kind();
         vec![
             json!({
-                "type": frame_type(&e.kind),
-                "payload": payload(e),
+                "type": frame_type(kind),
+                "payload": payload(e, kind),
                 "seq": e.seq,
                 "timestamp": e.at,
             })

@@ -11,7 +11,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use imsync_core::model::User;
 use imsync_core::{Error, Seq};
-use imsync_service::hub::Delivery;
+use imsync_service::hub::{Delivery, SessionKey};
 use serde_json::json;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
-async fn authenticate(state: &AppState, q: &RealtimeQuery) -> ApiResult<User> {
+async fn authenticate(state: &AppState, q: &RealtimeQuery) -> ApiResult<(User, SessionKey)> {
     let token = q
         .token
         .as_deref()
@@ -30,7 +30,7 @@ async fn authenticate(state: &AppState, q: &RealtimeQuery) -> ApiResult<User> {
                 "Missing token",
             ))
         })?;
-    Ok(state.service.authenticate(token).await?)
+    Ok(state.service.authenticate_session(token).await?)
 }
 
 fn stream_response(rx: mpsc::Receiver<SseEvent>, keep_alive: bool) -> Response {
@@ -51,12 +51,12 @@ pub async fn frames(
     QueryParams(q): QueryParams<RealtimeQuery>,
 ) -> ApiResult<Response> {
     let since = q.since()?;
-    let user = authenticate(&state, &q).await?;
+    let (user, session) = authenticate(&state, &q).await?;
     let (tx, rx) = mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let service = state.service.clone();
         let _running = service.hub().track();
-        let (mut sub, first) = service.hub().subscribe(&user.id);
+        let (mut sub, first) = service.hub().subscribe(&user.id, Some(session));
         let data = |s: String| SseEvent::default().data(s);
         if tx.send(data(authenticated_frame(&user))).await.is_err() {
             return;
@@ -98,7 +98,12 @@ pub async fn frames(
                 break;
             }
         }
-        // A lagging subscription ends the stream; the client reconnects with `since`.
+        // A lagging subscription ends the stream; the client reconnects with `since`. One whose
+        // session ended says so first, so that the client logs in again instead.
+        if sub.revoked() {
+            let frame = frames::error_frame("UNAUTHORIZED", "session ended", None);
+            let _ = tx.send(data(frame)).await;
+        }
         drop(sub);
         if !service.hub().presence(&user.id).0 {
             announce_presence(&service, &user, "offline").await;
@@ -128,12 +133,12 @@ pub async fn sync_stream(
             .ok_or_else(bad_id)?,
         None => q.since()?.unwrap_or(0),
     };
-    let user = authenticate(&state, &q).await?;
+    let (user, session) = authenticate(&state, &q).await?;
     let (tx, rx) = mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let service = state.service.clone();
         let _running = service.hub().track();
-        let (mut sub, _) = service.hub().subscribe(&user.id);
+        let (mut sub, _) = service.hub().subscribe(&user.id, Some(session));
         let sync_event = |e: &imsync_core::model::Event| {
             SseEvent::default()
                 .event("sync")
@@ -177,7 +182,15 @@ pub async fn sync_stream(
                         }
                     }
                     Some(Delivery::Ephemeral(_)) => {}
-                    None => break,
+                    None => {
+                        if sub.revoked() {
+                            let ended = SseEvent::default()
+                                .event("error")
+                                .data(json!({ "code": "UNAUTHORIZED", "message": "session ended" }).to_string());
+                            let _ = tx.send(ended).await;
+                        }
+                        break;
+                    }
                 },
                 _ = beat.tick() => {
                     let hb = SseEvent::default().event("heartbeat").data("{}");

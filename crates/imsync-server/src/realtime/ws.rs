@@ -17,7 +17,7 @@ use axum::response::Response;
 use futures_util::FutureExt;
 use imsync_core::model::User;
 use imsync_core::Seq;
-use imsync_service::hub::Delivery;
+use imsync_service::hub::{Delivery, SessionKey};
 use imsync_service::NewMessage;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -55,14 +55,14 @@ pub async fn upgrade(
         .max_message_size(max_message)
         .max_frame_size(max_message);
     Ok(ws.on_upgrade(move |socket| async move {
-        let user = match state.service.authenticate(&token).await {
+        let (user, session) = match state.service.authenticate_session(&token).await {
             Ok(u) => u,
             Err(_) => {
                 close(socket, CLOSE_UNAUTHORIZED, "invalid or expired token").await;
                 return;
             }
         };
-        run(socket, state, user, since, reads).await;
+        run(socket, state, user, session, since, reads).await;
     }))
 }
 
@@ -83,12 +83,13 @@ async fn run(
     mut socket: WebSocket,
     state: AppState,
     user: User,
+    session: SessionKey,
     since: Option<Seq>,
     reads: Option<ReadCounter>,
 ) {
     let service = state.service.clone();
     let _running = service.hub().track();
-    let (mut sub, first) = service.hub().subscribe(&user.id);
+    let (mut sub, first) = service.hub().subscribe(&user.id, Some(session));
     metrics::gauge!("imsync_realtime_connections").increment(1.0);
     if !send(&mut socket, &authenticated_frame(&user)).await {
         return;
@@ -297,6 +298,7 @@ async fn deliver(
             }
         }
         None if sub.lagged() => Flow::Close(CLOSE_LAGGING, "lagging"),
+        None if sub.revoked() => Flow::Close(CLOSE_UNAUTHORIZED, "session ended"),
         None => Flow::Close(1001, "going away"),
     }
 }

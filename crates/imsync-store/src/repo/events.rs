@@ -21,6 +21,7 @@
 
 use super::participants::{self, Interval};
 use crate::{args, Dialect, Row, SqlConn};
+use imsync_core::event::EventData;
 use imsync_core::model::{Audience, Event, Payload};
 use imsync_core::{Result, Seq};
 use std::cmp::Reverse;
@@ -38,10 +39,9 @@ const MAX_SCAN_ROWS: i64 = 4096;
 /// Appends an event and answers it with its seq. The caller's transaction makes it durable.
 pub fn append(
     c: &mut dyn SqlConn,
-    kind: &str,
+    data: &EventData,
     audience: Audience,
     conversation_id: Option<&str>,
-    data: serde_json::Value,
     at: i64,
 ) -> Result<Appended> {
     let conv_stream = match &audience {
@@ -50,10 +50,10 @@ pub fn append(
     };
     let appended = append_rendered(
         c,
-        kind,
+        data.kind(),
         audience,
         conversation_id,
-        Payload::from_value(data),
+        Payload::from_text(data.to_json()),
         at,
     )?;
     if let Some(id) = conv_stream {
@@ -199,14 +199,15 @@ impl RawEvent {
 
     /// The seq that created the message this event changes, for edits, deletions, reactions.
     fn changes_message_created_at(&self) -> Option<Seq> {
+        use imsync_core::event::kind;
+        // Only shared changes to a message are bounded by who saw it; the rest are not parsed.
         if !matches!(
             self.kind.as_str(),
-            "message.edit" | "message.delete" | "message.reaction"
+            kind::MESSAGE_EDIT | kind::MESSAGE_DELETE | kind::MESSAGE_REACTION
         ) {
             return None;
         }
-        let v: serde_json::Value = serde_json::from_str(&self.data).ok()?;
-        v.get("createdSeq").and_then(serde_json::Value::as_i64)
+        EventData::created_seq_in(&self.kind, &self.data)
     }
 }
 

@@ -182,6 +182,9 @@ CREATE INDEX messages_extras_version ON messages(conv_id, version)
 DROP INDEX messages_updated;
 CREATE INDEX messages_changed ON messages(conv_id, updated_at) WHERE updated_at > created_at;
 "#,
+    // A refreshed token stops authenticating at once, but may be swapped again until
+    // `refresh_until`, so a client that lost the refresh's answer can retry.
+    "ALTER TABLE tokens ADD COLUMN refresh_until INTEGER;",
 ];
 
 /// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock

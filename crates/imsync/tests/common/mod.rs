@@ -49,6 +49,8 @@ pub struct Options {
     /// The public channel every new account joins; none unless a test asks for it, so that
     /// tests of other faces see only the conversations they make.
     pub default_channel: Option<String>,
+    /// Token lifetime; the service's default unless set.
+    pub token_ttl: Option<Duration>,
     /// The connection limits; `imsync_server::ServeConfig`'s defaults unless set.
     pub header_timeout: Option<Duration>,
     pub body_timeout: Option<Duration>,
@@ -85,6 +87,11 @@ impl TestServer {
                 registration_open: o.registration_open.unwrap_or(true),
                 realtime_queue: o.realtime_queue.unwrap_or(1024),
                 default_channel: o.default_channel.clone(),
+                token_ttl_ms: o
+                    .token_ttl
+                    .map_or(imsync_service::ServiceConfig::default().token_ttl_ms, |d| {
+                        d.as_millis() as i64
+                    }),
                 ..Default::default()
             },
         );
