@@ -81,6 +81,11 @@ fn map_err(e: postgres::Error) -> Error {
         if *code == SqlState::UNIQUE_VIOLATION {
             return Error::conflict(format!("constraint violated: {}", db.message()));
         }
+        // PostgreSQL's text cannot hold a NUL character, which any client may send (in JSON as
+        // `\u0000`, in a URL as `%00`): the request is at fault, not the server.
+        if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE {
+            return Error::invalid("Text must not contain NUL characters");
+        }
         if *code == SqlState::QUERY_CANCELED
             || *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW

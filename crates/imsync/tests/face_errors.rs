@@ -6,7 +6,7 @@ mod common;
 
 use common::{Options, TestServer};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -374,4 +374,75 @@ async fn tokens_in_urls_are_not_logged() {
         "{text}"
     );
     assert!(!text.contains(&token), "a token reached the log:\n{text}");
+}
+
+/// PostgreSQL's text cannot hold NUL: such input is the client's error there (SQLite stores it).
+#[tokio::test]
+async fn a_nul_character_in_text_is_never_a_server_error() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let token = alice.token.clone().unwrap();
+    let g = alice.group("g", &[]).await;
+    let bearer = format!("Bearer {token}");
+    let auth: &[(&str, &[u8])] = &[
+        ("authorization", bearer.as_bytes()),
+        ("token", token.as_bytes()),
+        ("x-user-id", alice.user_id.as_bytes()),
+        ("x-auth-token", token.as_bytes()),
+        ("content-type", b"application/json"),
+    ];
+    let nul = |v: Value| Some(v.to_string().into_bytes());
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/api/im/messages/{g}"),
+            nul(json!({"content": "a\u{0}b"})),
+        ),
+        (
+            Method::POST,
+            "/api/im/groups".into(),
+            nul(json!({"title": "a\u{0}b"})),
+        ),
+        (
+            Method::PATCH,
+            "/api/im/me".into(),
+            nul(json!({"displayName": "a\u{0}b"})),
+        ),
+        (Method::GET, "/api/im/users/by-username/a%00b".into(), None),
+        (Method::GET, "/api/im/conversations/a%00b".into(), None),
+        (
+            Method::POST,
+            "/v1/message/send".into(),
+            nul(
+                json!({"channel_id": "a\u{0}b", "channel_type": 2, "payload": {"type": 1, "content": "x"}}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/api/v1/chat.postMessage".into(),
+            nul(json!({"roomId": "a\u{0}b", "text": "x"})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/chat.getMessage?msgId=a%00b".into(),
+            None,
+        ),
+    ] {
+        let what = format!("{method} {path}");
+        let (st, _, b) = send(&srv, method, &path, auth, body).await;
+        assert!(!st.is_server_error(), "{what}: {st} {b}");
+        if st.is_client_error() {
+            match path.as_str() {
+                p if p.starts_with("/api/v1/") => rocketchat(&what, st, &b, st),
+                p if p.starts_with("/v1/") => tsdd(&what, st, &b, st),
+                _ => native(
+                    &what,
+                    st,
+                    &b,
+                    st,
+                    b["error"]["code"].as_str().unwrap_or("?"),
+                ),
+            }
+        }
+    }
 }
