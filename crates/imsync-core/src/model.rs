@@ -190,8 +190,10 @@ pub struct Message {
     pub edited_by: Option<UserId>,
     pub deleted_at: Option<i64>,
     pub revoked: bool,
-    pub tcount: i64,
-    pub tlm: Option<i64>,
+    /// Live replies in the message's thread.
+    pub reply_count: i64,
+    /// When the thread's latest reply was sent (ms).
+    pub last_reply_at: Option<i64>,
     /// The event seq of the newest change to the message.
     pub version: Seq,
 }

@@ -205,14 +205,9 @@ impl Service {
                     ));
                 }
                 users::insert(c, &user, password_hash.as_deref())?;
-                // Every new account joins the default public channel, in the same transaction.
-                if let Some(id) = this
-                    .config
-                    .default_channel
-                    .as_deref()
-                    .filter(|s| !s.is_empty())
-                {
-                    crate::rooms::join_default_channel_in(c, &user, id)?;
+                // What faces do for a new account, in the same transaction.
+                for hook in this.registration_hooks.iter() {
+                    hook.on_register(c, &user)?;
                 }
                 let (token, expires_at) = this.issue(c, &user.id)?;
                 Ok(Session {

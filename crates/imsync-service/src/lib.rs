@@ -4,33 +4,29 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
-mod channel_actions;
-mod channels;
-mod conversation_sync;
 mod conversations;
 pub mod hub;
 mod messages;
 pub mod payload;
-mod rooms;
 mod sessions;
 mod sync;
-mod threads;
 mod visibility;
 
+// The faces' own commands and reads, one folder each.
+pub mod rocketchat;
+pub mod tsdd;
+
 pub use accounts::{NewAccount, ProfilePatch, Session, Stats};
-pub use channel_actions::{ConversationExtra, ExtraPatch, MessageRef, REVOKED_BY_KEY};
-pub use channels::{
-    Channel, ChannelMessage, ChannelPage, ChannelRange, ExtraView, Names, ReactionRow,
-};
-pub use conversation_sync::{
-    ConversationSync, ConversationSyncRequest, GroupInfo, SyncedConversation,
-};
 pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
 pub use imsync_store::repo::events::RawEvent;
 pub use messages::{HistoryPage, NewMessage, SendOutcome};
-pub use rooms::{RoomChanges, RoomView};
+pub use rocketchat::{ChangeSet, MessageView, RoomChanges, RoomView, ThreadChanges};
 pub use sync::{RawSyncPage, SyncPage};
-pub use threads::{ChangeSet, MessageView, ThreadChanges};
+pub use tsdd::{
+    Channel, ChannelMessage, ChannelPage, ChannelRange, ConversationExtra, ConversationSync,
+    ConversationSyncRequest, ExtraPatch, ExtraView, GroupInfo, MessageRef, Names, ReactionRow,
+    SyncedConversation, REVOKED_BY_KEY,
+};
 
 use imsync_core::model::User;
 use imsync_core::Result;
@@ -62,12 +58,18 @@ impl Default for ServiceConfig {
     }
 }
 
+/// Something a face does for every new account, inside the transaction that registers it.
+pub trait RegistrationHook: Send + Sync {
+    fn on_register(&self, c: &mut dyn imsync_store::SqlConn, user: &User) -> Result<()>;
+}
+
 #[derive(Clone)]
 pub struct Service {
     store: Store,
     config: Arc<ServiceConfig>,
     hub: hub::Hub,
     sessions: Arc<sessions::SessionCache>,
+    registration_hooks: Arc<[Arc<dyn RegistrationHook>]>,
 }
 
 impl Service {
@@ -76,11 +78,15 @@ impl Service {
     pub fn new(store: Store, config: ServiceConfig) -> Self {
         let hub = hub::Hub::new(config.realtime_queue);
         tokio::spawn(hub.clone().run(store.clone(), store.subscribe()));
+        // Each face that acts on registration installs its hook here.
+        let registration_hooks: Vec<Arc<dyn RegistrationHook>> =
+            rocketchat::registration_hooks(&config);
         Service {
             store,
             config: Arc::new(config),
             hub,
             sessions: Arc::default(),
+            registration_hooks: registration_hooks.into(),
         }
     }
 

@@ -145,8 +145,8 @@ impl Outgoing {
             edited_by: None,
             deleted_at: None,
             revoked: false,
-            tcount: 0,
-            tlm: None,
+            reply_count: 0,
+            last_reply_at: None,
             version: 0,
         };
         Outgoing {
@@ -254,8 +254,8 @@ pub(crate) fn send_in(
     }
     participants::advance_read(c, &head.id, &me.id, msg_seq)?;
     if let Some(mut p) = parent {
-        p.tcount += 1;
-        p.tlm = Some(stamp);
+        p.reply_count += 1;
+        p.last_reply_at = Some(stamp);
         p.updated_at = convs::next_touch_ms(c, &head.id, now)?;
         messages::save(c, &p)?;
     }
@@ -554,7 +554,7 @@ pub(crate) fn delete_in(c: &mut dyn SqlConn, m: &mut Message) -> Result<()> {
     convs::message_removed(c, &m.conversation_id)?;
     if let Some(pid) = &m.parent_id {
         if let Some(mut p) = messages::get(c, pid)? {
-            p.tcount = (p.tcount - 1).max(0);
+            p.reply_count = (p.reply_count - 1).max(0);
             p.updated_at = convs::next_touch_ms(c, &m.conversation_id, now)?;
             messages::save(c, &p)?;
         }

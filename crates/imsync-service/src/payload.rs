@@ -59,7 +59,7 @@ pub fn message_json(m: &Message) -> MessageJson<'_> {
         edited_at: m.edited_at.map(rfc3339),
         edited_by: m.edited_at.map(|_| m.edited_by.as_deref()),
         deleted_at: m.deleted_at.map(rfc3339),
-        reply_count: (m.tcount > 0).then_some(m.tcount),
+        reply_count: (m.reply_count > 0).then_some(m.reply_count),
         seq: m.msg_seq,
         created_at: rfc3339(m.created_at),
         updated_at: rfc3339(m.updated_at),
@@ -204,8 +204,8 @@ mod tests {
             edited_by: None,
             deleted_at: None,
             revoked: false,
-            tcount: 0,
-            tlm: None,
+            reply_count: 0,
+            last_reply_at: None,
             version: 0,
         }
     }
@@ -319,7 +319,7 @@ mod tests {
         for edited in [false, true] {
             let mut m = message("body", serde_json::json!({"a": [1, 2]}));
             if edited {
-                (m.edited_at, m.tcount, m.deleted_at) = (Some(3), 2, Some(4));
+                (m.edited_at, m.reply_count, m.deleted_at) = (Some(3), 2, Some(4));
             }
             let text = message_text(&m);
             let typed = EventData::parse("message.new", &text).expect("parses");

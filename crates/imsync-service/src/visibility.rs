@@ -16,7 +16,7 @@ use imsync_core::event::{kind as ev, EventData};
 use imsync_core::model::{Event, Message, Reaction};
 use imsync_core::{Result, Seq};
 use imsync_store::repo::participants::{self, Interval};
-use imsync_store::repo::{channel_reads, events, messages};
+use imsync_store::repo::{events, messages};
 use imsync_store::SqlConn;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -82,7 +82,7 @@ impl Sight {
         let mut top = conv_last;
         for i in self.intervals.iter().rev() {
             let upto = i.left_seq.unwrap_or(Seq::MAX);
-            let k = channel_reads::last_msg_seq_upto(c, &self.conv_id, top, upto)?;
+            let k = messages::last_msg_seq_upto(c, &self.conv_id, top, upto)?;
             if k == 0 {
                 break;
             }
@@ -149,8 +149,8 @@ struct Rebuild {
     deleted_at: Option<i64>,
     updated_at: i64,
     version: Seq,
-    tcount: i64,
-    tlm: Option<i64>,
+    reply_count: i64,
+    last_reply_at: Option<i64>,
     reactions: Vec<Reaction>,
 }
 
@@ -165,8 +165,8 @@ impl Rebuild {
             deleted_at: None,
             updated_at: m.created_at,
             version: m.event_seq,
-            tcount: 0,
-            tlm: None,
+            reply_count: 0,
+            last_reply_at: None,
             reactions: Vec::new(),
         }
     }
@@ -185,8 +185,8 @@ impl Rebuild {
         }
         m.updated_at = self.updated_at;
         m.version = self.version;
-        m.tcount = self.tcount;
-        m.tlm = self.tlm;
+        m.reply_count = self.reply_count;
+        m.last_reply_at = self.last_reply_at;
         Seen {
             message: m,
             reactions: Some(self.reactions),
@@ -210,8 +210,8 @@ fn apply(rebuilt: &mut HashMap<String, Rebuild>, replies: &mut HashMap<String, S
             }
             if let Some(parent) = &m.parent_id {
                 if let Some(p) = rebuilt.get_mut(parent) {
-                    p.tcount += 1;
-                    p.tlm = Some(e.at);
+                    p.reply_count += 1;
+                    p.last_reply_at = Some(e.at);
                     p.touch(e);
                     replies.insert(m.id.clone(), parent.clone());
                 }
@@ -234,7 +234,7 @@ fn apply(rebuilt: &mut HashMap<String, Rebuild>, replies: &mut HashMap<String, S
             }
             if let Some(parent) = replies.get(&m.id) {
                 if let Some(p) = rebuilt.get_mut(parent) {
-                    p.tcount = (p.tcount - 1).max(0);
+                    p.reply_count = (p.reply_count - 1).max(0);
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! The faces' reads on a growing table walk the index meant for them, so that their cost follows
 //! what they return, not the table's size.
 
-use imsync_store::repo::channel_reads;
-use imsync_store::repo::message_changes::{changed_sql, unchanged_sql, Set};
+use imsync_store::repo::rocketchat::message_changes::{changed_sql, unchanged_sql, Set};
+use imsync_store::repo::tsdd::channel_reads;
 use imsync_store::{args, Durability, Store, StoreOptions};
 
 fn open(dir: &tempfile::TempDir) -> Store {

@@ -46,7 +46,7 @@ pub fn emoji_key(stored: &str) -> String {
 /// Whether a deleted message stays visible as a "removed" message (a thread parent with
 /// replies), rather than going to the trash.
 pub fn is_removed_parent(m: &Message) -> bool {
-    m.deleted_at.is_some() && m.tcount > 0
+    m.deleted_at.is_some() && m.reply_count > 0
 }
 
 /// A message document.
@@ -72,9 +72,9 @@ pub fn message(v: &MessageView) -> Value {
     if let Some(p) = &m.parent_id {
         o.insert("tmid".into(), json!(p));
     }
-    if m.tcount > 0 || m.tlm.is_some() {
-        o.insert("tcount".into(), json!(m.tcount));
-        if let Some(t) = m.tlm {
+    if m.reply_count > 0 || m.last_reply_at.is_some() {
+        o.insert("tcount".into(), json!(m.reply_count));
+        if let Some(t) = m.last_reply_at {
             o.insert("tlm".into(), json!(iso(t)));
         }
         o.insert("replies".into(), json!(v.replies));

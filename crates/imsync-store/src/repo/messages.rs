@@ -25,8 +25,8 @@ pub(crate) fn from_row(r: &Row) -> Message {
         edited_by: r.opt_string(13),
         deleted_at: r.opt_i64(14),
         revoked: r.bool(15),
-        tcount: r.i64(16),
-        tlm: r.opt_i64(17),
+        reply_count: r.i64(16),
+        last_reply_at: r.opt_i64(17),
         version: r.i64(18),
     }
 }
@@ -82,8 +82,8 @@ pub fn save(c: &mut dyn SqlConn, m: &Message) -> Result<()> {
             m.edited_by.as_deref(),
             m.deleted_at,
             m.revoked,
-            m.tcount,
-            m.tlm,
+            m.reply_count,
+            m.last_reply_at,
             m.version
         ],
     )?;
@@ -213,4 +213,28 @@ pub fn mark_delivered(
          ON CONFLICT (message_id, user_id) DO NOTHING",
         args![message_id, user_id, at],
     )? > 0)
+}
+
+/// The largest `msg_seq` (at most `top`) whose message was created at or before the event seq
+/// `upto`, or 0. A conversation hands out msg_seq and event seq in the same order, so this is a
+/// bisection over the `(conv_id, msg_seq)` key rather than a scan.
+pub fn last_msg_seq_upto(c: &mut dyn SqlConn, conv_id: &str, top: i64, upto: Seq) -> Result<i64> {
+    let created_by = |c: &mut dyn SqlConn, msg_seq: i64| -> Result<bool> {
+        Ok(c.query_opt(
+            "SELECT event_seq FROM messages WHERE conv_id = $1 AND msg_seq = $2",
+            args![conv_id, msg_seq],
+        )?
+        .is_none_or(|r| r.i64(0) <= upto))
+    };
+    // Invariant: the message at `lo` (or none, at 0) is at or before `upto`; `hi` is after it.
+    let (mut lo, mut hi) = (0, top + 1);
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if created_by(c, mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }

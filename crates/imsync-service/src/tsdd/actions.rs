@@ -4,18 +4,17 @@
 //! native sync feed: shared events for what everyone sees, private ones (which also move the
 //! caller's `private_seq`, hence the conversation's version for them) for the caller's own state.
 
-use crate::channels::{self, resolve_member, visible_by_event_seq, Channel};
 use crate::conversations::{private_event, private_settings};
 use crate::messages::{delete_in, react_in};
+use crate::tsdd::channels::{self, resolve_member, visible_by_event_seq, Channel};
 use crate::{NewMessage, SendOutcome, Service};
 use imsync_core::event::{ConversationHide, EventData, MessageHide, ReadPointer};
 use imsync_core::model::{Conversation, ConversationKind, Message, ParticipantRole, User};
 use imsync_core::{time::now_ms, validate, Error, ErrorCode, Result, Seq};
-use imsync_store::repo::conversation_extras;
-pub use imsync_store::repo::conversation_extras::ConversationExtra;
-use imsync_store::repo::{
-    channel_reads, conversations as convs, hidden_messages, messages, participants, reactions,
-};
+use imsync_store::repo::tsdd::conversation_extras;
+pub use imsync_store::repo::tsdd::conversation_extras::ConversationExtra;
+use imsync_store::repo::tsdd::{channel_reads, hidden_messages};
+use imsync_store::repo::{conversations as convs, messages, participants, reactions};
 use imsync_store::SqlConn;
 use serde_json::{json, Map, Value};
 

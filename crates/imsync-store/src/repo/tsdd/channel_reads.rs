@@ -7,7 +7,7 @@
 //! memberships, as the event sync does) and the user's private stream. Either way the cost
 //! follows what changed, not how many conversations the user has.
 
-use super::{conversations, messages, participants};
+use crate::repo::{conversations, messages, participants};
 use crate::{args, Row, SqlConn};
 use imsync_core::model::{Audience, Conversation, Message, Participant, Reaction};
 use imsync_core::{Result, Seq};
@@ -57,30 +57,6 @@ pub fn message_by_event_seq(c: &mut dyn SqlConn, seq: Seq) -> Result<Option<Mess
         return Ok(None);
     };
     Ok(messages::get(c, &id)?.filter(|m| m.event_seq == seq))
-}
-
-/// The largest `msg_seq` (at most `top`) whose message was created at or before the event seq
-/// `upto`, or 0. A conversation hands out msg_seq and event seq in the same order, so this is a
-/// bisection over the `(conv_id, msg_seq)` key rather than a scan.
-pub fn last_msg_seq_upto(c: &mut dyn SqlConn, conv_id: &str, top: i64, upto: Seq) -> Result<i64> {
-    let created_by = |c: &mut dyn SqlConn, msg_seq: i64| -> Result<bool> {
-        Ok(c.query_opt(
-            "SELECT event_seq FROM messages WHERE conv_id = $1 AND msg_seq = $2",
-            args![conv_id, msg_seq],
-        )?
-        .is_none_or(|r| r.i64(0) <= upto))
-    };
-    // Invariant: the message at `lo` (or none, at 0) is at or before `upto`; `hi` is after it.
-    let (mut lo, mut hi) = (0, top + 1);
-    while lo + 1 < hi {
-        let mid = lo + (hi - lo) / 2;
-        if created_by(c, mid)? {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(lo)
 }
 
 /// A message of a conversation by its client message number: the sender's idempotency key, or

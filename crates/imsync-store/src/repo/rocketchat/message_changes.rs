@@ -42,7 +42,7 @@ impl Set {
     }
     /// Whether a message belongs to this set.
     pub fn contains(self, m: &Message) -> bool {
-        let live = m.deleted_at.is_none() || m.tcount > 0;
+        let live = m.deleted_at.is_none() || m.reply_count > 0;
         match self {
             Set::Live => live,
             Set::Trash => !live,

@@ -8,13 +8,16 @@
 //! with nothing skipped. The candidates of an incremental sync come from the index of changed
 //! conversations and the user's private stream, so its cost follows what changed.
 
-use crate::channels::{self, channel_id_of, collect_messages, Channel, ChannelMessage, Names};
+use crate::tsdd::channels::{
+    self, channel_id_of, collect_messages, Channel, ChannelMessage, Names,
+};
 use crate::visibility::Sight;
 use crate::Service;
 use imsync_core::model::{Conversation, ConversationKind, Message, Participant, User};
 use imsync_core::{Result, Seq};
-use imsync_store::repo::conversation_extras::{self, ConversationExtra};
-use imsync_store::repo::{channel_reads, conversations as convs, messages, participants, users};
+use imsync_store::repo::tsdd::channel_reads;
+use imsync_store::repo::tsdd::conversation_extras::{self, ConversationExtra};
+use imsync_store::repo::{conversations as convs, messages, participants, users};
 use imsync_store::SqlConn;
 use std::collections::{HashMap, HashSet};
 

@@ -3,16 +3,17 @@
 //! user's rooms and subscriptions changed since a time.
 //!
 //! The default channel (`ServiceConfig::default_channel`, `GENERAL` unless configured) is a
-//! public group with that id, created by the first account that needs it. An account joins it
-//! once, the first time it reaches the Rocket.Chat face (login or any authenticated call); an
-//! account that was in it once and left is not brought back. Joining at registration instead
-//! would put every native-only account in a conversation it never asked for.
+//! public group with that id, created by the first account that needs it. A new account joins it
+//! at registration, through the hook this face installs on the service; an account made while
+//! the channel was off joins the first time it reaches the Rocket.Chat face (login or any
+//! authenticated call). An account that was in it once and left is not brought back.
 
 use crate::conversations::{add_member, create, members, require_participant, with_members};
 use crate::{ConversationWithMembers, Member, Service};
 use imsync_core::model::{Conversation, ConversationKind, Participant, ParticipantRole, User};
 use imsync_core::{time::now_ms, validate, Error, ErrorCode, Result};
-use imsync_store::repo::{conversations as convs, messages, participants, rooms, users};
+use imsync_store::repo::rocketchat::rooms;
+use imsync_store::repo::{conversations as convs, messages, participants, users};
 use imsync_store::SqlConn;
 use serde_json::json;
 
@@ -96,6 +97,15 @@ pub(crate) fn join_default_channel_in(c: &mut dyn SqlConn, me: &User, id: &str) 
             };
             create(c, conv, None, vec![(me.clone(), ParticipantRole::Member)]).map(|_| ())
         }
+    }
+}
+
+/// Registration's hook: every new account joins the default channel, in the same transaction.
+pub(crate) struct DefaultChannel(pub String);
+
+impl crate::RegistrationHook for DefaultChannel {
+    fn on_register(&self, c: &mut dyn SqlConn, user: &User) -> Result<()> {
+        join_default_channel_in(c, user, &self.0)
     }
 }
 

@@ -12,10 +12,11 @@ use crate::visibility::{Seen, Sight};
 use crate::{resolve_user, Service};
 use imsync_core::model::{Conversation, ConversationKind, Message, Participant, Reaction, User};
 use imsync_core::{Error, Result, Seq};
-use imsync_store::repo::channel_reads;
-pub use imsync_store::repo::channel_reads::ReactionRow;
 use imsync_store::repo::participants::{self, Interval};
-use imsync_store::repo::{conversations as convs, hidden_messages, messages, reactions, users};
+use imsync_store::repo::tsdd::channel_reads;
+pub use imsync_store::repo::tsdd::channel_reads::ReactionRow;
+use imsync_store::repo::tsdd::hidden_messages;
+use imsync_store::repo::{conversations as convs, messages, reactions, users};
 use imsync_store::SqlConn;
 use std::collections::{HashMap, HashSet};
 

@@ -12,7 +12,7 @@ use crate::visibility::Sight;
 use crate::Service;
 use imsync_core::model::{Conversation, Message, User};
 use imsync_core::{validate, Error, ErrorCode, Result};
-use imsync_store::repo::message_changes::{self as changes, Bound, Set};
+use imsync_store::repo::rocketchat::message_changes::{self as changes, Bound, Set};
 use imsync_store::repo::{messages, reactions, users};
 use imsync_store::SqlConn;
 use std::collections::HashMap;
@@ -78,7 +78,7 @@ pub(crate) fn decorate(c: &mut dyn SqlConn, msgs: Vec<Message>) -> Result<Vec<Me
             Some(id) => person(c, id)?,
             None => None,
         };
-        let replies = if m.tcount > 0 {
+        let replies = if m.reply_count > 0 {
             changes::reply_senders(c, &m.id)?
         } else {
             Vec::new()
