@@ -179,9 +179,20 @@ fn loggable_uri(uri: &Uri) -> Cow<'_, str> {
     let Some(query) = uri.query() else {
         return Cow::Borrowed(uri.path());
     };
+    // Every request with a query passes here: a name needs decoding only if it is encoded.
     let secret = |name: &str| {
-        let name = percent_decode(name).to_ascii_lowercase();
-        SECRET_PARAMS.iter().any(|s| name.contains(s))
+        let decoded;
+        let name = if name.contains(['%', '+']) {
+            decoded = percent_decode(name);
+            decoded.as_str()
+        } else {
+            name
+        };
+        SECRET_PARAMS.iter().any(|s| {
+            name.as_bytes()
+                .windows(s.len())
+                .any(|w| w.eq_ignore_ascii_case(s.as_bytes()))
+        })
     };
     if !query
         .split('&')
