@@ -378,8 +378,8 @@ pub async fn rc_sync(base: &str, mut p: RcSync) -> Result<Report> {
 // ---------------------------------------------------------------------------------------------
 // tsdd-sync
 
-/// The most conversations one `version=0` answer carries (specs/tsdd.md, WuKongIM's
-/// `conversation.userMaxCount`).
+/// The most conversations one `version=0` answer carries (docs/tsdd.md, "Conversation sync";
+/// WuKongIM's `conversation.userMaxCount`).
 pub const TSDD_MAX_CONVERSATIONS: usize = 1000;
 
 /// Sizes of `tsdd-sync`.

@@ -15,7 +15,7 @@ const SCRIPT: &str = concat!(
     "/tests/interop/rocketchat_check.py"
 );
 
-/// The client version the checks were written against (specs/rocketchat.md §7).
+/// The client version the checks were written against (docs/rocketchat.md, "Compatibility tests").
 const PACKAGE: &str = "rocketchat_API==3.7.1";
 
 #[tokio::test]

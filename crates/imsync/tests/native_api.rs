@@ -1,4 +1,4 @@
-//! The native API (`/api/im/*`, specs/native.md) over real HTTP: every endpoint, its success path
+//! The native API (`/api/im/*`, docs/native.md) over real HTTP: every endpoint, its success path
 //! and its failure paths (bad input, unknown ids, missing auth, non-participants, limits).
 mod common;
 

@@ -1,7 +1,7 @@
-//! The Rocket.Chat face (specs/rocketchat.md): Rocket.Chat's own end-to-end cases for
-//! `chat.syncMessages` / `chat.syncThreadMessages` (§6) with the same assertions, cursor paging
-//! over hundreds of changes in both directions, the neighbouring endpoints, and the same data
-//! seen through the native face.
+//! The Rocket.Chat face (docs/rocketchat.md): Rocket.Chat's own end-to-end cases for
+//! `chat.syncMessages` / `chat.syncThreadMessages` (docs/rocketchat.md, "Compatibility tests")
+//! with the same assertions, cursor paging over hundreds of changes in both directions, the
+//! neighbouring endpoints, and the same data seen through the native face.
 
 mod common;
 
@@ -244,7 +244,7 @@ async fn custom_server(config: imsync_service::ServiceConfig) -> CustomServer {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §1 and §5: authentication
+// Authentication (docs/rocketchat.md, "Authentication")
 
 #[tokio::test]
 async fn login_me_logout_and_the_401_body() {
@@ -354,7 +354,7 @@ async fn login_me_logout_and_the_401_body() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §6: chat.syncMessages, cases 1–13
+// chat.syncMessages, Rocket.Chat's cases 1–13 (docs/rocketchat.md, "Compatibility tests")
 
 #[tokio::test]
 async fn sync_messages_rocket_chat_e2e_cases() {
@@ -748,7 +748,7 @@ async fn sync_messages_edges_and_deviations() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §6: chat.syncThreadMessages and chat.getThreadMessages
+// chat.syncThreadMessages and chat.getThreadMessages (docs/rocketchat.md, "Compatibility tests")
 
 #[tokio::test]
 async fn sync_thread_messages_rocket_chat_e2e_cases() {

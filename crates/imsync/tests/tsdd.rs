@@ -1,4 +1,4 @@
-//! The TangSengDaoDao / WuKongIM face (specs/tsdd.md): login and the `token:` header, every
+//! The TangSengDaoDao / WuKongIM face (docs/tsdd.md): login and the `token:` header, every
 //! `/v1` endpoint's success and failure, multi-device behaviour through `version`, and a seeded
 //! randomized test that an incremental client's view always equals a fresh full sync.
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
-/// The send body of every send route (specs/native.md §5).
+/// The send body of every send route (docs/native.md, "Sending messages").
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SendBody {

@@ -1,4 +1,4 @@
-//! The native face: Prismer Cloud's IM API under `/api/im` (specs/native.md). Every response is
+//! The native face: Prismer Cloud's IM API under `/api/im` (docs/native.md). Every response is
 //! `{ok:true, data, meta?}` or the error envelope of [`crate::error`].
 
 mod accounts;

@@ -401,7 +401,7 @@ pub async fn get_message(
     Ok(success(json!({ "message": render::message(&view) })))
 }
 
-/// The thread endpoints' errors (specs/rocketchat.md §3.2).
+/// The thread endpoints' errors (docs/rocketchat.md, "chat.syncThreadMessages").
 pub fn thread_error(e: Error) -> RcError {
     match e.code {
         ErrorCode::NotFound => RcError::meteor("error-invalid-message", "Invalid Message"),

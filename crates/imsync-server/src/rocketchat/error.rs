@@ -1,5 +1,6 @@
-//! Rocket.Chat's error bodies (specs/rocketchat.md §1): a `Meteor.Error(code, reason, details)`
-//! is 400 `{success:false, error:"<reason> [<code>]", errorType:"<code>", details?}`, a plain
+//! Rocket.Chat's error bodies (docs/rocketchat.md, "Errors"): a
+//! `Meteor.Error(code, reason, details)` is 400
+//! `{success:false, error:"<reason> [<code>]", errorType:"<code>", details?}`, a plain
 //! `Error` is 400 `{success:false, error}`, a typed route's validation failure has no ` [..]`
 //! suffix, and a missing or bad login is the fixed 401 body. Failures of the store stay 5xx with
 //! nothing internal in the body.

@@ -1,4 +1,4 @@
-//! The Rocket.Chat face: Rocket.Chat's REST API under `/api/v1` (specs/rocketchat.md) for its
+//! The Rocket.Chat face: Rocket.Chat's REST API under `/api/v1` (docs/rocketchat.md) for its
 //! clients. Rooms are conversations (`t`: d direct, p private group, c public group), `_updatedAt`
 //! is the message's strictly increasing `updated_at`, and the trash is the deleted messages'
 //! tombstones. Every response is `{…, success:true}` or one of the error bodies of

@@ -1,11 +1,12 @@
-//! `chat.syncMessages` and `chat.syncThreadMessages` (specs/rocketchat.md §2, §3).
+//! `chat.syncMessages` and `chat.syncThreadMessages` (docs/rocketchat.md, "Sync").
 //!
 //! Validation runs in Rocket.Chat's order, room access included, so each bad request gets the
 //! error Rocket.Chat gives. Cursor mode reads `count + 1` rows of one side of the room's change
 //! feed from the cursor and computes `next`/`previous` from that raw result exactly as
-//! Rocket.Chat does (§2.3), before the extra row is dropped. Because `_updatedAt` and
-//! `_deletedAt` are strictly increasing within a room and both sides filter and sort on the
-//! field their cursor is built from, following the cursors visits every change exactly once.
+//! Rocket.Chat does (docs/rocketchat.md, "Cursor mode"), before the extra row is dropped.
+//! Because `_updatedAt` and `_deletedAt` are strictly increasing within a room and both sides
+//! filter and sort on the field their cursor is built from, following the cursors visits every
+//! change exactly once.
 
 use super::auth::RcAuth;
 use super::chat::{parse_sort, thread_error, threads_disabled};

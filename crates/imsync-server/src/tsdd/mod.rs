@@ -1,4 +1,4 @@
-//! The TangSengDaoDao / WuKongIM face (specs/tsdd.md): `/v1/...` with TangSengDaoDao's request
+//! The TangSengDaoDao / WuKongIM face (docs/tsdd.md): `/v1/...` with TangSengDaoDao's request
 //! and response shapes over the same service as the other faces. No CMD messages are generated:
 //! other devices learn every change through the conversation `version`, which is an event seq.
 
