@@ -14,6 +14,7 @@ mod realtime;
 mod rocketchat;
 mod serve;
 mod tsdd;
+pub mod wukongim;
 
 pub use app::{router, AppParts, AppState, ServerConfig};
 pub use metrics::install_recorder;
