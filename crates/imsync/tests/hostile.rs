@@ -16,6 +16,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -755,6 +757,25 @@ async fn check(http: &reqwest::Client, base: &str, c: &Case) -> Checked {
     }
 }
 
+/// Panics on any thread but a test's own (each named after its test, all `random_…`). A server
+/// task that panics answers nothing and fails no request: a spawned stream or socket task just
+/// ends, so only the panic itself tells.
+fn server_panics() -> &'static AtomicUsize {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            if !thread.name().unwrap_or_default().starts_with("random_") {
+                COUNT.fetch_add(1, Ordering::Relaxed);
+            }
+            previous(info);
+        }));
+    });
+    &COUNT
+}
+
 fn seed() -> u64 {
     std::env::var("HOSTILE_SEED")
         .ok()
@@ -774,6 +795,7 @@ async fn random_requests_to_every_route_of_every_face() {
     let seed = seed();
     let total = cases();
     eprintln!("hostile: HOSTILE_SEED={seed} HOSTILE_CASES={total}");
+    let panics = server_panics();
     let mut rng = StdRng::seed_from_u64(seed);
     let srv = TestServer::start_with(Options {
         max_body_bytes: Some(MAX_BODY),
@@ -817,6 +839,11 @@ async fn random_requests_to_every_route_of_every_face() {
         done += n;
     }
     eprintln!("hostile: answers by status: {statuses:?}");
+    assert_eq!(
+        panics.load(Ordering::Relaxed),
+        0,
+        "HOSTILE_SEED={seed}: the server panicked (the message is above)"
+    );
     let (st, _) = srv.client().get("/healthz").await;
     assert_eq!(
         st,
@@ -891,6 +918,7 @@ async fn random_websocket_frames() {
     let seed = seed();
     let total = (cases() / 10).max(50);
     eprintln!("hostile: HOSTILE_SEED={seed} HOSTILE_CASES={}", total * 10);
+    let panics = server_panics();
     let mut rng = StdRng::seed_from_u64(seed);
     let srv = TestServer::start().await;
     let (_, mut fields) = native_routes(&srv).await;
@@ -969,6 +997,11 @@ async fn random_websocket_frames() {
         let _ = ws.close(None).await;
     }
     assert!(sessions > 0);
+    assert_eq!(
+        panics.load(Ordering::Relaxed),
+        0,
+        "HOSTILE_SEED={seed}: the server panicked (the message is above)"
+    );
     let api = Api::new(&srv.base, None);
     let (st, _) = api.get("/healthz").await;
     assert_eq!(
