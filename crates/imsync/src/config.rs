@@ -1,5 +1,10 @@
 //! Configuration: flags, then `IMSYNC_*` environment variables, then an optional TOML file
 //! (`--config`), then defaults — the first that sets a value wins.
+//!
+//! Each setting is declared once, in `settings!` below: its name (the TOML key, and the flag
+//! with dashes), its type, its default, its environment variable and its help. From that one
+//! line come the clap argument and the TOML key (both in [`ServeArgs`], `None` where not
+//! given), the merge of the two, and the value with its default applied (in [`Settings`]).
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -9,121 +14,161 @@ use imsync_store::{Durability, PgOptions, StoreOptions};
 use serde::Deserialize;
 use std::path::PathBuf;
 
-#[derive(Args, Debug, Default, Clone)]
-pub struct ServeArgs {
-    /// TOML file with any of the settings below (keys as the flags, with underscores).
-    #[arg(long, env = "IMSYNC_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "IMSYNC_LISTEN")]
-    pub listen: Option<String>,
-    /// Directory for the embedded database [default: ./imsync-data].
-    #[arg(long, env = "IMSYNC_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite under
-    /// --data-dir].
-    #[arg(long, env = "IMSYNC_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Whether anyone may register: open or closed [default: open].
-    #[arg(long, env = "IMSYNC_REGISTRATION")]
-    pub registration: Option<String>,
-    /// SQLite durability: normal (survives a killed process) or full (fsync per commit)
-    /// [default: normal].
-    #[arg(long, env = "IMSYNC_DURABILITY")]
-    pub durability: Option<String>,
-    /// Session token lifetime in seconds [default: 604800, 7 days].
-    #[arg(long, env = "IMSYNC_TOKEN_TTL_SECS")]
-    pub token_ttl_secs: Option<u64>,
-    /// Largest accepted request body in bytes [default: 1048576].
-    #[arg(long, env = "IMSYNC_MAX_BODY_BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// Requests per second per client address; 0 turns the limit off [default: 0].
-    #[arg(long, env = "IMSYNC_RATE_LIMIT")]
-    pub rate_limit: Option<u32>,
-    /// Log format: text or json [default: text].
-    #[arg(long, env = "IMSYNC_LOG_FORMAT")]
-    pub log_format: Option<String>,
-    /// Close a WebSocket that sent nothing (not even a ping) for this many seconds [default: 120].
-    #[arg(long, env = "IMSYNC_WS_IDLE_TIMEOUT_SECS")]
-    pub ws_idle_timeout_secs: Option<u64>,
-    /// Close a connection that took this many seconds to send a request's head [default: 10].
-    #[arg(long, env = "IMSYNC_HEADER_TIMEOUT_SECS")]
-    pub header_timeout_secs: Option<u64>,
-    /// Close a connection that took this many seconds to send a request's body [default: 30].
-    #[arg(long, env = "IMSYNC_BODY_TIMEOUT_SECS")]
-    pub body_timeout_secs: Option<u64>,
-    /// Close a keep-alive connection idle between requests this many seconds [default: 60].
-    #[arg(long, env = "IMSYNC_KEEPALIVE_TIMEOUT_SECS")]
-    pub keepalive_timeout_secs: Option<u64>,
-    /// Connections served at once, WebSockets included; more wait to be accepted
-    /// [default: 10000].
-    #[arg(long, env = "IMSYNC_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// On SIGTERM, seconds the open connections get to finish before they are dropped
-    /// [default: 10].
-    #[arg(long, env = "IMSYNC_SHUTDOWN_GRACE_SECS")]
-    pub shutdown_grace_secs: Option<u64>,
-    /// PostgreSQL read connections per node [default: 16].
-    #[arg(long, env = "IMSYNC_PG_POOL_SIZE")]
-    pub pg_pool_size: Option<usize>,
-    /// PostgreSQL statement timeout in milliseconds [default: 30000].
-    #[arg(long, env = "IMSYNC_PG_STATEMENT_TIMEOUT_MS")]
-    pub pg_statement_timeout_ms: Option<u64>,
-    /// PostgreSQL schema for imsync's tables (created if missing) [default: the search path].
-    #[arg(long, env = "IMSYNC_PG_SCHEMA")]
-    pub pg_schema: Option<String>,
-    /// Id of the public channel every Rocket.Chat user is put in; empty for none
-    /// [default: GENERAL].
-    #[arg(long, env = "IMSYNC_DEFAULT_CHANNEL")]
-    pub default_channel: Option<String>,
+/// Declares the settings. Each reads
+/// `/// help` `name: Type = "default", env "IMSYNC_NAME";` where the default is written as it
+/// would be given on the command line; `= unset "what happens"` for a setting that has no value
+/// unless given (its value is an `Option`), and `, min N` after the default to raise smaller
+/// values to N.
+macro_rules! settings {
+    (@type [] $ty:ty) => { $ty };
+    (@type [unset] $ty:ty) => { Option<$ty> };
+    (@value $given:expr, $ty:ty, [], $default:literal, [$($min:literal)?]) => {{
+        let value = $given.unwrap_or_else(|| {
+            $default.parse::<$ty>().expect(concat!("the default of ", $default))
+        });
+        $(let value = value.max($min);)?
+        value
+    }};
+    (@value $given:expr, $ty:ty, [unset], $default:literal, []) => { $given };
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident: $ty:ty = $($unset:ident)? $default:literal $(, min $min:literal)?,
+            env $env:literal;
+    )+) => {
+        /// The settings as given: by flag or environment variable (clap), or in the `--config`
+        /// file (serde, which refuses unknown keys); `None` where not given.
+        #[derive(Args, Deserialize, Debug, Default, Clone)]
+        #[cfg_attr(test, derive(serde::Serialize))]
+        #[serde(deny_unknown_fields)]
+        pub struct ServeArgs {
+            /// TOML file with any of the settings below (keys as the flags, with underscores).
+            #[arg(long, env = "IMSYNC_CONFIG")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            $(
+                #[arg(long, env = $env, help = help_text(&[$($doc),+], $default))]
+                pub $name: Option<$ty>,
+            )+
+        }
+
+        /// Every setting's value: the one given, else its default.
+        #[derive(Debug, Clone)]
+        #[cfg_attr(test, derive(serde::Serialize))]
+        pub struct Settings {
+            $(pub $name: settings!(@type [$($unset)?] $ty),)+
+        }
+
+        impl ServeArgs {
+            /// Each setting as given in `self`, else as given in `other`.
+            fn or(self, other: ServeArgs) -> ServeArgs {
+                ServeArgs {
+                    config: self.config.or(other.config),
+                    $($name: self.$name.or(other.$name),)+
+                }
+            }
+
+            /// The one place defaults are applied.
+            fn or_defaults(self) -> Settings {
+                Settings {
+                    $($name: settings!(
+                        @value self.$name, $ty, [$($unset)?], $default, [$($min)?]
+                    ),)+
+                }
+            }
+        }
+
+        /// The declarations, for the tests: each setting's name and default.
+        #[cfg(test)]
+        const DECLARED: &[Declared] = &[$(Declared {
+            name: stringify!($name),
+            default: $default,
+            unset: stringify!($($unset)?).len() > 0,
+        },)+];
+    };
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    registration: Option<String>,
-    durability: Option<String>,
-    token_ttl_secs: Option<u64>,
-    max_body_bytes: Option<usize>,
-    rate_limit: Option<u32>,
-    log_format: Option<String>,
-    ws_idle_timeout_secs: Option<u64>,
-    header_timeout_secs: Option<u64>,
-    body_timeout_secs: Option<u64>,
-    keepalive_timeout_secs: Option<u64>,
-    max_connections: Option<usize>,
-    shutdown_grace_secs: Option<u64>,
-    pg_pool_size: Option<usize>,
-    pg_statement_timeout_ms: Option<u64>,
-    pg_schema: Option<String>,
-    default_channel: Option<String>,
+/// A setting's help on the command line: its text, then its default.
+fn help_text(doc: &[&str], default: &str) -> String {
+    let text = doc
+        .iter()
+        .map(|line| line.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{} [default: {default}]", text.trim_end_matches('.'))
 }
 
+settings! {
+    /// Address to listen on.
+    listen: String = "127.0.0.1:8080", env "IMSYNC_LISTEN";
+    /// Directory for the embedded database.
+    data_dir: PathBuf = "imsync-data", env "IMSYNC_DATA_DIR";
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB.
+    database_url: String = unset "SQLite under --data-dir", env "IMSYNC_DATABASE_URL";
+    /// Whether anyone may register: open or closed.
+    registration: String = "open", env "IMSYNC_REGISTRATION";
+    /// SQLite durability: normal (survives a killed process) or full (fsync per commit).
+    durability: String = "normal", env "IMSYNC_DURABILITY";
+    /// Session token lifetime in seconds (604800 is 7 days).
+    token_ttl_secs: u64 = "604800", env "IMSYNC_TOKEN_TTL_SECS";
+    /// Largest accepted request body in bytes.
+    max_body_bytes: usize = "1048576", env "IMSYNC_MAX_BODY_BYTES";
+    /// Requests per second per client address; 0 turns the limit off.
+    rate_limit: u32 = "0", env "IMSYNC_RATE_LIMIT";
+    /// Log format: text or json.
+    log_format: String = "text", env "IMSYNC_LOG_FORMAT";
+    // A zero timeout would close every connection before its first request, a zero count
+    // would serve none: these are at least 1.
+    /// Close a WebSocket that sent nothing (not even a ping) for this many seconds.
+    ws_idle_timeout_secs: u64 = "120", min 1, env "IMSYNC_WS_IDLE_TIMEOUT_SECS";
+    /// Close a connection that took this many seconds to send a request's head.
+    header_timeout_secs: u64 = "10", min 1, env "IMSYNC_HEADER_TIMEOUT_SECS";
+    /// Close a connection that took this many seconds to send a request's body.
+    body_timeout_secs: u64 = "30", min 1, env "IMSYNC_BODY_TIMEOUT_SECS";
+    /// Close a keep-alive connection idle between requests this many seconds.
+    keepalive_timeout_secs: u64 = "60", min 1, env "IMSYNC_KEEPALIVE_TIMEOUT_SECS";
+    /// Connections served at once, WebSockets included; more wait to be accepted.
+    max_connections: usize = "10000", min 1, env "IMSYNC_MAX_CONNECTIONS";
+    /// On SIGTERM, seconds the open connections get to finish before they are dropped.
+    shutdown_grace_secs: u64 = "10", env "IMSYNC_SHUTDOWN_GRACE_SECS";
+    /// PostgreSQL read connections per node.
+    pg_pool_size: usize = "16", min 1, env "IMSYNC_PG_POOL_SIZE";
+    /// PostgreSQL statement timeout in milliseconds.
+    pg_statement_timeout_ms: u64 = "30000", env "IMSYNC_PG_STATEMENT_TIMEOUT_MS";
+    /// PostgreSQL schema for imsync's tables (created if missing).
+    pg_schema: String = unset "the search path", env "IMSYNC_PG_SCHEMA";
+    /// Id of the public channel every Rocket.Chat user is put in; empty for none.
+    default_channel: String = "GENERAL", env "IMSYNC_DEFAULT_CHANNEL";
+}
+
+impl ServeArgs {
+    /// The settings given here, then those of the `--config` file where these give none.
+    fn with_file(self) -> anyhow::Result<ServeArgs> {
+        let Some(path) = &self.config else {
+            return Ok(self);
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: ServeArgs =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(self.or(file))
+    }
+}
+
+/// The resolved configuration: every setting's value (through `Deref`), checked, and the ones
+/// that are names parsed.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: String,
-    pub data_dir: PathBuf,
-    pub database_url: Option<String>,
+    settings: Settings,
     pub registration_open: bool,
     pub durability: Durability,
-    pub token_ttl_secs: u64,
-    pub max_body_bytes: usize,
-    pub rate_limit: u32,
-    pub log_format: String,
-    pub ws_idle_timeout_secs: u64,
-    pub header_timeout_secs: u64,
-    pub body_timeout_secs: u64,
-    pub keepalive_timeout_secs: u64,
-    pub max_connections: usize,
-    pub shutdown_grace_secs: u64,
-    pub pg_pool_size: usize,
-    pub pg_statement_timeout_ms: u64,
-    pub pg_schema: Option<String>,
-    /// `None` when disabled (an empty value).
-    pub default_channel: Option<String>,
+}
+
+impl std::ops::Deref for Config {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
 }
 
 /// Which database the server runs on.
@@ -133,98 +178,27 @@ pub enum Backend {
 }
 
 impl Config {
-    pub fn resolve(a: ServeArgs) -> anyhow::Result<Config> {
-        let f: FileConfig = match &a.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => FileConfig::default(),
-        };
-        let registration = a
-            .registration
-            .or(f.registration)
-            .unwrap_or_else(|| "open".into());
-        let registration_open = match registration.as_str() {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let settings = args.with_file()?.or_defaults();
+        let registration_open = match settings.registration.as_str() {
             "open" => true,
             "closed" => false,
             other => bail!("--registration must be open or closed, not {other:?}"),
         };
-        let durability_name = a
-            .durability
-            .or(f.durability)
-            .unwrap_or_else(|| "normal".into());
-        let durability = Durability::parse(&durability_name).with_context(|| {
-            format!("--durability must be normal or full, not {durability_name:?}")
+        let durability = Durability::parse(&settings.durability).with_context(|| {
+            format!(
+                "--durability must be normal or full, not {:?}",
+                settings.durability
+            )
         })?;
-        let log_format = a
-            .log_format
-            .or(f.log_format)
-            .unwrap_or_else(|| "text".into());
+        let log_format = &settings.log_format;
         if log_format != "text" && log_format != "json" {
             bail!("--log-format must be text or json, not {log_format:?}");
         }
         Ok(Config {
-            listen: a
-                .listen
-                .or(f.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
-            data_dir: a
-                .data_dir
-                .or(f.data_dir)
-                .unwrap_or_else(|| "imsync-data".into()),
-            database_url: a.database_url.or(f.database_url),
+            settings,
             registration_open,
             durability,
-            token_ttl_secs: a
-                .token_ttl_secs
-                .or(f.token_ttl_secs)
-                .unwrap_or(7 * 24 * 3600),
-            max_body_bytes: a.max_body_bytes.or(f.max_body_bytes).unwrap_or(1024 * 1024),
-            rate_limit: a.rate_limit.or(f.rate_limit).unwrap_or(0),
-            log_format,
-            ws_idle_timeout_secs: a
-                .ws_idle_timeout_secs
-                .or(f.ws_idle_timeout_secs)
-                .unwrap_or(120)
-                .max(1),
-            // A zero timeout would close every connection before its first request.
-            header_timeout_secs: a
-                .header_timeout_secs
-                .or(f.header_timeout_secs)
-                .unwrap_or(10)
-                .max(1),
-            body_timeout_secs: a
-                .body_timeout_secs
-                .or(f.body_timeout_secs)
-                .unwrap_or(30)
-                .max(1),
-            keepalive_timeout_secs: a
-                .keepalive_timeout_secs
-                .or(f.keepalive_timeout_secs)
-                .unwrap_or(60)
-                .max(1),
-            max_connections: a
-                .max_connections
-                .or(f.max_connections)
-                .unwrap_or(10_000)
-                .max(1),
-            shutdown_grace_secs: a
-                .shutdown_grace_secs
-                .or(f.shutdown_grace_secs)
-                .unwrap_or(10),
-            pg_pool_size: a.pg_pool_size.or(f.pg_pool_size).unwrap_or(16).max(1),
-            pg_statement_timeout_ms: a
-                .pg_statement_timeout_ms
-                .or(f.pg_statement_timeout_ms)
-                .unwrap_or(30_000),
-            pg_schema: a.pg_schema.or(f.pg_schema),
-            default_channel: match a.default_channel.or(f.default_channel) {
-                None => Some("GENERAL".to_owned()),
-                Some(s) if s.trim().is_empty() => None,
-                Some(s) => Some(s.trim().to_owned()),
-            },
         })
     }
 
@@ -258,10 +232,12 @@ impl Config {
     }
 
     pub fn service_config(&self) -> ServiceConfig {
+        let default_channel = self.default_channel.trim();
         ServiceConfig {
             registration_open: self.registration_open,
             token_ttl_ms: (self.token_ttl_secs as i64).saturating_mul(1000),
-            default_channel: self.default_channel.clone(),
+            // An empty id turns the default channel off.
+            default_channel: (!default_channel.is_empty()).then(|| default_channel.to_owned()),
             ..Default::default()
         }
     }
@@ -287,9 +263,20 @@ impl Config {
     }
 }
 
+/// A setting as [`settings!`] declares it.
+#[cfg(test)]
+struct Declared {
+    /// The TOML key, the clap id, and the flag with dashes.
+    name: &'static str,
+    /// As given on the command line; for an `unset` setting, what happens without one.
+    default: &'static str,
+    unset: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::FromArgMatches;
     use std::path::Path;
 
     #[test]
@@ -344,5 +331,159 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(c.backend().unwrap(), Backend::Postgres(o) if o.pool_size == 16));
+    }
+
+    fn command() -> clap::Command {
+        ServeArgs::augment_args(clap::Command::new("imsync"))
+    }
+
+    fn arg<'a>(command: &'a clap::Command, id: &str) -> &'a clap::Arg {
+        command
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .unwrap_or_else(|| panic!("no argument {id}"))
+    }
+
+    /// A value of a TOML table, strings without their quotes.
+    fn text(table: &toml::Table, key: &str) -> Option<String> {
+        table.get(key).map(|v| match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// For every declared setting and every combination of flag, environment variable and TOML
+    /// key: the flag wins, then the variable, then the file.
+    #[test]
+    fn every_setting_is_set_by_flag_then_env_then_toml_key() {
+        let cmd = command();
+        let dir = tempfile::tempdir().unwrap();
+        // This is the one test that reads the environment: none of the caller's IMSYNC_* counts.
+        for a in cmd.get_arguments() {
+            if let Some(env) = a.get_env() {
+                std::env::remove_var(env);
+            }
+        }
+        for setting in DECLARED {
+            let arg = arg(&cmd, setting.name);
+            let flag = format!("--{}", arg.get_long().unwrap());
+            let env = arg.get_env().unwrap();
+            // In the file as a number where the setting is one, else as a string.
+            let file = dir.path().join(format!("{}.toml", setting.name));
+            let toml_line = [
+                format!("{} = 13\n", setting.name),
+                format!("{} = \"13\"\n", setting.name),
+            ]
+            .into_iter()
+            .find(|line| toml::from_str::<ServeArgs>(line).is_ok())
+            .unwrap_or_else(|| panic!("{} is not a TOML key", setting.name));
+            std::fs::write(&file, toml_line).unwrap();
+            for given in 0..8 {
+                let (by_flag, by_env, by_file) = (given & 1 != 0, given & 2 != 0, given & 4 != 0);
+                let mut argv = vec!["imsync".to_owned()];
+                if by_flag {
+                    argv.extend([flag.clone(), "11".to_owned()]);
+                }
+                if by_file {
+                    argv.extend(["--config".to_owned(), file.display().to_string()]);
+                }
+                if by_env {
+                    std::env::set_var(env, "12");
+                } else {
+                    std::env::remove_var(env);
+                }
+                // clap reads the variables as it builds the command.
+                let matches = command().try_get_matches_from(&argv).unwrap();
+                let args = ServeArgs::from_arg_matches(&matches)
+                    .unwrap()
+                    .with_file()
+                    .unwrap();
+                let expected = [(by_flag, "11"), (by_env, "12"), (by_file, "13")]
+                    .into_iter()
+                    .find(|(given, _)| *given)
+                    .map(|(_, value)| value.to_owned());
+                assert_eq!(
+                    text(&toml::Table::try_from(&args).unwrap(), setting.name),
+                    expected,
+                    "{} by flag: {by_flag}, by {env:?}: {by_env}, in the file: {by_file}",
+                    setting.name,
+                );
+            }
+            std::env::remove_var(env);
+        }
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let settings = toml::Table::try_from(ServeArgs::default().or_defaults()).unwrap();
+        for setting in DECLARED {
+            let expected = (!setting.unset).then(|| setting.default.to_owned());
+            assert_eq!(text(&settings, setting.name), expected, "{}", setting.name);
+        }
+        let zero = ServeArgs {
+            header_timeout_secs: Some(0),
+            shutdown_grace_secs: Some(0),
+            ..Default::default()
+        }
+        .or_defaults();
+        assert_eq!((zero.header_timeout_secs, zero.shutdown_grace_secs), (1, 0));
+    }
+
+    #[test]
+    fn bad_toml_is_refused_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imsync.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let args = ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
+            format!("{:#}", Config::resolve(args).unwrap_err())
+        };
+        let unknown = resolve("listen = \"x\"\nconfig = \"other.toml\"\n");
+        assert!(unknown.contains("unknown field `config`"), "{unknown}");
+        let mistyped = resolve("rate_limit = \"5\"\n");
+        assert!(mistyped.contains("rate_limit"), "{mistyped}");
+        let refused = resolve("log_format = \"xml\"\n");
+        assert!(
+            refused.contains("--log-format must be text or json"),
+            "{refused}"
+        );
+    }
+
+    /// README.md's configuration table (its rows starting with "| `--") lists the settings as
+    /// declared, in their order: flag, environment variable, TOML key and default.
+    #[test]
+    fn the_readme_table_matches_the_declarations() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+        // A cell's code (the first `…` where it starts with one), else its text.
+        let code = |cell: &str| match cell.trim().strip_prefix('`') {
+            Some(rest) => rest.split('`').next().unwrap().to_owned(),
+            None => cell.trim().replace('`', ""),
+        };
+        let in_readme: Vec<[String; 4]> = readme
+            .lines()
+            .filter(|line| line.starts_with("| `--"))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+                let flag = code(cells[0]).split(' ').next().unwrap().to_owned();
+                [flag, code(cells[1]), code(cells[2]), code(cells[3])]
+            })
+            .collect();
+        let command = command();
+        let declared: Vec<[String; 4]> = command
+            .get_arguments()
+            .map(|arg| {
+                let flag = format!("--{}", arg.get_long().unwrap());
+                let env = arg.get_env().unwrap().to_string_lossy().into_owned();
+                let (key, default) = match DECLARED.iter().find(|s| s.name == arg.get_id()) {
+                    Some(s) => (s.name, s.default),
+                    None => ("—", "none"),
+                };
+                [flag, env, key.to_owned(), default.to_owned()]
+            })
+            .collect();
+        assert_eq!(in_readme, declared);
     }
 }
