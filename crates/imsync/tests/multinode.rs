@@ -38,6 +38,31 @@ fn on(api: &Api, base: &str) -> Api {
     a
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A `/ws` connection of `token` to the node at `base`, past its `authenticated` frame.
+async fn open_ws(base: &str, token: &str) -> Ws {
+    let url = format!(
+        "ws://{}/ws?token={token}",
+        base.trim_start_matches("http://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("authenticated"));
+    ws
+}
+
+/// The code the server closes the socket with, waiting up to 15 s for it.
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+        if let Ok(Message::Close(Some(f))) = m {
+            return Some(u16::from(f.code));
+        }
+    }
+    None
+}
+
 /// Runs `sql` on the test database (to cut connections the way an outage would).
 fn psql(sql: &str) {
     let url = postgres_url().unwrap();
@@ -292,28 +317,14 @@ async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = ChildServer::spawn(dir.path(), free_port()).await;
     let alice = register(&node.base, "alice").await;
-    let token = alice.token.clone().unwrap();
-    let url = format!(
-        "ws://{}/ws?token={token}",
-        node.base.trim_start_matches("http://")
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let first = ws.next().await.unwrap().unwrap();
-    assert!(first.to_text().unwrap().contains("authenticated"));
+    let mut ws = open_ws(&node.base, alice.token.as_deref().unwrap()).await;
     let pid = node.child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
     assert!(status.success());
-    let mut code = None;
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        if let Ok(Message::Close(Some(f))) = m {
-            code = Some(u16::from(f.code));
-            break;
-        }
-    }
-    assert_eq!(code, Some(1001));
+    assert_eq!(close_code(&mut ws).await, Some(1001));
     let mut exit = None;
     for _ in 0..100 {
         if let Some(s) = node.child.try_wait().unwrap() {
@@ -336,25 +347,11 @@ async fn a_logout_on_one_node_ends_sockets_on_the_others() {
     let a = ChildServer::spawn(dir.path(), free_port()).await;
     let b = ChildServer::spawn(dir.path(), free_port()).await;
     let alice = register(&a.base, "alice").await;
-    let token = alice.token.clone().unwrap();
-    let url = format!(
-        "ws://{}/ws?token={token}",
-        b.base.trim_start_matches("http://")
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let first = ws.next().await.unwrap().unwrap();
-    assert!(first.to_text().unwrap().contains("authenticated"));
+    let mut ws = open_ws(&b.base, alice.token.as_deref().unwrap()).await;
     let (s, body) = alice.post("/api/im/logout", json!({})).await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let mut code = None;
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
-        if let Ok(Message::Close(Some(f))) = m {
-            code = Some(u16::from(f.code));
-            break;
-        }
-    }
     assert_eq!(
-        code,
+        close_code(&mut ws).await,
         Some(4001),
         "the other node closed the socket as unauthorized"
     );

@@ -1416,32 +1416,25 @@ async fn clear_unread_beyond_the_message_count_leaves_one() {
     for i in 0..3 {
         alice.send(&bob.uid, 1, &format!("u{i}")).await;
     }
-    let unread = |sync: Value| {
+    let unread = || async {
+        let sync = bob.sync(0, "", 10).await;
         conv(&sync, &alice.uid).unwrap()["unread"]
             .as_i64()
             .unwrap_or(0)
     };
-    assert_eq!(unread(bob.sync(0, "", 10).await), 3);
-    let (s, _) = bob
-        .call(
-            Method::PUT,
-            "/v1/coversation/clearUnread",
-            Some(json!({"channel_id": alice.uid, "channel_type": 1, "unread": 10})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(unread(bob.sync(0, "", 10).await), 1);
-    let (s, _) = bob
-        .call(
-            Method::PUT,
-            "/v1/coversation/clearUnread",
-            Some(json!({"channel_id": alice.uid, "channel_type": 1, "unread": 2})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(
-        unread(bob.sync(0, "", 10).await),
-        1,
-        "the pointer never moves back"
-    );
+    let clear = |n: i64| {
+        let body = json!({"channel_id": alice.uid, "channel_type": 1, "unread": n});
+        let bob = bob.clone();
+        async move {
+            let (s, b) = bob
+                .call(Method::PUT, "/v1/coversation/clearUnread", Some(body))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+    };
+    assert_eq!(unread().await, 3);
+    clear(10).await;
+    assert_eq!(unread().await, 1);
+    clear(2).await;
+    assert_eq!(unread().await, 1, "the pointer never moves back");
 }

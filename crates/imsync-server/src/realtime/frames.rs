@@ -5,18 +5,27 @@ use imsync_core::model::Event;
 use imsync_service::hub::Delivered;
 use serde_json::{json, Value};
 
-/// The Prismer-style frame type of an event; a kind this version does not know goes out as a
-/// conversation change.
-fn frame_type(kind: Option<EventKind>) -> &'static str {
+/// How a frame shows an event: its Prismer-style type, and what its payload adds to the stored
+/// one. A kind this version does not know goes out as a conversation change.
+enum Shape {
+    /// The stored payload as it is.
+    Plain(&'static str),
+    /// A read pointer, which the frame also names `readBy`.
+    Read,
+    /// Any other change of a conversation: `conversation.updated` with the kind as `change`.
+    Change,
+}
+
+fn shape(kind: Option<EventKind>) -> Shape {
     use EventKind::*;
     match kind {
-        Some(MessageNew) => "message.new",
-        Some(MessageEdit) => "message.edit",
-        Some(MessageDelete) => "message.deleted",
-        Some(MessageReaction) => "message.reaction",
-        Some(ConversationRead) => "message.read",
-        Some(ParticipantAdd) => "participant.joined",
-        Some(ParticipantRemove) => "participant.left",
+        Some(MessageNew) => Shape::Plain("message.new"),
+        Some(MessageEdit) => Shape::Plain("message.edit"),
+        Some(MessageDelete) => Shape::Plain("message.deleted"),
+        Some(MessageReaction) => Shape::Plain("message.reaction"),
+        Some(ParticipantAdd) => Shape::Plain("participant.joined"),
+        Some(ParticipantRemove) => Shape::Plain("participant.left"),
+        Some(ConversationRead) => Shape::Read,
         Some(
             MessageHide
             | ConversationCreate
@@ -27,51 +36,38 @@ fn frame_type(kind: Option<EventKind>) -> &'static str {
             | ConversationExtra
             | ConversationHide,
         )
-        | None => "conversation.updated",
+        | None => Shape::Change,
     }
 }
 
-/// The frame's payload: the stored one, with what the frame type adds.
-fn payload(e: &Event, kind: Option<EventKind>) -> Value {
-    use EventKind::*;
+/// The frame's type and payload.
+fn typed_frame(e: &Event) -> (&'static str, Value) {
     let mut p = e.data.value().clone();
-    match kind {
-        Some(ConversationRead) => {
+    match shape(e.event_kind()) {
+        Shape::Plain(t) => (t, p),
+        Shape::Read => {
             p["readBy"] = p.get("userId").cloned().unwrap_or(Value::Null);
+            ("message.read", p)
         }
-        Some(
-            MessageNew | MessageEdit | MessageDelete | MessageReaction | ParticipantAdd
-            | ParticipantRemove,
-        ) => {}
-        Some(
-            MessageHide
-            | ConversationCreate
-            | ConversationUpdate
-            | ConversationArchive
-            | ConversationUnarchive
-            | ConversationSettings
-            | ConversationExtra
-            | ConversationHide,
-        )
-        | None => {
+        Shape::Change => {
             p["change"] = json!(e.kind);
             if p.get("conversationId").is_none() {
                 p["conversationId"] = json!(e.conversation_id);
             }
+            ("conversation.updated", p)
         }
     }
-    p
 }
 
 /// `[typed frame, sync frame]` of an event.
 pub fn render(d: &Delivered) -> &[String] {
     d.rendered.get_or_init(|| {
         let e = &d.event;
-        let kind = e.event_kind();
+        let (kind, payload) = typed_frame(e);
         vec![
             json!({
-                "type": frame_type(kind),
-                "payload": payload(e, kind),
+                "type": kind,
+                "payload": payload,
                 "seq": e.seq,
                 "timestamp": e.at,
             })
