@@ -262,6 +262,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::realtime::router())
         .merge(crate::rocketchat::router())
         .merge(crate::tsdd::router())
+        .merge(crate::wukongim::router())
         .fallback(fallback)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(

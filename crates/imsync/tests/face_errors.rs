@@ -74,7 +74,12 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_faces_format() {
             StatusCode::METHOD_NOT_ALLOWED,
         );
     }
-    for path in ["/v1/nope", "/v1", "/v1/message/send/extra", "/v1/users/u1"] {
+    for path in [
+        "/v1/nope",
+        "/v1",
+        "/v1/message/send/extra",
+        "/v1/users/u1/nope",
+    ] {
         let (st, _, b) = send(&srv, Method::POST, path, &[], None).await;
         tsdd(path, st, &b, StatusCode::NOT_FOUND);
     }

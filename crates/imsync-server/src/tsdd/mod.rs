@@ -6,7 +6,7 @@ mod conversations;
 pub(crate) mod error;
 mod messages;
 mod reactions;
-mod render;
+pub(crate) mod render;
 mod users;
 
 use crate::app::AppState;

@@ -1,4 +1,25 @@
-//! The WuKongIM binary protocol (docs/wukongim.md): the socket TangSengDaoDao apps chat over.
+//! The WuKongIM binary protocol (docs/wukongim.md): the socket TangSengDaoDao apps chat over,
+//! and the REST calls those apps make around it.
 
 pub mod codec;
 pub mod crypto;
+mod rest;
+mod socket;
+
+use crate::app::AppState;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use rest::SOCKET_PATH;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(SOCKET_PATH, get(socket::upgrade))
+        .route("/v1/users/{uid}/im", get(rest::im_addr))
+        .route("/v1/users/{uid}", get(rest::user))
+        .route("/v1/message/reminder/sync", post(rest::reminder_sync))
+        .route("/v1/channels/{id}/{channel_type}", get(rest::channel_info))
+        .route("/v1/friend/sync", post(rest::friend_sync))
+        .route("/v1/group/my", get(rest::my_groups))
+        .route("/v1/common/appconfig", get(rest::app_config))
+}

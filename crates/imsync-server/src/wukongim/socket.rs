@@ -1,0 +1,530 @@
+//! `GET /v1/wukongim/ws`: WuKongIM's binary protocol over WebSocket, one packet per binary
+//! message (docs/wukongim.md).
+//!
+//! The first message must be CONNECT. Its token is a TangSengDaoDao login token: a bad one is
+//! answered CONNACK reason 2 and the socket closes. Then the connection subscribes to the hub
+//! like `/ws` does: every committed `message.new` the reader may see goes out as RECV, encrypted
+//! with the connection's key, except the messages this very connection sent (their SENDACK
+//! answers them). SEND goes through the same service call as every face, with `clientMsgNo` as
+//! the idempotency key. A connection that sends nothing (not even PING) for the idle timeout is
+//! closed; so is one whose queue of deliveries overflows (it reconnects and catches up over
+//! REST); one whose session ends gets DISCONNECT, which the SDK takes as a kick.
+
+use super::codec::{self, Connack, Disconnect, Packet, Recv, Sendack};
+use super::crypto::{recv_verify, send_verify, Cipher, ServerKeys};
+use crate::app::AppState;
+use crate::tsdd::error::{bad, TsddResult};
+use crate::tsdd::render;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use imsync_core::event::{EventData, EventKind, MessageBody};
+use imsync_core::model::{ConversationKind, Event, Message, User};
+use imsync_core::{ErrorCode, Seq};
+use imsync_service::hub::{Delivery, Subscription};
+use imsync_service::{Channel, NewMessage};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use tokio::time::Instant;
+
+/// Close codes (the SDK reconnects after any close that did not follow a DISCONNECT).
+const CLOSE_IDLE: u16 = 4000;
+const CLOSE_LAGGING: u16 = 4008;
+const CLOSE_PROTOCOL: u16 = 1002;
+const CLOSE_UNSUPPORTED: u16 = 1003;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// The socket must say CONNECT within this long.
+const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+/// How many of its own sent messages a connection remembers, to skip their RECV.
+const OWN_SENT: usize = 256;
+/// Conversations whose kind and members a connection keeps for naming channels.
+const CHANNEL_CACHE: usize = 4096;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> TsddResult<Response> {
+    let ws = ws.map_err(|r| {
+        bad(format!(
+            "This endpoint takes a WebSocket upgrade: {}",
+            r.body_text()
+        ))
+    })?;
+    let max = state.config.max_body_bytes;
+    let ws = ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(max)
+        .max_frame_size(max);
+    Ok(ws.on_upgrade(move |socket| async move {
+        let _running = state.service.hub().track();
+        connect(socket, state).await;
+    }))
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+async fn send_packet(socket: &mut WebSocket, p: &Packet) -> bool {
+    match p.encode() {
+        Ok(bytes) => socket.send(WsMessage::Binary(bytes.into())).await.is_ok(),
+        Err(e) => {
+            tracing::warn!(?e, "WuKongIM packet could not be encoded");
+            true
+        }
+    }
+}
+
+/// DISCONNECT (the SDK stops reconnecting), then a close.
+async fn kick(mut socket: WebSocket, reason: &'static str) {
+    let p = Packet::Disconnect(Disconnect {
+        reason: 0,
+        message: reason.to_owned(),
+    });
+    let _ = send_packet(&mut socket, &p).await;
+    close(socket, CLOSE_PROTOCOL, reason).await;
+}
+
+fn connack(reason: u8, keys: Option<&ServerKeys>, client_ts: i64) -> Packet {
+    Packet::Connack(Connack {
+        time_diff: imsync_core::time::now_ms().saturating_sub(client_ts),
+        reason,
+        server_key: keys.map(|k| k.public.clone()).unwrap_or_default(),
+        salt: keys.map(|k| k.salt.clone()).unwrap_or_default(),
+    })
+}
+
+/// Waits for CONNECT, authenticates, answers CONNACK and runs the connection.
+async fn connect(mut socket: WebSocket, state: AppState) {
+    let max = state.config.max_body_bytes;
+    let first = match tokio::time::timeout(CONNECT_WITHIN, socket.recv()).await {
+        Ok(Some(Ok(WsMessage::Binary(b)))) => b,
+        Ok(Some(Ok(WsMessage::Text(_)))) => {
+            return close(socket, CLOSE_UNSUPPORTED, "binary messages only").await;
+        }
+        Ok(Some(Ok(_))) | Err(_) => {
+            return close(socket, CLOSE_IDLE, "CONNECT expected").await;
+        }
+        Ok(Some(Err(_))) | Ok(None) => return,
+    };
+    let c = match codec::decode(&first, max) {
+        Ok(Packet::Connect(c)) => c,
+        Ok(_) => return kick(socket, "CONNECT expected").await,
+        Err(_) => return kick(socket, "malformed packet").await,
+    };
+    let (user, session) = match state.service.authenticate_session(&c.token).await {
+        Ok((u, s)) if c.uid.is_empty() || c.uid == u.id => (u, s),
+        Ok(_) => {
+            let _ = send_packet(
+                &mut socket,
+                &connack(codec::REASON_AUTH_FAIL, None, c.client_timestamp),
+            )
+            .await;
+            return close(socket, CLOSE_PROTOCOL, "authentication failed").await;
+        }
+        Err(e) => {
+            let reason = if e.code == ErrorCode::Unauthorized {
+                codec::REASON_AUTH_FAIL
+            } else {
+                codec::REASON_SYSTEM_ERROR
+            };
+            let _ = send_packet(&mut socket, &connack(reason, None, c.client_timestamp)).await;
+            return close(socket, CLOSE_PROTOCOL, "authentication failed").await;
+        }
+    };
+    let keys = ServerKeys::generate();
+    let Some(cipher) = keys.agree(&c.client_key) else {
+        let _ = send_packet(
+            &mut socket,
+            &connack(codec::REASON_SYSTEM_ERROR, None, c.client_timestamp),
+        )
+        .await;
+        return close(socket, CLOSE_PROTOCOL, "bad client key").await;
+    };
+    // Subscribed before CONNACK: everything committed after the client hears "connected"
+    // reaches it.
+    let (sub, _) = state.service.hub().subscribe(&user.id, Some(session));
+    metrics::gauge!("imsync_wukongim_connections").increment(1.0);
+    if send_packet(
+        &mut socket,
+        &connack(codec::REASON_SUCCESS, Some(&keys), c.client_timestamp),
+    )
+    .await
+    {
+        let mut conn = Conn {
+            state: &state,
+            user: &user,
+            cipher,
+            own_sent: VecDeque::new(),
+            channels: HashMap::new(),
+        };
+        conn.run(socket, sub).await;
+    }
+    metrics::gauge!("imsync_wukongim_connections").decrement(1.0);
+}
+
+/// A conversation as one reader names it on this protocol.
+#[derive(Clone)]
+struct ChannelName {
+    kind: ConversationKind,
+    /// For a person channel: the member who is not the reader (the reader for a chat with
+    /// oneself).
+    peer: Option<String>,
+}
+
+struct Conn<'a> {
+    state: &'a AppState,
+    user: &'a User,
+    cipher: Cipher,
+    own_sent: VecDeque<Seq>,
+    channels: HashMap<String, ChannelName>,
+}
+
+enum Flow {
+    Go,
+    Stop,
+    Close(u16, &'static str),
+    Kick(&'static str),
+}
+
+impl Conn<'_> {
+    async fn run(&mut self, mut socket: WebSocket, mut sub: Subscription) {
+        let idle = self.state.config.ws_idle_timeout;
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
+        let max = self.state.config.max_body_bytes;
+        let flow = loop {
+            let flow = tokio::select! {
+                d = sub.rx.recv() => self.deliver(&mut socket, &sub, d).await,
+                m = socket.recv() => match m {
+                    Some(Ok(WsMessage::Binary(b))) => {
+                        idle_timer.as_mut().reset(Instant::now() + idle);
+                        self.packet(&mut socket, &b, max).await
+                    }
+                    Some(Ok(WsMessage::Text(_))) => Flow::Close(CLOSE_UNSUPPORTED, "binary messages only"),
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Flow::Go,
+                    Some(Ok(WsMessage::Close(_))) | None => Flow::Stop,
+                    Some(Err(e)) => match too_big(e) {
+                        true => Flow::Close(CLOSE_TOO_BIG, "message too big"),
+                        false => Flow::Stop,
+                    },
+                },
+                _ = &mut idle_timer => Flow::Close(CLOSE_IDLE, "idle timeout"),
+            };
+            match flow {
+                Flow::Go => continue,
+                other => break other,
+            }
+        };
+        drop(sub);
+        match flow {
+            Flow::Go | Flow::Stop => {}
+            Flow::Close(code, reason) => close(socket, code, reason).await,
+            Flow::Kick(reason) => kick(socket, reason).await,
+        }
+    }
+
+    /// One packet from the client.
+    async fn packet(&mut self, socket: &mut WebSocket, bytes: &[u8], max: usize) -> Flow {
+        let p = match codec::decode(bytes, max) {
+            Ok(p) => p,
+            Err(_) => return Flow::Kick("malformed packet"),
+        };
+        let reply = match p {
+            Packet::Ping => Packet::Pong,
+            Packet::Recvack(_) => return Flow::Go,
+            Packet::Disconnect(_) => return Flow::Stop,
+            Packet::Send(s) => Packet::Sendack(self.send(s).await),
+            Packet::Connect(_)
+            | Packet::Connack(_)
+            | Packet::Sendack(_)
+            | Packet::Recv(_)
+            | Packet::Pong => return Flow::Kick("unexpected packet"),
+        };
+        if send_packet(socket, &reply).await {
+            Flow::Go
+        } else {
+            Flow::Stop
+        }
+    }
+
+    /// Checks, decrypts and stores a SEND; answers its SENDACK.
+    async fn send(&mut self, s: codec::Send) -> Sendack {
+        let fail = |reason: u8| Sendack {
+            message_id: 0,
+            client_seq: s.client_seq,
+            message_seq: 0,
+            reason,
+        };
+        let Ok(payload_text) = std::str::from_utf8(&s.payload) else {
+            return fail(codec::REASON_MSG_KEY_ERROR);
+        };
+        let verify = send_verify(
+            s.client_seq,
+            &s.client_msg_no,
+            &s.channel_id,
+            s.channel_type,
+            payload_text,
+        );
+        if self.cipher.msg_key(&verify) != s.msg_key {
+            return fail(codec::REASON_MSG_KEY_ERROR);
+        }
+        let Some(plain) = self.cipher.decrypt_b64(&s.payload) else {
+            return fail(codec::REASON_PAYLOAD_DECODE_ERROR);
+        };
+        let Some(new) = new_message(&plain, &s.client_msg_no) else {
+            return fail(codec::REASON_PAYLOAD_DECODE_ERROR);
+        };
+        let kind = match s.channel_type {
+            1 => ConversationKind::Direct,
+            2 => ConversationKind::Group,
+            _ => return fail(codec::REASON_CHANNEL_NOT_FOUND),
+        };
+        let channel = Channel {
+            id: s.channel_id.trim().to_owned(),
+            kind,
+        };
+        match self
+            .state
+            .service
+            .send_to_channel(self.user, channel, new)
+            .await
+        {
+            Ok(out) => {
+                let m = &out.message;
+                if out.created {
+                    if self.own_sent.len() >= OWN_SENT {
+                        self.own_sent.pop_front();
+                    }
+                    self.own_sent.push_back(m.event_seq);
+                }
+                Sendack {
+                    message_id: m.event_seq,
+                    client_seq: s.client_seq,
+                    message_seq: u32::try_from(m.msg_seq).unwrap_or(u32::MAX),
+                    reason: codec::REASON_SUCCESS,
+                }
+            }
+            Err(e) => fail(match e.code {
+                ErrorCode::NotFound => codec::REASON_CHANNEL_NOT_FOUND,
+                ErrorCode::Forbidden | ErrorCode::NotParticipant | ErrorCode::NotSender => {
+                    codec::REASON_NOT_ALLOWED
+                }
+                ErrorCode::InvalidRequest
+                | ErrorCode::InvalidParam
+                | ErrorCode::IdempotencyKeyReused
+                | ErrorCode::PayloadTooLarge => codec::REASON_PAYLOAD_DECODE_ERROR,
+                _ => codec::REASON_SYSTEM_ERROR,
+            }),
+        }
+    }
+
+    /// One delivery from the hub.
+    async fn deliver(
+        &mut self,
+        socket: &mut WebSocket,
+        sub: &Subscription,
+        d: Option<Delivery>,
+    ) -> Flow {
+        let d = match d {
+            Some(Delivery::Event(d)) => d,
+            // Typing and presence frames have no packet in this protocol.
+            Some(Delivery::Ephemeral(_)) => return Flow::Go,
+            None if sub.lagged() => return Flow::Close(CLOSE_LAGGING, "lagging"),
+            None if sub.revoked() => return Flow::Kick("session ended"),
+            None => return Flow::Close(1001, "going away"),
+        };
+        let Some(body) = new_message_of(&d.event) else {
+            return Flow::Go;
+        };
+        if let Some(i) = self.own_sent.iter().position(|s| *s == d.event.seq) {
+            self.own_sent.remove(i);
+            return Flow::Go;
+        }
+        let Some(name) = self.channel_name(&body.conversation_id).await else {
+            return Flow::Go;
+        };
+        let message = message_of(&d.event, body);
+        let p = self.recv(&message, &name);
+        if send_packet(socket, &p).await {
+            Flow::Go
+        } else {
+            Flow::Stop
+        }
+    }
+
+    /// How this reader names a conversation, looked up once.
+    async fn channel_name(&mut self, conv: &str) -> Option<ChannelName> {
+        if let Some(n) = self.channels.get(conv) {
+            return Some(n.clone());
+        }
+        let c = self
+            .state
+            .service
+            .conversation(self.user, conv)
+            .await
+            .ok()?;
+        let peer = (c.conversation.kind == ConversationKind::Direct).then(|| {
+            c.members
+                .iter()
+                .map(|m| m.user.id.clone())
+                .find(|id| *id != self.user.id)
+                .unwrap_or_else(|| self.user.id.clone())
+        });
+        let name = ChannelName {
+            kind: c.conversation.kind,
+            peer,
+        };
+        if self.channels.len() >= CHANNEL_CACHE {
+            self.channels.clear();
+        }
+        self.channels.insert(conv.to_owned(), name.clone());
+        Some(name)
+    }
+
+    /// The RECV of a message for this reader: a person channel is named by the other member,
+    /// so the recipient sees the sender's uid and the sender's other devices the recipient's.
+    fn recv(&self, m: &Message, name: &ChannelName) -> Packet {
+        let channel_id = match name.kind {
+            ConversationKind::Direct => name.peer.clone().unwrap_or_default(),
+            ConversationKind::Group => m.conversation_id.clone(),
+        };
+        let channel_type = render::channel_type(name.kind) as u8;
+        let payload = self
+            .cipher
+            .encrypt_b64(render::payload(m).to_string().as_bytes());
+        let client_msg_no = render::client_msg_no(m);
+        let message_seq = u32::try_from(m.msg_seq).unwrap_or(u32::MAX);
+        let timestamp = u32::try_from(m.created_at / 1000).unwrap_or(0);
+        let verify = recv_verify(
+            m.event_seq,
+            message_seq,
+            &client_msg_no,
+            timestamp,
+            &m.sender_id,
+            &channel_id,
+            channel_type,
+            &payload,
+        );
+        let own = m.sender_id == self.user.id;
+        Packet::Recv(Recv {
+            // The red-dot flag for others' messages: they count as unread.
+            flags: if own { 0 } else { 0b0010 },
+            setting: 0,
+            msg_key: self.cipher.msg_key(&verify),
+            from_uid: m.sender_id.clone(),
+            channel_id,
+            channel_type,
+            client_msg_no,
+            message_id: m.event_seq,
+            message_seq,
+            timestamp,
+            topic: None,
+            payload: payload.into_bytes(),
+        })
+    }
+}
+
+fn too_big(e: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::error::Error as WsError;
+    e.into_inner()
+        .downcast::<WsError>()
+        .is_ok_and(|e| matches!(*e, WsError::Capacity(_)))
+}
+
+/// The message a `message.new` event carries; `None` for every other kind, which has no packet
+/// here (clients learn edits, deletions, reactions and reads through REST sync).
+fn new_message_of(e: &Event) -> Option<MessageBody> {
+    let kind = e.event_kind()?;
+    match kind {
+        EventKind::MessageNew => {}
+        EventKind::MessageEdit
+        | EventKind::MessageDelete
+        | EventKind::MessageReaction
+        | EventKind::MessageHide
+        | EventKind::ConversationCreate
+        | EventKind::ConversationUpdate
+        | EventKind::ConversationArchive
+        | EventKind::ConversationUnarchive
+        | EventKind::ConversationRead
+        | EventKind::ConversationSettings
+        | EventKind::ConversationExtra
+        | EventKind::ConversationHide
+        | EventKind::ParticipantAdd
+        | EventKind::ParticipantRemove => return None,
+    }
+    match e.typed().ok()? {
+        EventData::MessageNew(body) => Some(body),
+        EventData::MessageEdit(_)
+        | EventData::MessageDelete(_)
+        | EventData::MessageReaction(_)
+        | EventData::MessageHide(_)
+        | EventData::ConversationCreate(_)
+        | EventData::ConversationUpdate(_)
+        | EventData::ConversationArchive(_)
+        | EventData::ConversationUnarchive(_)
+        | EventData::ConversationRead(_)
+        | EventData::ConversationSettings(_)
+        | EventData::ConversationExtra(_)
+        | EventData::ConversationHide(_)
+        | EventData::ParticipantAdd(_)
+        | EventData::ParticipantRemove(_) => None,
+    }
+}
+
+/// The stored message of a `message.new`, as the TangSengDaoDao renderers take it.
+fn message_of(e: &Event, b: MessageBody) -> Message {
+    Message {
+        id: b.id,
+        conversation_id: b.conversation_id,
+        msg_seq: b.seq,
+        event_seq: e.seq,
+        sender_id: b.sender_id,
+        kind: b.kind,
+        content: b.content,
+        metadata: b.metadata,
+        parent_id: b.parent_id,
+        quoted_id: b.quoted_message_id,
+        created_at: e.at,
+        updated_at: e.at,
+        edited_at: None,
+        edited_by: None,
+        deleted_at: None,
+        revoked: false,
+        reply_count: 0,
+        last_reply_at: None,
+        version: e.seq,
+    }
+}
+
+/// A SEND's decrypted payload as a new message, as `POST /v1/message/send` takes it: a JSON
+/// object with an integer `type`, stored whole; text needs non-empty `content`.
+fn new_message(plain: &[u8], client_msg_no: &str) -> Option<NewMessage> {
+    let Ok(Value::Object(payload)) = serde_json::from_slice::<Value>(plain) else {
+        return None;
+    };
+    let content_type = payload.get("type").and_then(Value::as_i64)?;
+    let content = match payload.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(_) => return None,
+    };
+    if content_type == 1 && content.trim().is_empty() {
+        return None;
+    }
+    Some(NewMessage {
+        content,
+        kind: Some(render::native_kind(content_type).to_owned()),
+        metadata: Some(json!({ render::PAYLOAD_KEY: payload })),
+        idempotency_key: Some(client_msg_no.trim().to_owned()).filter(|k| !k.is_empty()),
+        ..Default::default()
+    })
+}
