@@ -648,3 +648,257 @@ async fn presence_reaches_peers_of_small_conversations_only() {
         "{before:?}"
     );
 }
+
+/// Where a send goes in [`a_send_is_the_same_message_over_rest_and_the_socket`].
+#[derive(Clone, Copy, Debug)]
+enum SendPath {
+    /// `POST /api/im/messages/{conversationId}`
+    Messages,
+    /// `POST /api/im/groups/{id}/messages`
+    Groups,
+    /// `POST /api/im/direct/{userId}/messages`
+    Direct,
+    /// A `message.send` frame on the WebSocket.
+    Socket,
+}
+
+/// What a send made, reduced to what the input decides: the message's fields and which of the
+/// candidate keys became its idempotency key; or the error, without serde's position in the
+/// input (a REST body and a frame's payload put the same field at different columns).
+#[derive(Debug, PartialEq)]
+enum SendResult {
+    Sent {
+        fields: Value,
+        key: Option<&'static str>,
+    },
+    Refused {
+        code: String,
+        message: String,
+    },
+}
+
+#[tokio::test]
+async fn a_send_is_the_same_message_over_rest_and_the_socket() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let mut ws = connect(&srv, &alice, None).await;
+
+    let blocks = json!([{"type": "text", "text": "from blocks"}]);
+    // (body, X-Idempotency-Key header, which key the message gets).
+    let cases: Vec<(Value, Option<&str>, Option<&str>)> = vec![
+        // The offline outbox's metadata key outlives a retry's fresh keys: it wins over both.
+        (
+            json!({"content": "m", "idempotencyKey": "{p}-body", "metadata": {"_idempotencyKey": "{p}-meta"}}),
+            Some("{p}-header"),
+            Some("{p}-meta"),
+        ),
+        (
+            json!({"content": "m", "idempotencyKey": "{p}-body", "metadata": {"_idempotencyKey": "{p}-meta"}}),
+            None,
+            Some("{p}-meta"),
+        ),
+        (
+            json!({"content": "b", "idempotencyKey": "{p}-body"}),
+            Some("{p}-header"),
+            Some("{p}-body"),
+        ),
+        // Only REST has headers: there the header is the key, on the socket there is none.
+        (
+            json!({"content": "h"}),
+            Some("{p}-header"),
+            Some("{p}-header"),
+        ),
+        (
+            json!({"content": "n", "idempotencyKey": "{p}-body", "metadata": {"_idempotencyKey": 7}}),
+            None,
+            Some("{p}-body"),
+        ),
+        (json!({"contentBlocks": blocks}), None, None),
+        (json!({"content": "", "contentBlocks": blocks}), None, None),
+        (
+            json!({"content": " ", "attachments": [{"url": "https://x/y.png"}]}),
+            None,
+            None,
+        ),
+        (
+            json!({"content": "s", "type": "markdown", "signature": "sig", "metadata": {"k": 1}}),
+            None,
+            None,
+        ),
+        (json!({"content": ""}), None, None),
+        (json!({"content": "  "}), None, None),
+        (json!({"type": "text"}), None, None),
+        (json!({"content": 5}), None, None),
+        (
+            json!({"content": "x", "metadata": "not an object"}),
+            None,
+            None,
+        ),
+        (json!({"content": "x", "type": "dance"}), None, None),
+        (
+            json!({"content": "x", "parentId": "no-such-message"}),
+            None,
+            None,
+        ),
+    ];
+
+    for (i, (body, header, expected_key)) in cases.iter().enumerate() {
+        let mut results = Vec::new();
+        for path in [
+            SendPath::Messages,
+            SendPath::Groups,
+            SendPath::Direct,
+            SendPath::Socket,
+        ] {
+            // Keys are per conversation and sender: a conversation per path and case keeps
+            // one send's keys from answering for another's.
+            let prefix = format!("{i}-{path:?}");
+            let fill = |v: &Value| {
+                serde_json::from_str::<Value>(&v.to_string().replace("{p}", &prefix)).unwrap()
+            };
+            let body = fill(body);
+            let header = header.map(|h| h.replace("{p}", &prefix));
+            let conv = match path {
+                SendPath::Direct => None,
+                _ => Some(alice.group(&prefix, &["bob"]).await),
+            };
+            let sent = match path {
+                SendPath::Messages | SendPath::Groups | SendPath::Direct => {
+                    let url = match (path, &conv) {
+                        (SendPath::Messages, Some(c)) => format!("/api/im/messages/{c}"),
+                        (SendPath::Groups, Some(c)) => format!("/api/im/groups/{c}/messages"),
+                        _ => format!("/api/im/direct/{}/messages", bob.user_id),
+                    };
+                    let headers: Vec<(&str, &str)> = header
+                        .as_deref()
+                        .map(|h| ("X-Idempotency-Key", h))
+                        .into_iter()
+                        .collect();
+                    let (status, b) = alice
+                        .request(reqwest::Method::POST, &url, Some(body.clone()), &headers)
+                        .await;
+                    if status.is_success() {
+                        assert_eq!(status, 201, "{b}");
+                        Ok(b["data"]["message"].clone())
+                    } else {
+                        Err(b["error"].clone())
+                    }
+                }
+                SendPath::Socket => {
+                    let mut payload = body.clone();
+                    payload["conversationId"] = json!(conv.as_deref().unwrap());
+                    let request_id = format!("send-{i}");
+                    let frame = json!({"type": "message.send", "requestId": request_id, "payload": payload});
+                    ws.send(Message::text(frame.to_string())).await.unwrap();
+                    loop {
+                        let f = next_frame(&mut ws)
+                            .await
+                            .expect("an answer to message.send");
+                        if f["requestId"] != request_id.as_str() {
+                            continue;
+                        }
+                        match f["type"].as_str() {
+                            Some("message.ack") => break Ok(f["payload"]["message"].clone()),
+                            Some("error") => break Err(f["payload"].clone()),
+                            _ => panic!("unexpected answer {f}"),
+                        }
+                    }
+                }
+            };
+            let result = match sent {
+                Ok(m) => {
+                    // Which candidate became the key: a send with it and the same message is
+                    // an idempotent retry (the key itself is not part of the payload).
+                    let mut key = None;
+                    for (label, candidate) in [
+                        ("{p}-header", header.clone()),
+                        (
+                            "{p}-body",
+                            body["idempotencyKey"].as_str().map(str::to_owned),
+                        ),
+                        (
+                            "{p}-meta",
+                            body["metadata"]["_idempotencyKey"]
+                                .as_str()
+                                .map(str::to_owned),
+                        ),
+                    ] {
+                        let Some(candidate) = candidate else { continue };
+                        let mut probe = body.clone();
+                        if let Some(meta) = probe["metadata"].as_object_mut() {
+                            meta.remove("_idempotencyKey");
+                        }
+                        probe["idempotencyKey"] = json!(candidate);
+                        let (status, b) = alice
+                            .post(
+                                &format!(
+                                    "/api/im/messages/{}",
+                                    m["conversationId"].as_str().unwrap()
+                                ),
+                                probe,
+                            )
+                            .await;
+                        assert_eq!(status, 201, "probe {label}: {b}");
+                        if b["data"]["duplicate"] == true {
+                            assert_eq!(b["data"]["message"]["id"], m["id"], "{b}");
+                            assert!(key.is_none(), "two keys name one message: {b}");
+                            key = Some(label);
+                        }
+                    }
+                    let mut metadata = m["metadata"].clone();
+                    if let Some(meta) = metadata.as_object_mut() {
+                        meta.remove("_idempotencyKey");
+                    }
+                    SendResult::Sent {
+                        fields: json!({
+                            "content": m["content"], "type": m["type"], "metadata": metadata,
+                            "parentId": m["parentId"], "senderId": m["senderId"],
+                            "status": m["status"],
+                        }),
+                        key,
+                    }
+                }
+                Err(e) => SendResult::Refused {
+                    code: e["code"].as_str().unwrap_or_default().to_owned(),
+                    message: e["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .split(" at line ")
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                },
+            };
+            results.push((path, result));
+        }
+        let (_, rest) = &results[0];
+        if let SendResult::Sent { key, .. } = rest {
+            assert_eq!(key, expected_key, "case {i}: {body}");
+        }
+        for (path, result) in &results[1..] {
+            let expected = match (path, rest) {
+                (SendPath::Socket, SendResult::Sent { fields, key })
+                    if *key == Some("{p}-header") =>
+                {
+                    SendResult::Sent {
+                        fields: fields.clone(),
+                        key: None,
+                    }
+                }
+                (_, SendResult::Sent { fields, key }) => SendResult::Sent {
+                    fields: fields.clone(),
+                    key: *key,
+                },
+                (_, SendResult::Refused { code, message }) => SendResult::Refused {
+                    code: code.clone(),
+                    message: message.clone(),
+                },
+            };
+            assert_eq!(
+                result, &expected,
+                "case {i} {body}: {path:?} differs from Messages"
+            );
+        }
+    }
+}

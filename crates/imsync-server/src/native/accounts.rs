@@ -1,4 +1,5 @@
-use super::{created, ok, render};
+use super::render::UserView;
+use super::{created, ok, render, Envelope};
 use crate::app::AppState;
 use crate::auth::{token_from, Auth, MaybeAuth};
 use crate::error::{ApiError, ApiResult};
@@ -8,7 +9,7 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use imsync_core::Error;
 use imsync_service::{NewAccount, ProfilePatch, Session};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
@@ -53,28 +54,116 @@ pub struct ProfileBody {
     metadata: Option<Value>,
 }
 
-fn session_json(s: &Session) -> Value {
-    json!({
-        "imUserId": s.user.id,
-        "userId": s.user.id,
-        "username": s.user.username,
-        "displayName": s.user.display_name,
-        "role": s.user.role.as_str(),
-        "token": s.token,
-        "expiresIn": expires_in(s.lifetime_ms),
-        "expiresAt": imsync_core::time::rfc3339(s.expires_at),
-        "isNew": s.is_new,
-        "capabilities": s.user.metadata.get("capabilities").cloned().unwrap_or(json!([])),
-    })
+/// `data` of a token-only registration, as the SDK reads it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    im_user_id: String,
+    user_id: String,
+    username: String,
+    display_name: String,
+    role: &'static str,
+    token: String,
+    /// The token's lifetime, e.g. `7d`.
+    expires_in: String,
+    expires_at: String,
+    is_new: bool,
+    /// As registered; `[]` when none were given.
+    capabilities: Value,
 }
 
-fn user_session_json(s: &Session) -> Value {
-    json!({
-        "user": render::user(&s.user),
-        "token": s.token,
-        "expiresIn": expires_in(s.lifetime_ms),
-        "expiresAt": imsync_core::time::rfc3339(s.expires_at),
-    })
+fn session_json(s: &Session) -> Registered {
+    Registered {
+        im_user_id: s.user.id.clone(),
+        user_id: s.user.id.clone(),
+        username: s.user.username.clone(),
+        display_name: s.user.display_name.clone(),
+        role: s.user.role.as_str(),
+        token: s.token.clone(),
+        expires_in: expires_in(s.lifetime_ms),
+        expires_at: imsync_core::time::rfc3339(s.expires_at),
+        is_new: s.is_new,
+        capabilities: s
+            .user
+            .metadata
+            .get("capabilities")
+            .cloned()
+            .unwrap_or(json!([])),
+    }
+}
+
+/// `data` of a password registration or a login.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSession {
+    user: UserView,
+    token: String,
+    expires_in: String,
+    expires_at: String,
+}
+
+fn user_session_json(s: &Session) -> UserSession {
+    UserSession {
+        user: render::user(&s.user),
+        token: s.token.clone(),
+        expires_in: expires_in(s.lifetime_ms),
+        expires_at: imsync_core::time::rfc3339(s.expires_at),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    conversation_count: i64,
+    direct_count: i64,
+    group_count: i64,
+    contact_count: i64,
+    messages_sent: i64,
+    unread_count: i64,
+}
+
+/// `data` of `GET /me`.
+#[derive(Serialize, ToSchema)]
+pub struct MeData {
+    user: UserView,
+    stats: Stats,
+    /// Always empty: no external bindings here.
+    bindings: Vec<Value>,
+    /// Always null: no credits here.
+    #[schema(value_type = Option<Object>)]
+    credits: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDeleted {
+    deleted: bool,
+    user_id: String,
+}
+
+/// `data` of a token refresh.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Refreshed {
+    token: String,
+    expires_in: String,
+    expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedOut {
+    logged_out: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    status: &'static str,
+    service: &'static str,
+    version: &'static str,
+    /// Which database, e.g. `sqlite` or `postgres`.
+    storage: String,
 }
 
 /// A token lifetime as the Prismer API writes it ("7d", "12h", "30m", "2s"): the largest unit
@@ -90,7 +179,8 @@ pub(crate) fn expires_in(ms: i64) -> String {
 }
 
 #[utoipa::path(post, path = "/api/im/register", request_body = RegisterBody,
-    responses((status = 201, description = "Registered"), (status = 200, description = "Existing account, caller proved ownership"), (status = 409, description = "Username taken")))]
+    responses((status = 201, description = "Registered", body = Envelope<Registered>),
+        (status = 200, description = "Existing account, caller proved ownership", body = Envelope<Registered>), (status = 409, description = "Username taken")))]
 pub async fn register(
     State(state): State<AppState>,
     MaybeAuth(caller): MaybeAuth,
@@ -132,7 +222,7 @@ pub async fn register(
 }
 
 #[utoipa::path(post, path = "/api/im/users/register", request_body = PasswordRegisterBody,
-    responses((status = 201, description = "Registered"), (status = 409, description = "Username taken")))]
+    responses((status = 201, description = "Registered", body = Envelope<UserSession>), (status = 409, description = "Username taken")))]
 pub async fn password_register(
     State(state): State<AppState>,
     JsonBody(b): JsonBody<PasswordRegisterBody>,
@@ -155,7 +245,7 @@ pub async fn password_register(
 }
 
 #[utoipa::path(post, path = "/api/im/users/login", request_body = LoginBody,
-    responses((status = 200, description = "Logged in"), (status = 401, description = "Bad credentials")))]
+    responses((status = 200, description = "Logged in", body = Envelope<UserSession>), (status = 401, description = "Bad credentials")))]
 pub async fn login(
     State(state): State<AppState>,
     JsonBody(b): JsonBody<LoginBody>,
@@ -164,25 +254,25 @@ pub async fn login(
     Ok(ok(user_session_json(&session)))
 }
 
-#[utoipa::path(get, path = "/api/im/me", responses((status = 200, description = "The caller's account and stats")))]
+#[utoipa::path(get, path = "/api/im/me", responses((status = 200, description = "The caller's account and stats", body = Envelope<MeData>)))]
 pub async fn me(State(state): State<AppState>, Auth(user): Auth) -> ApiResult<Response> {
     let s = state.service.stats(&user).await?;
-    Ok(ok(json!({
-        "user": render::user(&user),
-        "stats": {
-            "conversationCount": s.conversation_count,
-            "directCount": s.direct_count,
-            "groupCount": s.group_count,
-            "contactCount": s.contact_count,
-            "messagesSent": s.messages_sent,
-            "unreadCount": s.unread_count,
+    Ok(ok(MeData {
+        user: render::user(&user),
+        stats: Stats {
+            conversation_count: s.conversation_count,
+            direct_count: s.direct_count,
+            group_count: s.group_count,
+            contact_count: s.contact_count,
+            messages_sent: s.messages_sent,
+            unread_count: s.unread_count,
         },
-        "bindings": [],
-        "credits": null,
-    })))
+        bindings: Vec::new(),
+        credits: None,
+    }))
 }
 
-#[utoipa::path(patch, path = "/api/im/me", request_body = ProfileBody, responses((status = 200, description = "Updated profile")))]
+#[utoipa::path(patch, path = "/api/im/me", request_body = ProfileBody, responses((status = 200, description = "Updated profile", body = Envelope<UserView>)))]
 pub async fn update_me(
     State(state): State<AppState>,
     Auth(user): Auth,
@@ -203,17 +293,20 @@ pub async fn update_me(
     Ok(ok(render::user(&u)))
 }
 
-#[utoipa::path(delete, path = "/api/im/me", responses((status = 200, description = "Account deactivated")))]
+#[utoipa::path(delete, path = "/api/im/me", responses((status = 200, description = "Account deactivated", body = Envelope<AccountDeleted>)))]
 pub async fn delete_me(
     State(state): State<AppState>,
     Auth(user): Auth,
     _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     state.service.delete_account(&user).await?;
-    Ok(ok(json!({ "deleted": true, "userId": user.id })))
+    Ok(ok(AccountDeleted {
+        deleted: true,
+        user_id: user.id,
+    }))
 }
 
-#[utoipa::path(post, path = "/api/im/token/refresh", responses((status = 200, description = "A new token"), (status = 401, description = "Unknown token")))]
+#[utoipa::path(post, path = "/api/im/token/refresh", responses((status = 200, description = "A new token", body = Envelope<Refreshed>), (status = 401, description = "Unknown token")))]
 pub async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -222,14 +315,14 @@ pub async fn refresh(
 ) -> ApiResult<Response> {
     let token = token_from(&headers, &uri).ok_or_else(|| ApiError(Error::unauthorized()))?;
     let s = state.service.refresh_token(&token).await?;
-    Ok(ok(json!({
-        "token": s.token,
-        "expiresIn": expires_in(s.lifetime_ms),
-        "expiresAt": imsync_core::time::rfc3339(s.expires_at),
-    })))
+    Ok(ok(Refreshed {
+        expires_in: expires_in(s.lifetime_ms),
+        expires_at: imsync_core::time::rfc3339(s.expires_at),
+        token: s.token,
+    }))
 }
 
-#[utoipa::path(post, path = "/api/im/logout", responses((status = 200, description = "The token used no longer authenticates; its realtime connections end"), (status = 401, description = "Unknown token")))]
+#[utoipa::path(post, path = "/api/im/logout", responses((status = 200, description = "The token used no longer authenticates; its realtime connections end", body = Envelope<LoggedOut>), (status = 401, description = "Unknown token")))]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -239,15 +332,15 @@ pub async fn logout(
     let token = token_from(&headers, &uri).ok_or_else(|| ApiError(Error::unauthorized()))?;
     state.service.authenticate(&token).await?;
     state.service.logout(&token).await?;
-    Ok(ok(json!({ "loggedOut": true })))
+    Ok(ok(LoggedOut { logged_out: true }))
 }
 
-#[utoipa::path(get, path = "/api/im/health", responses((status = 200, description = "Service is up")))]
+#[utoipa::path(get, path = "/api/im/health", responses((status = 200, description = "Service is up", body = Envelope<Health>)))]
 pub async fn health(State(state): State<AppState>) -> Response {
-    ok(json!({
-        "status": "ok",
-        "service": "imsync",
-        "version": env!("CARGO_PKG_VERSION"),
-        "storage": state.service.store().description(),
-    }))
+    ok(Health {
+        status: "ok",
+        service: "imsync",
+        version: env!("CARGO_PKG_VERSION"),
+        storage: state.service.store().description().to_string(),
+    })
 }

@@ -1,4 +1,5 @@
-use super::{created, ok, render};
+use super::render::{ConversationDetail, ConversationRow, ConversationSummaryView};
+use super::{created, ok, render, Envelope};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
@@ -7,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use imsync_core::Error;
 use imsync_service::ConversationPatch;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -64,13 +65,39 @@ pub struct ListQuery {
     unread_only: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Left {
+    conversation_id: String,
+    left: bool,
+}
+
+/// `data` of a read: where the caller's read pointer is now.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadData {
+    conversation_id: String,
+    read_by: String,
+    read_msg_seq: i64,
+    last_read_message_id: Option<String>,
+    read_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantRemoved {
+    conversation_id: String,
+    user_id: String,
+    removed: bool,
+}
+
 fn flag(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("true" | "1"))
 }
 
-#[utoipa::path(get, path = "/api/im/conversations",
+#[utoipa::path(get, path = "/api/im/conversations", operation_id = "listConversations",
     params(("withUnread" = Option<bool>, Query,), ("unreadOnly" = Option<bool>, Query,)),
-    responses((status = 200, description = "The caller's conversations")))]
+    responses((status = 200, description = "The caller's conversations", body = Envelope<Vec<ConversationSummaryView>>)))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -83,11 +110,11 @@ pub async fn list(
         .iter()
         .filter(|s| !unread_only || s.unread_count > 0)
         .map(render::conversation_summary)
-        .collect()))
+        .collect::<Vec<_>>()))
 }
 
-#[utoipa::path(get, path = "/api/im/conversations/{id}", params(("id" = String, Path,)),
-    responses((status = 200, description = "The conversation with its participants"), (status = 403, description = "Not a participant"), (status = 404, description = "Unknown conversation")))]
+#[utoipa::path(get, path = "/api/im/conversations/{id}", operation_id = "getConversation", params(("id" = String, Path,)),
+    responses((status = 200, description = "The conversation with its participants", body = Envelope<ConversationDetail>), (status = 403, description = "Not a participant"), (status = 404, description = "Unknown conversation")))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -98,7 +125,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/api/im/conversations/{id}", params(("id" = String, Path,)), request_body = UpdateBody,
-    responses((status = 200, description = "Updated")))]
+    responses((status = 200, description = "Updated", body = Envelope<ConversationDetail>)))]
 pub async fn update(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -121,7 +148,7 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/im/conversations/{id}", params(("id" = String, Path,)),
-    responses((status = 200, description = "The caller left the conversation")))]
+    responses((status = 200, description = "The caller left the conversation", body = Envelope<Left>)))]
 pub async fn leave(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -129,11 +156,15 @@ pub async fn leave(
     _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     state.service.leave(&me, &id).await?;
-    Ok(ok(json!({ "conversationId": id, "left": true })))
+    Ok(ok(Left {
+        conversation_id: id,
+        left: true,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/im/conversations/direct", request_body = CreateDirectBody,
-    responses((status = 201, description = "Created"), (status = 200, description = "Already existed")))]
+    responses((status = 201, description = "Created", body = Envelope<ConversationDetail>),
+        (status = 200, description = "Already existed", body = Envelope<ConversationDetail>)))]
 pub async fn create_direct(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -150,7 +181,7 @@ pub async fn create_direct(
 }
 
 #[utoipa::path(post, path = "/api/im/conversations/group", request_body = CreateGroupBody,
-    responses((status = 201, description = "Created")))]
+    responses((status = 201, description = "Created", body = Envelope<ConversationDetail>)))]
 pub async fn create_group(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -172,7 +203,7 @@ pub async fn create_group(
 }
 
 #[utoipa::path(post, path = "/api/im/conversations/{id}/read", params(("id" = String, Path,)),
-    responses((status = 200, description = "Read pointer moved to the newest message")))]
+    responses((status = 200, description = "Read pointer moved to the newest message", body = Envelope<ReadData>)))]
 pub async fn read(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -180,17 +211,17 @@ pub async fn read(
     _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     let (seq, last, at) = state.service.mark_read(&me, &id).await?;
-    Ok(ok(json!({
-        "conversationId": id,
-        "readBy": me.id,
-        "readMsgSeq": seq,
-        "lastReadMessageId": last,
-        "readAt": imsync_core::time::rfc3339(at),
-    })))
+    Ok(ok(ReadData {
+        conversation_id: id,
+        read_by: me.id,
+        read_msg_seq: seq,
+        last_read_message_id: last,
+        read_at: imsync_core::time::rfc3339(at),
+    }))
 }
 
 #[utoipa::path(post, path = "/api/im/conversations/{id}/archive", params(("id" = String, Path,)),
-    responses((status = 200, description = "Archived")))]
+    responses((status = 200, description = "Archived", body = Envelope<ConversationRow>)))]
 pub async fn archive(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -202,7 +233,7 @@ pub async fn archive(
 }
 
 #[utoipa::path(post, path = "/api/im/conversations/{id}/unarchive", params(("id" = String, Path,)),
-    responses((status = 200, description = "Unarchived")))]
+    responses((status = 200, description = "Unarchived", body = Envelope<ConversationRow>)))]
 pub async fn unarchive(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -214,7 +245,7 @@ pub async fn unarchive(
 }
 
 #[utoipa::path(patch, path = "/api/im/conversations/{id}/pin", params(("id" = String, Path,)), request_body = PinBody,
-    responses((status = 200, description = "Pinned or unpinned for the caller")))]
+    responses((status = 200, description = "Pinned or unpinned for the caller", body = Envelope<Settings>)))]
 pub async fn pin(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -229,7 +260,7 @@ pub async fn pin(
 }
 
 #[utoipa::path(patch, path = "/api/im/conversations/{id}/mute", params(("id" = String, Path,)), request_body = MuteBody,
-    responses((status = 200, description = "Muted or unmuted for the caller")))]
+    responses((status = 200, description = "Muted or unmuted for the caller", body = Envelope<Settings>)))]
 pub async fn mute(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -243,17 +274,27 @@ pub async fn mute(
     Ok(ok(settings_json(&id, &p)))
 }
 
-fn settings_json(id: &str, p: &imsync_core::model::Participant) -> Value {
-    json!({
-        "conversationId": id,
-        "pinned": p.pinned,
-        "muted": p.muted,
-        "pinnedAt": p.pinned_at.map(imsync_core::time::rfc3339),
-    })
+/// `data` of a pin or mute: the caller's settings in the conversation.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    conversation_id: String,
+    pinned: bool,
+    muted: bool,
+    pinned_at: Option<String>,
+}
+
+fn settings_json(id: &str, p: &imsync_core::model::Participant) -> Settings {
+    Settings {
+        conversation_id: id.to_owned(),
+        pinned: p.pinned,
+        muted: p.muted,
+        pinned_at: p.pinned_at.map(imsync_core::time::rfc3339),
+    }
 }
 
 #[utoipa::path(post, path = "/api/im/conversations/{id}/participants", params(("id" = String, Path,)), request_body = AddParticipantBody,
-    responses((status = 201, description = "Added"), (status = 409, description = "Already a participant")))]
+    responses((status = 201, description = "Added", body = Envelope<ConversationDetail>), (status = 409, description = "Already a participant")))]
 pub async fn add_participant(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -269,7 +310,7 @@ pub async fn add_participant(
 
 #[utoipa::path(delete, path = "/api/im/conversations/{id}/participants/{userId}",
     params(("id" = String, Path,), ("userId" = String, Path,)),
-    responses((status = 200, description = "Removed")))]
+    responses((status = 200, description = "Removed", body = Envelope<ParticipantRemoved>)))]
 pub async fn remove_participant(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -277,7 +318,9 @@ pub async fn remove_participant(
     _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     state.service.remove_participant(&me, &id, &user_id).await?;
-    Ok(ok(
-        json!({ "conversationId": id, "userId": user_id, "removed": true }),
-    ))
+    Ok(ok(ParticipantRemoved {
+        conversation_id: id,
+        user_id,
+        removed: true,
+    }))
 }

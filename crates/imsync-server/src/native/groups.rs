@@ -1,16 +1,15 @@
-use super::messages::{history_response, send_response, HistoryQuery, SendBody};
-use super::{created, ok, render};
+use super::render::GroupView;
+use super::{created, ok, render, Envelope};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, QueryParams, UnusedBody};
+use crate::extract::{JsonBody, UnusedBody};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use imsync_core::model::ConversationKind;
 use imsync_core::Error;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -29,7 +28,8 @@ pub struct AddMemberBody {
     role: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/im/groups", request_body = CreateBody, responses((status = 201, description = "Created")))]
+#[utoipa::path(post, path = "/api/im/groups", operation_id = "createGroup", request_body = CreateBody,
+    responses((status = 201, description = "Created", body = Envelope<GroupView>)))]
 pub async fn create(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -42,23 +42,34 @@ pub async fn create(
     Ok(created(render::group(&c)))
 }
 
-#[utoipa::path(get, path = "/api/im/groups", responses((status = 200, description = "The caller's groups")))]
+/// A group in the caller's list.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupItem {
+    group_id: String,
+    title: Option<String>,
+    description: Option<String>,
+    my_role: &'static str,
+    member_count: i64,
+    unread_count: i64,
+}
+
+#[utoipa::path(get, path = "/api/im/groups", operation_id = "listGroups",
+    responses((status = 200, description = "The caller's groups", body = Envelope<Vec<GroupItem>>)))]
 pub async fn list(State(state): State<AppState>, Auth(me): Auth) -> ApiResult<Response> {
     let list = state.service.conversations(&me).await?;
     Ok(ok(list
         .iter()
         .filter(|s| s.conversation.kind == ConversationKind::Group)
-        .map(|s| {
-            json!({
-                "groupId": s.conversation.id,
-                "title": s.conversation.title,
-                "description": s.conversation.description,
-                "myRole": s.me.role.as_str(),
-                "memberCount": s.member_count,
-                "unreadCount": s.unread_count,
-            })
+        .map(|s| GroupItem {
+            group_id: s.conversation.id.clone(),
+            title: s.conversation.title.clone(),
+            description: s.conversation.description.clone(),
+            my_role: s.me.role.as_str(),
+            member_count: s.member_count,
+            unread_count: s.unread_count,
         })
-        .collect()))
+        .collect::<Vec<_>>()))
 }
 
 async fn group_of(
@@ -73,7 +84,8 @@ async fn group_of(
     Ok(c)
 }
 
-#[utoipa::path(get, path = "/api/im/groups/{id}", params(("id" = String, Path,)), responses((status = 200, description = "The group")))]
+#[utoipa::path(get, path = "/api/im/groups/{id}", operation_id = "getGroup", params(("id" = String, Path,)),
+    responses((status = 200, description = "The group", body = Envelope<GroupView>)))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -82,40 +94,8 @@ pub async fn get(
     Ok(ok(render::group(&group_of(&state, &me, &id).await?)))
 }
 
-#[utoipa::path(post, path = "/api/im/groups/{id}/messages", params(("id" = String, Path,),
-    ("X-Idempotency-Key" = Option<String>, Header,)), request_body = SendBody, responses((status = 201, description = "Sent")))]
-pub async fn send(
-    State(state): State<AppState>,
-    Auth(me): Auth,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    JsonBody(b): JsonBody<SendBody>,
-) -> ApiResult<Response> {
-    let new = b.into_new(&headers)?;
-    let outcome = state.service.send(&me, &id, new).await?;
-    Ok(send_response(&outcome))
-}
-
-#[utoipa::path(get, path = "/api/im/groups/{id}/messages", params(("id" = String, Path,),
-    ("limit" = Option<i64>, Query,), ("before" = Option<String>, Query,), ("after" = Option<String>, Query,)),
-    responses((status = 200, description = "Messages, oldest first")))]
-pub async fn history(
-    State(state): State<AppState>,
-    Auth(me): Auth,
-    Path(id): Path<String>,
-    QueryParams(q): QueryParams<HistoryQuery>,
-) -> ApiResult<Response> {
-    let limit = q.limit()?;
-    let (before, after) = q.cursors();
-    let page = state
-        .service
-        .history(&me, &id, before, after, limit)
-        .await?;
-    Ok(history_response(&page, limit))
-}
-
 #[utoipa::path(post, path = "/api/im/groups/{id}/members", params(("id" = String, Path,)), request_body = AddMemberBody,
-    responses((status = 201, description = "Added")))]
+    responses((status = 201, description = "Added", body = Envelope<GroupView>)))]
 pub async fn add_member(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -129,8 +109,16 @@ pub async fn add_member(
     Ok(created(render::group(&c)))
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRemoved {
+    group_id: String,
+    user_id: String,
+    removed: bool,
+}
+
 #[utoipa::path(delete, path = "/api/im/groups/{id}/members/{userId}", params(("id" = String, Path,), ("userId" = String, Path,)),
-    responses((status = 200, description = "Removed")))]
+    responses((status = 200, description = "Removed", body = Envelope<MemberRemoved>)))]
 pub async fn remove_member(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -138,7 +126,9 @@ pub async fn remove_member(
     _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     state.service.remove_participant(&me, &id, &user_id).await?;
-    Ok(ok(
-        json!({ "groupId": id, "userId": user_id, "removed": true }),
-    ))
+    Ok(ok(MemberRemoved {
+        group_id: id,
+        user_id,
+        removed: true,
+    }))
 }

@@ -3,21 +3,21 @@
 
 mod accounts;
 mod conversations;
-mod direct;
 mod groups;
 mod messages;
 mod render;
 mod sync;
 mod users;
 
+pub use messages::socket_send;
 pub use sync::event_json;
 
 use crate::app::AppState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
-use utoipa::OpenApi;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -63,10 +63,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::refresh))
         .routes(routes!(accounts::logout))
         .routes(routes!(accounts::health))
-        .routes(routes!(direct::send, direct::history))
+        .routes(routes!(messages::direct_send, messages::direct_history))
         .routes(routes!(groups::create, groups::list))
         .routes(routes!(groups::get))
-        .routes(routes!(groups::send, groups::history))
+        .routes(routes!(messages::group_send, messages::group_history))
         .routes(routes!(groups::add_member))
         .routes(routes!(groups::remove_member))
         .routes(routes!(conversations::list))
@@ -95,21 +95,39 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sync::sync))
 }
 
+/// The success envelope of every native response: `{ok:true, data}`.
+#[derive(Serialize, ToSchema)]
+pub struct Envelope<T> {
+    /// Always true; failures answer the error envelope instead.
+    ok: bool,
+    data: T,
+}
+
+/// The success envelope of the paged responses: `{ok:true, data, meta}`.
+#[derive(Serialize, ToSchema)]
+pub struct PagedEnvelope<T, M> {
+    /// Always true; failures answer the error envelope instead.
+    ok: bool,
+    data: T,
+    meta: M,
+}
+
 /// 200 `{ok:true, data}`.
-pub fn ok(data: Value) -> Response {
-    Json(json!({ "ok": true, "data": data })).into_response()
+pub fn ok<T: Serialize>(data: T) -> Response {
+    Json(Envelope { ok: true, data }).into_response()
 }
 
 /// 201 `{ok:true, data}`.
-pub fn created(data: Value) -> Response {
-    (
-        StatusCode::CREATED,
-        Json(json!({ "ok": true, "data": data })),
-    )
-        .into_response()
+pub fn created<T: Serialize>(data: T) -> Response {
+    (StatusCode::CREATED, Json(Envelope { ok: true, data })).into_response()
 }
 
 /// 200 `{ok:true, data, meta}`.
-pub fn ok_meta(data: Value, meta: Value) -> Response {
-    Json(json!({ "ok": true, "data": data, "meta": meta })).into_response()
+pub fn ok_meta<T: Serialize, M: Serialize>(data: T, meta: M) -> Response {
+    Json(PagedEnvelope {
+        ok: true,
+        data,
+        meta,
+    })
+    .into_response()
 }

@@ -1,89 +1,277 @@
-//! JSON views of the native face.
+//! The data types of the native face's responses, and their construction from the service's
+//! types. Each serializes to the JSON the Prismer SDK reads and describes itself in
+//! `/openapi.json`; the interop test `openapi_check.py` holds the two together.
 
 use imsync_core::model::{Conversation, Message, Participant, User};
 use imsync_core::time::rfc3339;
 use imsync_service::payload;
 use imsync_service::{ConversationSummary, ConversationWithMembers};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
-pub fn user(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "username": u.username,
-        "displayName": u.display_name,
-        "role": u.role.as_str(),
-        "agentType": u.agent_type,
-        "avatarUrl": u.avatar_url,
-        "bio": u.bio,
-        "metadata": u.metadata,
-        "createdAt": rfc3339(u.created_at),
-    })
+/// A message as every native response and event carries it. Messages are rendered by the
+/// service (a send renders its message once, for its event and its response alike), so this
+/// type only describes that JSON; `Value` fields annotated with it hold the rendered message.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+#[schema(as = Message)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    id: String,
+    conversation_id: String,
+    sender_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    content: String,
+    metadata: Value,
+    parent_id: Option<String>,
+    /// Always `sent`.
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quoted_message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<String>,
+    /// Present (possibly null) exactly when `editedAt` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable)]
+    edited_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<String>,
+    /// Present once the message has replies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_count: Option<i64>,
+    seq: i64,
+    created_at: String,
+    updated_at: String,
 }
 
 pub fn message(m: &Message) -> Value {
     payload::message(m)
 }
 
-pub fn conversation_row(c: &Conversation) -> Value {
-    let mut v = payload::to_value(&payload::conversation(c, None));
-    v["lastMsgSeq"] = json!(c.last_msg_seq);
-    v
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    id: String,
+    username: String,
+    display_name: String,
+    role: &'static str,
+    agent_type: Option<String>,
+    avatar_url: Option<String>,
+    bio: Option<String>,
+    metadata: Value,
+    created_at: String,
 }
 
-fn my_state(v: &mut Value, me: &Participant) {
-    v["myRole"] = json!(me.role.as_str());
-    v["pinned"] = json!(me.pinned);
-    v["muted"] = json!(me.muted);
-    v["pinnedAt"] = json!(me.pinned_at.map(rfc3339));
-    v["lastReadSeq"] = json!(me.read_msg_seq);
+pub fn user(u: &User) -> UserView {
+    UserView {
+        id: u.id.clone(),
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        role: u.role.as_str(),
+        agent_type: u.agent_type.clone(),
+        avatar_url: u.avatar_url.clone(),
+        bio: u.bio.clone(),
+        metadata: u.metadata.clone(),
+        created_at: rfc3339(u.created_at),
+    }
 }
 
-pub fn conversation_detail(c: &ConversationWithMembers) -> Value {
-    let mut v = conversation_row(&c.conversation);
-    my_state(&mut v, &c.me);
-    v["participants"] = c
-        .members
-        .iter()
-        .map(|m| {
-            json!({
-                "id": m.user.id,
-                "userId": m.user.id,
-                "role": m.participant.role.as_str(),
-                "joinedAt": rfc3339(m.participant.joined_at),
-                "user": {
-                    "id": m.user.id,
-                    "username": m.user.username,
-                    "displayName": m.user.display_name,
-                    "role": m.user.role.as_str(),
-                    "agentType": m.user.agent_type,
+/// A conversation without the caller's view of it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Conversation)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationRow {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: Option<String>,
+    description: Option<String>,
+    metadata: Value,
+    created_by: String,
+    created_at: String,
+    updated_at: String,
+    archived: bool,
+    last_message_at: Option<String>,
+    last_msg_seq: i64,
+}
+
+pub fn conversation_row(c: &Conversation) -> ConversationRow {
+    ConversationRow {
+        id: c.id.clone(),
+        kind: c.kind.as_str(),
+        title: c.title.clone(),
+        description: c.description.clone(),
+        metadata: c.metadata.clone(),
+        created_by: c.created_by.clone(),
+        created_at: rfc3339(c.created_at),
+        updated_at: rfc3339(c.updated_at),
+        archived: c.archived,
+        last_message_at: c.last_message_at.map(rfc3339),
+        last_msg_seq: c.last_msg_seq,
+    }
+}
+
+/// The caller's own state in a conversation.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MyState {
+    my_role: &'static str,
+    pinned: bool,
+    muted: bool,
+    pinned_at: Option<String>,
+    last_read_seq: i64,
+}
+
+fn my_state(me: &Participant) -> MyState {
+    MyState {
+        my_role: me.role.as_str(),
+        pinned: me.pinned,
+        muted: me.muted,
+        pinned_at: me.pinned_at.map(rfc3339),
+        last_read_seq: me.read_msg_seq,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantUser {
+    id: String,
+    username: String,
+    display_name: String,
+    role: &'static str,
+    agent_type: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantView {
+    /// The user's id, as `userId`.
+    id: String,
+    user_id: String,
+    role: &'static str,
+    joined_at: String,
+    user: ParticipantUser,
+}
+
+/// A conversation with the caller's state and its participants.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConversationDetail)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationDetail {
+    #[serde(flatten)]
+    row: ConversationRow,
+    #[serde(flatten)]
+    me: MyState,
+    participants: Vec<ParticipantView>,
+}
+
+pub fn conversation_detail(c: &ConversationWithMembers) -> ConversationDetail {
+    ConversationDetail {
+        row: conversation_row(&c.conversation),
+        me: my_state(&c.me),
+        participants: c
+            .members
+            .iter()
+            .map(|m| ParticipantView {
+                id: m.user.id.clone(),
+                user_id: m.user.id.clone(),
+                role: m.participant.role.as_str(),
+                joined_at: rfc3339(m.participant.joined_at),
+                user: ParticipantUser {
+                    id: m.user.id.clone(),
+                    username: m.user.username.clone(),
+                    display_name: m.user.display_name.clone(),
+                    role: m.user.role.as_str(),
+                    agent_type: m.user.agent_type.clone(),
                 },
             })
-        })
-        .collect();
-    v
-}
-
-pub fn conversation_summary(s: &ConversationSummary) -> Value {
-    let mut v = conversation_row(&s.conversation);
-    my_state(&mut v, &s.me);
-    v["unreadCount"] = json!(s.unread_count);
-    v["memberCount"] = json!(s.member_count);
-    v["lastMessage"] = s.last_message.as_ref().map(message).unwrap_or(Value::Null);
-    if let Some(p) = &s.peer {
-        v["otherUser"] = user(p);
+            .collect(),
     }
-    v
 }
 
-pub fn group(c: &ConversationWithMembers) -> Value {
-    json!({
-        "groupId": c.conversation.id,
-        "conversationId": c.conversation.id,
-        "title": c.conversation.title,
-        "description": c.conversation.description,
-        "metadata": c.conversation.metadata,
-        "myRole": c.me.role.as_str(),
-        "createdAt": rfc3339(c.conversation.created_at),
-        "members": c.members.iter().map(|m| payload::member(&m.user, m.participant.role.as_str())).collect::<Vec<_>>(),
-    })
+/// A conversation in the caller's list.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConversationSummary)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSummaryView {
+    #[serde(flatten)]
+    row: ConversationRow,
+    #[serde(flatten)]
+    me: MyState,
+    unread_count: i64,
+    member_count: i64,
+    #[schema(value_type = Option<MessageView>)]
+    last_message: Value,
+    /// Direct conversations only: the other participant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_user: Option<UserView>,
+}
+
+pub fn conversation_summary(s: &ConversationSummary) -> ConversationSummaryView {
+    ConversationSummaryView {
+        row: conversation_row(&s.conversation),
+        me: my_state(&s.me),
+        unread_count: s.unread_count,
+        member_count: s.member_count,
+        last_message: s.last_message.as_ref().map(message).unwrap_or(Value::Null),
+        other_user: s.peer.as_ref().map(user),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Member)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    user_id: String,
+    username: String,
+    display_name: String,
+    /// The member's role in the group.
+    role: String,
+    /// The user's own role (human, agent, ...).
+    user_role: String,
+}
+
+fn member(u: &User, role: &str) -> MemberView {
+    let b = payload::member(u, role);
+    MemberView {
+        user_id: b.user_id,
+        username: b.username,
+        display_name: b.display_name,
+        role: b.role,
+        user_role: b.user_role,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Group)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    group_id: String,
+    conversation_id: String,
+    title: Option<String>,
+    description: Option<String>,
+    metadata: Value,
+    my_role: &'static str,
+    created_at: String,
+    members: Vec<MemberView>,
+}
+
+pub fn group(c: &ConversationWithMembers) -> GroupView {
+    GroupView {
+        group_id: c.conversation.id.clone(),
+        conversation_id: c.conversation.id.clone(),
+        title: c.conversation.title.clone(),
+        description: c.conversation.description.clone(),
+        metadata: c.conversation.metadata.clone(),
+        my_role: c.me.role.as_str(),
+        created_at: rfc3339(c.conversation.created_at),
+        members: c
+            .members
+            .iter()
+            .map(|m| member(&m.user, m.participant.role.as_str()))
+            .collect(),
+    }
 }

@@ -7,9 +7,10 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use imsync_core::time::rfc3339;
 use imsync_core::Error;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::io::Write;
+use utoipa::ToSchema;
 
 #[derive(Deserialize)]
 pub struct SyncQuery {
@@ -28,10 +29,37 @@ pub fn event_json(e: &imsync_core::model::Event) -> Value {
     })
 }
 
+/// One event of a sync page. The page is written out by hand (see [`raw_page_response`]); these
+/// types describe that JSON.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncEvent {
+    seq: i64,
+    /// The event's kind, e.g. `message.new`.
+    #[serde(rename = "type")]
+    kind: String,
+    conversation_id: Option<String>,
+    /// The event's payload, as the realtime frames carry it.
+    data: Value,
+    at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPage {
+    events: Vec<SyncEvent>,
+    /// The `since` of the next page.
+    cursor: i64,
+    has_more: bool,
+}
+
 #[utoipa::path(get, path = "/api/im/sync",
     params(("since" = Option<i64>, Query, description = "Cursor from the previous page; 0 for everything"),
         ("limit" = Option<i64>, Query, description = "1 to 500, default 100")),
-    responses((status = 200, description = "`{events, cursor, hasMore}`"), (status = 400, description = "INVALID_PARAM")))]
+    responses((status = 200, description = "The caller's events after `since`, oldest first", body = super::Envelope<SyncPage>),
+        (status = 400, description = "INVALID_PARAM")))]
 pub async fn sync(
     State(state): State<AppState>,
     Auth(me): Auth,

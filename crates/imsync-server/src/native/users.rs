@@ -1,4 +1,5 @@
-use super::{ok, ok_meta, render};
+use super::render::{MessageView, UserView};
+use super::{ok, ok_meta, render, Envelope, PagedEnvelope};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::ApiResult;
@@ -8,8 +9,8 @@ use axum::response::Response;
 use imsync_core::model::ConversationKind;
 use imsync_core::time::rfc3339;
 use imsync_core::Error;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 #[derive(Deserialize)]
@@ -25,8 +26,42 @@ pub struct PresenceBody {
     user_ids: Vec<String>,
 }
 
+/// A user the caller has a direct conversation with.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    user_id: String,
+    username: String,
+    display_name: String,
+    role: &'static str,
+    agent_type: Option<String>,
+    avatar_url: Option<String>,
+    last_message_at: Option<String>,
+    #[schema(value_type = Option<MessageView>)]
+    last_message: Option<Value>,
+    unread_count: i64,
+    conversation_id: String,
+    /// Always `direct`.
+    conversation_type: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Total {
+    total: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Presence {
+    user_id: String,
+    /// `online` or `offline`.
+    status: &'static str,
+    online: bool,
+    last_seen: Option<String>,
+}
+
 #[utoipa::path(get, path = "/api/im/contacts", params(("role" = Option<String>, Query,), ("limit" = Option<i64>, Query,), ("offset" = Option<i64>, Query,)),
-    responses((status = 200, description = "The users the caller has direct conversations with")))]
+    responses((status = 200, description = "The users the caller has direct conversations with", body = PagedEnvelope<Vec<Contact>, Total>)))]
 pub async fn contacts(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -49,26 +84,24 @@ pub async fn contacts(
         .into_iter()
         .skip(offset as usize)
         .take(limit.min(200) as usize)
-        .map(|(s, p)| {
-            json!({
-                "userId": p.id,
-                "username": p.username,
-                "displayName": p.display_name,
-                "role": p.role.as_str(),
-                "agentType": p.agent_type,
-                "avatarUrl": p.avatar_url,
-                "lastMessageAt": s.conversation.last_message_at.map(rfc3339),
-                "lastMessage": s.last_message.as_ref().map(render::message),
-                "unreadCount": s.unread_count,
-                "conversationId": s.conversation.id,
-                "conversationType": "direct",
-            })
+        .map(|(s, p)| Contact {
+            user_id: p.id.clone(),
+            username: p.username.clone(),
+            display_name: p.display_name.clone(),
+            role: p.role.as_str(),
+            agent_type: p.agent_type.clone(),
+            avatar_url: p.avatar_url.clone(),
+            last_message_at: s.conversation.last_message_at.map(rfc3339),
+            last_message: s.last_message.as_ref().map(render::message),
+            unread_count: s.unread_count,
+            conversation_id: s.conversation.id.clone(),
+            conversation_type: "direct",
         })
         .collect();
-    Ok(ok_meta(json!(data), json!({ "total": total })))
+    Ok(ok_meta(data, Total { total }))
 }
 
-#[utoipa::path(get, path = "/api/im/users/{id}", params(("id" = String, Path,)), responses((status = 200, description = "A user's profile"), (status = 404, description = "Unknown user")))]
+#[utoipa::path(get, path = "/api/im/users/{id}", params(("id" = String, Path,)), responses((status = 200, description = "A user's profile", body = Envelope<UserView>), (status = 404, description = "Unknown user")))]
 pub async fn profile(
     State(state): State<AppState>,
     _auth: Auth,
@@ -78,7 +111,7 @@ pub async fn profile(
 }
 
 #[utoipa::path(get, path = "/api/im/users/by-username/{username}", params(("username" = String, Path,)),
-    responses((status = 200, description = "A user's profile"), (status = 404, description = "Unknown user")))]
+    responses((status = 200, description = "A user's profile", body = Envelope<UserView>), (status = 404, description = "Unknown user")))]
 pub async fn by_username(
     State(state): State<AppState>,
     _auth: Auth,
@@ -90,7 +123,7 @@ pub async fn by_username(
 }
 
 #[utoipa::path(post, path = "/api/im/presence/batch", request_body = PresenceBody,
-    responses((status = 200, description = "Presence of each user")))]
+    responses((status = 200, description = "Presence of each user", body = Envelope<Vec<Presence>>)))]
 pub async fn presence(
     State(state): State<AppState>,
     _auth: Auth,
@@ -105,12 +138,12 @@ pub async fn presence(
         .iter()
         .map(|id| {
             let (online, last_seen) = state.service.hub().presence(id);
-            json!({
-                "userId": id,
-                "status": if online { "online" } else { "offline" },
-                "online": online,
-                "lastSeen": last_seen.map(rfc3339),
-            })
+            Presence {
+                user_id: id.clone(),
+                status: if online { "online" } else { "offline" },
+                online,
+                last_seen: last_seen.map(rfc3339),
+            }
         })
-        .collect()))
+        .collect::<Vec<_>>()))
 }

@@ -18,7 +18,6 @@ use futures_util::FutureExt;
 use imsync_core::model::User;
 use imsync_core::Seq;
 use imsync_service::hub::{Delivery, SessionKey};
-use imsync_service::NewMessage;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -363,27 +362,11 @@ async fn handle_client_frame(state: &AppState, user: &User, text: &str) -> Optio
                     "payload.conversationId is required",
                 ));
             };
-            let str_field = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
-            let metadata = payload.get("metadata").cloned().filter(|m| !m.is_null());
-            let key = str_field("idempotencyKey").or_else(|| {
-                metadata
-                    .as_ref()
-                    .and_then(|m| m.get("_idempotencyKey"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            });
-            let new = NewMessage {
-                content: str_field("content").unwrap_or_default(),
-                kind: str_field("type"),
-                metadata,
-                parent_id: str_field("parentId"),
-                quoted_id: str_field("quotedMessageId"),
-                idempotency_key: key,
-                id: None,
+            // The same mapping as the REST send routes, so a message is the same either way.
+            let new = match crate::native::socket_send(payload) {
+                Ok(new) => new,
+                Err(e) => return err(e),
             };
-            if new.content.trim().is_empty() {
-                return err(imsync_core::Error::invalid("content must not be empty"));
-            }
             match service.send(user, &conv, new).await {
                 Ok(outcome) => Some(
                     json!({
