@@ -451,3 +451,319 @@ async fn rest_around_the_socket() {
         "{b}"
     );
 }
+
+// ---- The real SDK: `wukongimjssdk` 1.0.4 in Node, bundled with esbuild. ----
+
+mod node {
+    use std::path::{Path, PathBuf};
+    use std::process::Stdio;
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+    use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+    /// Exact versions: the SDK is the one the issue names; esbuild and ws as tested.
+    const PACKAGES: [&str; 3] = ["wukongimjssdk@1.0.4", "esbuild@0.28.2", "ws@8.23.1"];
+    const CLIENT: &str = include_str!("interop/wukongim_client.mjs");
+
+    async fn run(cmd: &mut Command, what: &str, secs: u64) -> std::process::Output {
+        cmd.kill_on_drop(true).stdin(Stdio::null());
+        let out = tokio::time::timeout(Duration::from_secs(secs), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer within {secs}s"))
+            .unwrap_or_else(|e| panic!("{what}: could not start: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn installed(dir: &Path) -> bool {
+        std::fs::read_to_string(dir.join("node_modules/wukongimjssdk/package.json"))
+            .is_ok_and(|p| p.contains("\"version\": \"1.0.4\""))
+            && dir.join("node_modules/.bin/esbuild").exists()
+            && dir.join("node_modules/ws/package.json").exists()
+    }
+
+    /// `<target>/node/wukongim`: the packages, installed once with npm into a scratch
+    /// directory and renamed into place, so a concurrent run never sees half an install. A
+    /// failed install fails the test.
+    async fn packages() -> PathBuf {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("the target directory")
+            .join("node");
+        let dir = target.join("wukongim");
+        if installed(&dir) {
+            return dir;
+        }
+        std::fs::create_dir_all(&target).unwrap();
+        let scratch = target.join(format!(
+            ".install-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::write(
+            scratch.join("package.json"),
+            r#"{"name":"imsync-wukongim-test","version":"0.0.0","private":true}"#,
+        )
+        .unwrap();
+        let mut npm = Command::new("npm");
+        npm.current_dir(&scratch)
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args(PACKAGES);
+        run(&mut npm, "npm install (Node 20 and npm are required)", 600).await;
+        assert!(installed(&scratch), "npm install left an incomplete tree");
+        if std::fs::rename(&scratch, &dir).is_err() {
+            // Another run got there first.
+            let _ = std::fs::remove_dir_all(&scratch);
+            assert!(
+                installed(&dir),
+                "could not install the Node packages into {dir:?}"
+            );
+        }
+        dir
+    }
+
+    /// The test's client bundled for Node (the SDK is ESM with extension-less imports, which
+    /// Node cannot load as it is).
+    pub async fn bundle(out_dir: &Path) -> PathBuf {
+        let dir = packages().await;
+        let entry = dir.join(format!(
+            "client-{}-{}.mjs",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::write(&entry, CLIENT).unwrap();
+        let out = out_dir.join("wukongim_client.cjs");
+        let mut esbuild = Command::new(dir.join("node_modules/.bin/esbuild"));
+        esbuild.current_dir(&dir).arg(&entry).args([
+            "--bundle",
+            "--platform=node",
+            "--format=cjs",
+            "--log-level=warning",
+        ]);
+        esbuild.arg(format!("--outfile={}", out.display()));
+        let result = tokio::time::timeout(Duration::from_secs(120), esbuild.output()).await;
+        let _ = std::fs::remove_file(&entry);
+        let result = result
+            .expect("esbuild within 120 s")
+            .expect("esbuild starts");
+        assert!(
+            result.status.success(),
+            "esbuild failed: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        out
+    }
+
+    /// One SDK process.
+    pub struct Sdk {
+        pub name: String,
+        child: Child,
+        stdin: ChildStdin,
+        lines: Lines<BufReader<ChildStdout>>,
+        log: PathBuf,
+    }
+
+    impl Sdk {
+        pub async fn spawn(bundle: &Path, base: &str, username: &str, token: Option<&str>) -> Sdk {
+            let log = bundle.with_file_name(format!("{username}-{}.log", rand::random::<u32>()));
+            let mut cmd = Command::new("node");
+            cmd.arg(bundle)
+                .env("IMSYNC_BASE", base)
+                .env("WK_USERNAME", username)
+                .env("WK_PASSWORD", "secret-pass")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .kill_on_drop(true);
+            if let Some(t) = token {
+                cmd.env("WK_TOKEN", t);
+            }
+            let mut child = cmd.spawn().expect("node starts");
+            let stdin = child.stdin.take().unwrap();
+            let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            Sdk {
+                name: username.to_owned(),
+                child,
+                stdin,
+                lines,
+                log,
+            }
+        }
+
+        pub async fn cmd(&mut self, v: serde_json::Value) {
+            let line = format!("{v}\n");
+            self.stdin.write_all(line.as_bytes()).await.unwrap();
+            self.stdin.flush().await.unwrap();
+        }
+
+        fn log_tail(&self) -> String {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let start = text.len().saturating_sub(4000);
+            text.get(start..).unwrap_or_default().to_owned()
+        }
+
+        /// The next event `want` accepts, skipping others (all within 20 s).
+        pub async fn expect(
+            &mut self,
+            what: &str,
+            want: impl Fn(&serde_json::Value) -> bool,
+        ) -> serde_json::Value {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let line = tokio::time::timeout_at(deadline, self.lines.next_line()).await;
+                let line = match line {
+                    Ok(Ok(Some(l))) => l,
+                    other => panic!(
+                        "{}: no {what} ({other:?}); SDK log:\n{}",
+                        self.name,
+                        self.log_tail()
+                    ),
+                };
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("{}: not JSON: {line}", self.name));
+                if v["event"] == "error" {
+                    panic!(
+                        "{}: {}; SDK log:\n{}",
+                        self.name,
+                        v["message"],
+                        self.log_tail()
+                    );
+                }
+                if want(&v) {
+                    return v;
+                }
+            }
+        }
+
+        pub async fn exit(mut self) {
+            self.cmd(serde_json::json!({"cmd": "exit"})).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn sdk_two_clients_chat() {
+    let srv = TestServer::start().await;
+    let alice = account(&srv, "alice").await;
+    let bob = account(&srv, "bob").await;
+    let group = alice.native.group("team", &[&bob.uid]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let bundle = node::bundle(scratch.path()).await;
+
+    let mut a = node::Sdk::spawn(&bundle, &srv.base, "alice", None).await;
+    let mut b = node::Sdk::spawn(&bundle, &srv.base, "bob", None).await;
+    let connected = |v: &Value| v["event"] == "status" && v["status"] == 1;
+    a.expect("connected", connected).await;
+    b.expect("connected", connected).await;
+    let message = |v: &Value| v["event"] == "message";
+    let sendack = |v: &Value| v["event"] == "sendack";
+
+    // A to B: SENDACK reason 1; B's RECV names the channel by A, passes the msgKey check and
+    // decrypts (the SDK drops it otherwise).
+    a.cmd(json!({"cmd": "send", "channel_id": bob.uid, "channel_type": 1, "text": "hi bob"}))
+        .await;
+    let ack = a.expect("SENDACK", sendack).await;
+    assert_eq!(ack["reason"], 1, "{ack}");
+    assert_eq!(ack["message_seq"], 1, "{ack}");
+    let m = b.expect("RECV", message).await;
+    assert_eq!(m["channel_id"], alice.uid.as_str(), "{m}");
+    assert_eq!(m["channel_type"], 1, "{m}");
+    assert_eq!(m["from_uid"], alice.uid.as_str(), "{m}");
+    assert_eq!(m["content"], "hi bob", "{m}");
+    assert_eq!(m["message_id"], ack["message_id"], "{m}");
+
+    // A to the group.
+    a.cmd(json!({"cmd": "send", "channel_id": group, "channel_type": 2, "text": "hi team"}))
+        .await;
+    let ack = a.expect("SENDACK", sendack).await;
+    assert_eq!(ack["reason"], 1, "{ack}");
+    let m = b.expect("RECV", message).await;
+    assert_eq!(
+        (&m["channel_id"], &m["channel_type"]),
+        (&json!(group), &json!(2)),
+        "{m}"
+    );
+    assert_eq!(m["content"], "hi team", "{m}");
+
+    // A message through the native API reaches B as RECV.
+    let (s, body) = alice
+        .native
+        .post(
+            &format!("/api/im/direct/{}/messages", bob.uid),
+            json!({"content": "from the native API"}),
+        )
+        .await;
+    assert!(s.is_success(), "{body}");
+    let m = b.expect("RECV", message).await;
+    assert_eq!(m["channel_id"], alice.uid.as_str(), "{m}");
+    assert_eq!(m["content"], "from the native API", "{m}");
+
+    // The same clientMsgNo twice: one message, the same id in both SENDACKs, one RECV.
+    for _ in 0..2 {
+        a.cmd(json!({"cmd": "send", "channel_id": bob.uid, "channel_type": 1, "text": "once", "client_msg_no": "dup-1"}))
+            .await;
+    }
+    let first = a.expect("SENDACK", sendack).await;
+    let second = a.expect("SENDACK", sendack).await;
+    assert_eq!(first["reason"], 1, "{first}");
+    assert_eq!(
+        (&first["message_id"], &first["message_seq"]),
+        (&second["message_id"], &second["message_seq"])
+    );
+    assert_ne!(first["client_seq"], second["client_seq"]);
+    a.cmd(json!({"cmd": "send", "channel_id": bob.uid, "channel_type": 1, "text": "last"}))
+        .await;
+    a.expect("SENDACK", sendack).await;
+    let m = b.expect("RECV", message).await;
+    assert_eq!(
+        (&m["content"], &m["client_msg_no"]),
+        (&json!("once"), &json!("dup-1"))
+    );
+    let m = b.expect("RECV", message).await;
+    assert_eq!(
+        m["content"], "last",
+        "a second RECV of the resent message: {m}"
+    );
+
+    // B's conversation sync shows the last message and the unread count; channel sync has
+    // every message once.
+    b.cmd(json!({"cmd": "sync"})).await;
+    let convs = b
+        .expect("conversations", |v| v["event"] == "conversations")
+        .await;
+    let person = convs["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel_id"] == alice.uid.as_str())
+        .unwrap_or_else(|| panic!("no conversation with alice: {convs}"));
+    assert_eq!(person["last_content"], "last", "{person}");
+    assert_eq!(person["unread"], 4, "{person}");
+    b.cmd(json!({"cmd": "history", "channel_id": alice.uid, "channel_type": 1}))
+        .await;
+    let history = b.expect("history", |v| v["event"] == "history").await;
+    let texts: Vec<&str> = history["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(texts, ["hi bob", "from the native API", "once", "last"]);
+
+    // A wrong token: CONNACK reason 2, reported as a failed connection.
+    let mut wrong = node::Sdk::spawn(&bundle, &srv.base, "bob", Some("wrong-token")).await;
+    let v = wrong
+        .expect("refusal", |v| v["event"] == "status" && v["status"] != 2)
+        .await;
+    assert_eq!((&v["status"], &v["reason"]), (&json!(3), &json!(2)), "{v}");
+    wrong.exit().await;
+    a.exit().await;
+    b.exit().await;
+}
