@@ -84,7 +84,10 @@ async fn open(srv: &TestServer) -> Ws {
         .0
 }
 
-async fn next_packet(ws: &mut Ws) -> Option<Packet> {
+async fn next_packet<S>(ws: &mut S) -> Option<Packet>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -766,4 +769,54 @@ async fn sdk_two_clients_chat() {
     wrong.exit().await;
     a.exit().await;
     b.exit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_that_never_reads_is_closed_as_lagging() {
+    let srv = TestServer::start_with(common::Options {
+        realtime_queue: Some(8),
+        ..Default::default()
+    })
+    .await;
+    let alice = account(&srv, "alice").await;
+    let bob = account(&srv, "bob").await;
+    let group = alice.native.group("g", &[&bob.uid]).await;
+    // Bob connects over a socket with a tiny receive buffer and stops reading.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(srv.addr).await.unwrap();
+    let url = format!("ws://{}{}", srv.addr, imsync_server::wukongim::SOCKET_PATH);
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let secret: [u8; 32] = rand::random();
+    let mine = ServerKeys::from_parts(secret, String::new());
+    let connect = Packet::Connect(Connect {
+        version: 2,
+        device_flag: 1,
+        device_id: "slow".into(),
+        uid: bob.uid.clone(),
+        token: bob.token.clone(),
+        client_timestamp: 0,
+        client_key: mine.public.clone(),
+    });
+    ws.send(Message::Binary(connect.encode().unwrap().into()))
+        .await
+        .unwrap();
+    assert!(matches!(next_packet(&mut ws).await, Some(Packet::Connack(a)) if a.reason == 1));
+    let big = "x".repeat(16 * 1024);
+    for i in 0..300 {
+        alice.native.send(&group, &format!("{i} {big}")).await;
+    }
+    // Reading now: what was queued, then a close with 4008.
+    let mut code = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        match m {
+            Ok(Message::Close(Some(f))) => {
+                code = Some(u16::from(f.code));
+                break;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(code, Some(4008));
 }
