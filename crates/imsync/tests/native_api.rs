@@ -3689,6 +3689,7 @@ async fn metrics_and_openapi() {
         ("/api/im/me", "patch"),
         ("/api/im/me", "delete"),
         ("/api/im/token/refresh", "post"),
+        ("/api/im/logout", "post"),
         ("/api/im/health", "get"),
         ("/api/im/direct/{userId}/messages", "post"),
         ("/api/im/direct/{userId}/messages", "get"),
@@ -3734,6 +3735,29 @@ async fn metrics_and_openapi() {
             paths.keys().collect::<Vec<_>>()
         );
     }
+    // Clients generated from the document name their methods after the operationIds and read
+    // the bodies it describes (interop_openapi checks those bodies against the server's).
+    let mut operation_ids = std::collections::HashMap::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(id) = op["operationId"].as_str() else {
+                continue;
+            };
+            let here = format!("{method} {path}");
+            if let Some(before) = operation_ids.insert(id.to_owned(), here.clone()) {
+                panic!("operationId {id} of {here} repeats {before}");
+            }
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.starts_with('2') {
+                    assert!(
+                        response["content"]["application/json"]["schema"].is_object(),
+                        "{here} {status} documents no body: {response}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(operation_ids.len(), expected.len(), "{operation_ids:?}");
 }
 
 #[tokio::test]

@@ -130,7 +130,7 @@ pub struct MeData {
     /// Always empty: no external bindings here.
     bindings: Vec<Value>,
     /// Always null: no credits here.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     credits: Option<Value>,
 }
 

@@ -79,6 +79,7 @@ pub struct ReadData {
     conversation_id: String,
     read_by: String,
     read_msg_seq: i64,
+    #[schema(required = true)]
     last_read_message_id: Option<String>,
     read_at: String,
 }
@@ -281,6 +282,7 @@ pub struct Settings {
     conversation_id: String,
     pinned: bool,
     muted: bool,
+    #[schema(required = true)]
     pinned_at: Option<String>,
 }
 

@@ -47,7 +47,9 @@ pub async fn create(
 #[serde(rename_all = "camelCase")]
 pub struct GroupItem {
     group_id: String,
+    #[schema(required = true)]
     title: Option<String>,
+    #[schema(required = true)]
     description: Option<String>,
     my_role: &'static str,
     member_count: i64,

@@ -191,6 +191,7 @@ pub struct HistoryMeta {
     total: i64,
     page_size: i64,
     /// Null for a direct conversation that does not exist yet.
+    #[schema(required = true)]
     conversation_id: Option<String>,
 }
 

@@ -25,6 +25,7 @@ pub struct MessageView {
     kind: String,
     content: String,
     metadata: Value,
+    #[schema(required = true)]
     parent_id: Option<String>,
     /// Always `sent`.
     status: String,
@@ -58,8 +59,11 @@ pub struct UserView {
     username: String,
     display_name: String,
     role: &'static str,
+    #[schema(required = true)]
     agent_type: Option<String>,
+    #[schema(required = true)]
     avatar_url: Option<String>,
+    #[schema(required = true)]
     bio: Option<String>,
     metadata: Value,
     created_at: String,
@@ -87,13 +91,16 @@ pub struct ConversationRow {
     id: String,
     #[serde(rename = "type")]
     kind: &'static str,
+    #[schema(required = true)]
     title: Option<String>,
+    #[schema(required = true)]
     description: Option<String>,
     metadata: Value,
     created_by: String,
     created_at: String,
     updated_at: String,
     archived: bool,
+    #[schema(required = true)]
     last_message_at: Option<String>,
     last_msg_seq: i64,
 }
@@ -121,6 +128,7 @@ pub struct MyState {
     my_role: &'static str,
     pinned: bool,
     muted: bool,
+    #[schema(required = true)]
     pinned_at: Option<String>,
     last_read_seq: i64,
 }
@@ -142,6 +150,7 @@ pub struct ParticipantUser {
     username: String,
     display_name: String,
     role: &'static str,
+    #[schema(required = true)]
     agent_type: Option<String>,
 }
 
@@ -203,7 +212,7 @@ pub struct ConversationSummaryView {
     me: MyState,
     unread_count: i64,
     member_count: i64,
-    #[schema(value_type = Option<MessageView>)]
+    #[schema(value_type = Option<MessageView>, required = true)]
     last_message: Value,
     /// Direct conversations only: the other participant.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -251,7 +260,9 @@ fn member(u: &User, role: &str) -> MemberView {
 pub struct GroupView {
     group_id: String,
     conversation_id: String,
+    #[schema(required = true)]
     title: Option<String>,
+    #[schema(required = true)]
     description: Option<String>,
     metadata: Value,
     my_role: &'static str,

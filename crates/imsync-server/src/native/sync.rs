@@ -39,6 +39,7 @@ pub struct SyncEvent {
     /// The event's kind, e.g. `message.new`.
     #[serde(rename = "type")]
     kind: String,
+    #[schema(required = true)]
     conversation_id: Option<String>,
     /// The event's payload, as the realtime frames carry it.
     data: Value,

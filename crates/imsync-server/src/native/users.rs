@@ -34,10 +34,13 @@ pub struct Contact {
     username: String,
     display_name: String,
     role: &'static str,
+    #[schema(required = true)]
     agent_type: Option<String>,
+    #[schema(required = true)]
     avatar_url: Option<String>,
+    #[schema(required = true)]
     last_message_at: Option<String>,
-    #[schema(value_type = Option<MessageView>)]
+    #[schema(value_type = Option<MessageView>, required = true)]
     last_message: Option<Value>,
     unread_count: i64,
     conversation_id: String,
@@ -57,6 +60,7 @@ pub struct Presence {
     /// `online` or `offline`.
     status: &'static str,
     online: bool,
+    #[schema(required = true)]
     last_seen: Option<String>,
 }
 
