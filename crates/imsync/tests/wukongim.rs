@@ -820,3 +820,78 @@ async fn a_consumer_that_never_reads_is_closed_as_lagging() {
     }
     assert_eq!(code, Some(4008));
 }
+
+/// Seeded random packets over a live connection (`WUKONGIM_SOCKET_SEED` replays a run): every
+/// one is answered, refused or ends the connection, the server stays up, and nothing reaches the
+/// store but what a valid SEND makes.
+#[tokio::test]
+async fn random_packets_over_the_socket() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("WUKONGIM_SOCKET_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("WUKONGIM_SOCKET_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let srv = TestServer::start().await;
+    let alice = account(&srv, "alice").await;
+    let bob = account(&srv, "bob").await;
+    let mut c = connect(&srv, &alice.uid, &alice.token).await.1.unwrap();
+    let mut stored = std::collections::HashSet::new();
+    for _ in 0..300 {
+        let mut bytes: Vec<u8> = match rng.random_range(0..3) {
+            0 => (0..rng.random_range(0..40)).map(|_| rng.random()).collect(),
+            1 => {
+                // A SEND whose fields are fine but whose msgKey or payload is garbage.
+                let mut s = c.send_packet(&bob.uid, 1, "x", "garbage");
+                if rng.random_bool(0.5) {
+                    s.msg_key = format!("{:032x}", rng.random::<u128>());
+                } else {
+                    s.payload = (0..rng.random_range(0..64)).map(|_| rng.random()).collect();
+                }
+                Packet::Send(s).encode().unwrap()
+            }
+            _ => {
+                let s = c.send_packet(&bob.uid, 1, "y", "flip");
+                let mut b = Packet::Send(s).encode().unwrap();
+                let i = rng.random_range(0..b.len());
+                b[i] ^= 1 << rng.random_range(0..8);
+                b
+            }
+        };
+        if bytes.is_empty() {
+            bytes.push(0);
+        }
+        c.ws.send(Message::Binary(bytes.into())).await.unwrap();
+        match next_packet(&mut c.ws).await {
+            Some(Packet::Sendack(a)) if a.reason == codec::REASON_SUCCESS => {
+                // A flipped bit the msgKey does not cover (a header flag, an unused setting
+                // bit) leaves a valid SEND.
+                stored.insert(a.message_id);
+            }
+            Some(Packet::Sendack(_)) => {}
+            Some(Packet::Pong) => {}
+            Some(Packet::Disconnect(_)) | None => {
+                c = connect(&srv, &alice.uid, &alice.token).await.1.unwrap();
+            }
+            Some(other) => panic!("seed {seed}: unexpected {other:?}"),
+        }
+    }
+    let (s, _) = srv.client().get("/healthz").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = tsdd(
+        &srv,
+        &bob.token,
+        reqwest::Method::POST,
+        "/v1/message/channel/sync",
+        Some(json!({"channel_id": alice.uid, "channel_type": 1, "limit": 100})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let messages = b["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), stored.len(), "seed {seed}: {b}");
+    for m in messages {
+        assert_eq!(m["payload"]["content"], "flip", "seed {seed}: {m}");
+    }
+}

@@ -105,15 +105,17 @@ fn connack(reason: u8, keys: Option<&ServerKeys>, client_ts: i64) -> Packet {
 /// Waits for CONNECT, authenticates, answers CONNACK and runs the connection.
 async fn connect(mut socket: WebSocket, state: AppState) {
     let max = state.config.max_body_bytes;
-    let first = match tokio::time::timeout(CONNECT_WITHIN, socket.recv()).await {
-        Ok(Some(Ok(WsMessage::Binary(b)))) => b,
-        Ok(Some(Ok(WsMessage::Text(_)))) => {
-            return close(socket, CLOSE_UNSUPPORTED, "binary messages only").await;
+    let deadline = Instant::now() + CONNECT_WITHIN;
+    let first = loop {
+        match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Ok(Some(Ok(WsMessage::Binary(b)))) => break b,
+            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+            Ok(Some(Ok(WsMessage::Text(_)))) => {
+                return close(socket, CLOSE_UNSUPPORTED, "binary messages only").await;
+            }
+            Err(_) => return close(socket, CLOSE_IDLE, "CONNECT expected").await,
+            Ok(Some(Ok(WsMessage::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => return,
         }
-        Ok(Some(Ok(_))) | Err(_) => {
-            return close(socket, CLOSE_IDLE, "CONNECT expected").await;
-        }
-        Ok(Some(Err(_))) | Ok(None) => return,
     };
     let c = match codec::decode(&first, max) {
         Ok(Packet::Connect(c)) => c,
