@@ -296,6 +296,11 @@ async fn chat_over_the_socket() {
     let stored = channel_messages(&srv, &bob, &alice.uid, 1).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["payload"]["content"], "hello bob");
+    assert_eq!(
+        stored[0]["timestamp"], r.timestamp,
+        "RECV and sync agree on the time"
+    );
+    assert_eq!(stored[0]["message_id"], r.message_id);
 
     // Group channel: everyone else gets it, named by the group id.
     let group = alice.native.group("team", &[&bob.uid, &carol.uid]).await;

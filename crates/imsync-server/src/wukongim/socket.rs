@@ -495,8 +495,8 @@ fn message_of(e: &Event, b: MessageBody) -> Message {
         metadata: b.metadata,
         parent_id: b.parent_id,
         quoted_id: b.quoted_message_id,
-        created_at: e.at,
-        updated_at: e.at,
+        created_at: parse_rfc3339_ms(&b.created_at).unwrap_or(e.at),
+        updated_at: parse_rfc3339_ms(&b.updated_at).unwrap_or(e.at),
         edited_at: None,
         edited_by: None,
         deleted_at: None,
@@ -505,6 +505,38 @@ fn message_of(e: &Event, b: MessageBody) -> Message {
         last_reply_at: None,
         version: e.seq,
     }
+}
+
+/// Epoch milliseconds of a UTC time as events carry it, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let part = s.get(from..to)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss, ms) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (the civil-from-days inverse).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
 }
 
 /// A SEND's decrypted payload as a new message, as `POST /v1/message/send` takes it: a JSON
@@ -529,4 +561,30 @@ fn new_message(plain: &[u8], client_msg_no: &str) -> Option<NewMessage> {
         idempotency_key: Some(client_msg_no.trim().to_owned()).filter(|k| !k.is_empty()),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339_ms;
+
+    #[test]
+    fn event_times_parse_back() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2024-05-01T10:00:00.123Z"),
+            Some(1_714_557_600_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T23:59:59.999Z"),
+            Some(951_868_799_999)
+        );
+        for bad in [
+            "",
+            "2024-05-01",
+            "2024-13-01T10:00:00.123Z",
+            "2024-05-01T10:00:00+123",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
 }
