@@ -57,8 +57,8 @@ pub fn method_not_allowed() -> ApiError {
     ))
 }
 
-/// The API face a path belongs to. Realtime endpoints and everything outside the other faces'
-/// prefixes answer in the native format.
+/// The API face a path belongs to. The native realtime endpoints and everything outside the
+/// other faces' paths answer in the native format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Face {
     Native,
@@ -72,7 +72,8 @@ impl Face {
             path.strip_prefix(prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         };
-        if under("/api/v1") {
+        // `/websocket` is Rocket.Chat's realtime (DDP) endpoint.
+        if under("/api/v1") || under("/websocket") {
             Face::RocketChat
         } else if under("/v1") {
             Face::Tsdd
@@ -168,6 +169,8 @@ mod tests {
         assert_eq!(Face::of("/api/v1/login"), Face::RocketChat);
         assert_eq!(Face::of("/api/v1"), Face::RocketChat);
         assert_eq!(Face::of("/api/v10/login"), Face::Native);
+        assert_eq!(Face::of("/websocket"), Face::RocketChat);
+        assert_eq!(Face::of("/websockets"), Face::Native);
         assert_eq!(Face::of("/v1/message/send"), Face::Tsdd);
         assert_eq!(Face::of("/v1"), Face::Tsdd);
         assert_eq!(Face::of("/v1x"), Face::Native);

@@ -42,7 +42,7 @@ fn face_of(path: &str) -> Face {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    if under("/api/v1") {
+    if under("/api/v1") || under("/websocket") {
         Face::RocketChat
     } else if under("/v1") {
         Face::Tsdd
@@ -103,7 +103,7 @@ fn rocketchat_routes() -> Vec<Route> {
         .collect()
 }
 
-/// TangSengDaoDao's routes (the face's router).
+/// TangSengDaoDao's routes (the face's router and the REST around the WuKongIM socket).
 fn tsdd_routes() -> Vec<Route> {
     [
         ("POST", "/v1/user/login"),
@@ -131,6 +131,14 @@ fn tsdd_routes() -> Vec<Route> {
         ("POST", "/v1/message/syncack/{seq}"),
         ("POST", "/v1/reaction/sync"),
         ("POST", "/v1/reactions"),
+        ("GET", "/v1/users/{uid}"),
+        ("GET", "/v1/users/{uid}/im"),
+        ("GET", "/v1/channels/{id}/{channel_type}"),
+        ("GET", "/v1/common/appconfig"),
+        ("POST", "/v1/friend/sync"),
+        ("GET", "/v1/group/my"),
+        ("POST", "/v1/message/reminder/sync"),
+        ("GET", "/v1/wukongim/ws"),
     ]
     .iter()
     .map(|(m, p)| route(&[m], p))
@@ -165,6 +173,7 @@ async fn native_routes(srv: &TestServer) -> (Vec<Route>, Vec<String>) {
     );
     for (m, p) in [
         ("GET", "/ws"),
+        ("GET", "/websocket"),
         ("GET", "/sse"),
         ("GET", "/api/im/sync/stream"),
         ("GET", "/healthz"),
