@@ -216,11 +216,24 @@ async fn handle(
     if req.headers().contains_key(axum::http::header::UPGRADE) {
         req.extensions_mut().insert(ReadCounter(state.clone()));
     }
+    // A body declared over the limit is never drained, so its connection cannot carry another
+    // request: the answer says so, and the client opens a new one instead of failing on this.
+    let oversized = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > config.max_body_bytes as u64);
     let req = req.map(|b| Body::new(TimedBody::new(b, &config)));
-    let resp = match app.oneshot(req).await {
+    let mut resp = match app.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
+    if oversized {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         state.upgraded.store(true, Ordering::Relaxed);
     }

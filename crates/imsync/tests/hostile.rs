@@ -815,12 +815,10 @@ async fn random_requests_to_every_route_of_every_face() {
     routes.extend(rocketchat_routes());
     routes.extend(tsdd_routes());
     fields.extend(OTHER_FIELDS.iter().map(|s| s.to_string()));
-    // A connection per request, so that each answer is judged on its own: after a body over
-    // the limit the server closes the connection without a `Connection: close`, and a pooled
-    // client would blame the next request sent on it.
+    // Pooled keep-alive connections, as real clients use: an answer that ends its connection
+    // must say so (`Connection: close`), or the next request sent on it fails.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
-        .pool_max_idle_per_host(0)
         .build()
         .unwrap();
     let mut problems = Vec::new();

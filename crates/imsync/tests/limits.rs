@@ -447,6 +447,54 @@ async fn a_handler_that_ignores_its_body_refuses_one_over_the_limit() {
     }
 }
 
+/// A body declared over the limit is not drained, so the answer to it closes the connection,
+/// and says so: a keep-alive client then opens a new connection instead of failing its next
+/// request on this one.
+#[tokio::test]
+async fn an_answer_to_a_body_over_the_limit_says_the_connection_closes() {
+    let srv = TestServer::start_with(Options {
+        max_body_bytes: Some(1024),
+        ..Default::default()
+    })
+    .await;
+    for path in [
+        "/api/im/nope",
+        "/api/im/register",
+        "/v1/message/revoke",
+        "/healthz",
+    ] {
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        let body = "x".repeat(40_000);
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: imsync\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        // The server may answer and close before the whole body is in.
+        let _ = s.write_all(body.as_bytes()).await;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = tokio::time::timeout(BOUND, async {
+            loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return i;
+                }
+                let n = s.read(&mut chunk).await.unwrap_or(0);
+                assert!(n > 0, "{path}: no answer");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .expect("an answer");
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        assert!(
+            head.contains("connection: close"),
+            "{path}: the answer does not say the connection closes:\n{head}"
+        );
+    }
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
