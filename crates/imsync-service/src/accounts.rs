@@ -83,22 +83,33 @@ fn verify_password(password: &str, hash: &str) -> bool {
 impl Service {
     /// The user a token belongs to; 401 for an unknown or expired token.
     pub async fn authenticate(&self, token: &str) -> Result<User> {
-        Ok(self.authenticate_session(token).await?.0)
+        // A cached caller costs no SHA-256: only a miss hashes the token.
+        if let Some((user, _)) = self.sessions.get_with_expiry(token, now_ms()) {
+            return Ok(user);
+        }
+        Ok(self.authenticate_uncached(token).await?.0)
     }
 
     /// [`Service::authenticate`], with the session's key for a realtime subscription, which
     /// the hub ends when the session ends.
     pub async fn authenticate_session(&self, token: &str) -> Result<(User, SessionKey)> {
-        let key = ids::token_hash(token);
         if let Some((user, expires_at)) = self.sessions.get_with_expiry(token, now_ms()) {
-            return Ok((user, session_key(key, expires_at)));
+            return Ok((user, session_key(ids::token_hash(token), expires_at)));
         }
-        let hash = key.clone();
+        let (user, hash, expires_at) = self.authenticate_uncached(token).await?;
+        Ok((user, session_key(hash, expires_at)))
+    }
+
+    /// The token's user from the store, cached for the next requests; answers the user, the
+    /// token's hash and its expiry.
+    async fn authenticate_uncached(&self, token: &str) -> Result<(User, String, i64)> {
+        let hash = ids::token_hash(token);
+        let key = hash.clone();
         let (user, expires_at) = self
             .store
             .read(move |c| {
                 let invalid = || Error::new(ErrorCode::Unauthorized, "Invalid or expired token");
-                let Some((user_id, expires_at)) = tokens::lookup(c, &hash)? else {
+                let Some((user_id, expires_at)) = tokens::lookup(c, &key)? else {
                     return Err(invalid());
                 };
                 if expires_at <= now_ms() {
@@ -110,7 +121,7 @@ impl Service {
             .await?;
         self.sessions
             .put(token.to_owned(), user.clone(), expires_at);
-        Ok((user, session_key(key, expires_at)))
+        Ok((user, hash, expires_at))
     }
 
     fn new_user(&self, a: &NewAccount) -> Result<User> {
