@@ -62,22 +62,71 @@ fn session_key(hash: String, expires_at: i64) -> SessionKey {
     }
 }
 
-fn hash_password(password: &str) -> Result<String> {
+/// Marks a password hash whose input is the hex SHA-256 of the password rather than the
+/// password itself. Both a plain password and its SHA-256 digest (what Rocket.Chat's DDP
+/// clients send) can be checked against such a hash. Hashes without the mark are argon2 of the
+/// plain password, as accounts made before digests were accepted have them; a plain login
+/// rewrites them with the mark.
+const DIGEST_HASH_PREFIX: &str = "sha256$";
+
+/// The secret a login presents.
+#[derive(Debug, Clone, Copy)]
+pub enum Password<'a> {
+    Plain(&'a str),
+    /// The hex SHA-256 of the password (either case).
+    Sha256Hex(&'a str),
+}
+
+/// The hex SHA-256 of a password, the input of stored hashes.
+pub fn password_digest(password: &str) -> String {
+    ids::token_hash(password)
+}
+
+fn argon2_hash(input: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(input.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(Error::internal)
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
+fn argon2_verify(input: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| {
             Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
+                .verify_password(input.as_bytes(), &parsed)
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    Ok(format!(
+        "{DIGEST_HASH_PREFIX}{}",
+        argon2_hash(&password_digest(password))?
+    ))
+}
+
+/// Whether `password` matches `stored`; `Some(new hash)` alongside when the stored hash is of
+/// the old kind and should be replaced.
+fn verify_password(password: Password<'_>, stored: &str) -> (bool, Option<String>) {
+    match (stored.strip_prefix(DIGEST_HASH_PREFIX), password) {
+        (Some(h), Password::Plain(p)) => (argon2_verify(&password_digest(p), h), None),
+        (Some(h), Password::Sha256Hex(d)) => {
+            let d = d.to_ascii_lowercase();
+            let well_formed = d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit());
+            (well_formed && argon2_verify(&d, h), None)
+        }
+        (None, Password::Plain(p)) => {
+            if argon2_verify(p, stored) {
+                (true, hash_password(p).ok())
+            } else {
+                (false, None)
+            }
+        }
+        // An old hash takes only the plain password, until a plain login rewrites it.
+        (None, Password::Sha256Hex(_)) => (false, None),
+    }
 }
 
 impl Service {
@@ -233,6 +282,12 @@ impl Service {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Result<Session> {
+        self.login_with(username, Password::Plain(password)).await
+    }
+
+    /// A login with the plain password or its SHA-256 digest. An account whose stored hash
+    /// predates digests gets the current kind at its next plain login.
+    pub async fn login_with(&self, username: &str, password: Password<'_>) -> Result<Session> {
         let name = username.to_owned();
         let found = self
             .store
@@ -247,10 +302,20 @@ impl Service {
         let Some((user_id, Some(hash))) = found else {
             return Err(bad());
         };
-        let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(Error::internal)?;
+        let owned = match password {
+            Password::Plain(p) => (p.to_owned(), false),
+            Password::Sha256Hex(d) => (d.to_owned(), true),
+        };
+        let (ok, rehash) = tokio::task::spawn_blocking(move || {
+            let given = if owned.1 {
+                Password::Sha256Hex(&owned.0)
+            } else {
+                Password::Plain(&owned.0)
+            };
+            verify_password(given, &hash)
+        })
+        .await
+        .map_err(Error::internal)?;
         if !ok {
             return Err(bad());
         }
@@ -258,6 +323,9 @@ impl Service {
         self.store
             .write(move |c| {
                 let user = users::get(c, &user_id)?.ok_or_else(bad)?;
+                if let Some(h) = &rehash {
+                    users::set_password_hash(c, &user.id, h)?;
+                }
                 let (token, expires_at) = this.issue(c, &user.id)?;
                 Ok(Session {
                     user,
@@ -388,5 +456,50 @@ impl Service {
                 Ok(s)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST_OF_SECRET: &str =
+        "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+
+    #[test]
+    fn new_hashes_take_the_plain_password_and_its_digest() {
+        assert_eq!(password_digest("secret"), DIGEST_OF_SECRET);
+        let h = hash_password("secret").unwrap();
+        assert!(h.starts_with(DIGEST_HASH_PREFIX));
+        assert_eq!(verify_password(Password::Plain("secret"), &h), (true, None));
+        assert_eq!(
+            verify_password(Password::Sha256Hex(DIGEST_OF_SECRET), &h),
+            (true, None)
+        );
+        let upper = DIGEST_OF_SECRET.to_ascii_uppercase();
+        assert!(verify_password(Password::Sha256Hex(&upper), &h).0);
+        assert!(!verify_password(Password::Plain("Secret"), &h).0);
+        assert!(!verify_password(Password::Sha256Hex(&password_digest("x")), &h).0);
+        assert!(!verify_password(Password::Sha256Hex("secret"), &h).0);
+        // The digest is the secret now: it must not pass as a plain password.
+        assert!(!verify_password(Password::Plain(DIGEST_OF_SECRET), &h).0);
+    }
+
+    #[test]
+    fn old_hashes_take_the_plain_password_and_are_rewritten() {
+        let old = argon2_hash("secret").unwrap();
+        let (ok, rehash) = verify_password(Password::Plain("secret"), &old);
+        assert!(ok);
+        let new = rehash.expect("an old hash is rewritten");
+        assert!(verify_password(Password::Sha256Hex(DIGEST_OF_SECRET), &new).0);
+        assert!(verify_password(Password::Plain("secret"), &new).0);
+        assert_eq!(
+            verify_password(Password::Plain("nope"), &old),
+            (false, None)
+        );
+        assert_eq!(
+            verify_password(Password::Sha256Hex(DIGEST_OF_SECRET), &old),
+            (false, None)
+        );
     }
 }

@@ -16,7 +16,7 @@ mod visibility;
 pub mod rocketchat;
 pub mod tsdd;
 
-pub use accounts::{NewAccount, ProfilePatch, Session, Stats};
+pub use accounts::{NewAccount, Password, ProfilePatch, Session, Stats};
 pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
 pub use imsync_store::repo::events::RawEvent;
 pub use messages::{HistoryPage, NewMessage, SendOutcome};

@@ -81,6 +81,15 @@ pub fn credentials(
     .map(|r| (r.string(0), r.opt_string(1))))
 }
 
+/// Replaces a live account's password hash.
+pub fn set_password_hash(c: &mut dyn SqlConn, id: &str, hash: &str) -> Result<()> {
+    c.execute(
+        "UPDATE users SET password_hash = $2 WHERE id = $1 AND deleted_at IS NULL",
+        args![id, hash],
+    )?;
+    Ok(())
+}
+
 pub fn update_profile(c: &mut dyn SqlConn, u: &User) -> Result<()> {
     c.execute(
         "UPDATE users SET display_name = $2, avatar_url = $3, bio = $4, metadata = $5, \
