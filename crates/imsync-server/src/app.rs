@@ -261,6 +261,7 @@ pub fn router(state: AppState) -> Router {
         .merge(native)
         .merge(crate::realtime::router())
         .merge(crate::rocketchat::router())
+        .merge(crate::ddp::router())
         .merge(crate::tsdd::router())
         .merge(crate::wukongim::router())
         .fallback(fallback)

@@ -5,6 +5,7 @@
 
 mod app;
 mod auth;
+mod ddp;
 mod error;
 mod extract;
 mod metrics;

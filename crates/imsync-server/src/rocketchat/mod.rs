@@ -7,8 +7,8 @@
 mod auth;
 mod chat;
 pub(crate) mod error;
-mod params;
-mod render;
+pub(crate) mod params;
+pub(crate) mod render;
 mod rooms;
 mod sync;
 
