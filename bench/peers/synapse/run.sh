@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Matrix Synapse as the peer of imsync (shared/BENCHMARKS.md, "References measured in the same
-# run"): installs matrix-synapse from PyPI into bench/peers/synapse/.venv (gitignored), writes a
+# Matrix Synapse as the peer of imsync (README, "Performance": references measured in the same
+# run): installs matrix-synapse from PyPI into bench/peers/synapse/.venv (gitignored), writes a
 # config (SQLite, 127.0.0.1 only, shared-secret registration, rate limits and presence off) in a
 # temp dir, starts it, runs `imsync-bench peer-synapse` (imsync and Synapse with the same
 # generator and the same workloads, side by side with the ratio), and stops it.

@@ -1,7 +1,7 @@
 //! The imsync benchmark harness as a library: a small HTTP client for the native API and the
 //! Matrix client-server API, latency statistics, the child-process server, the bulk-load (seed)
-//! path and the scenarios of `shared/BENCHMARKS.md`, the Rocket.Chat and TangSengDaoDao faces'
-//! sync calls included.
+//! path and the benchmark scenarios (README, "Performance"), the Rocket.Chat and
+//! TangSengDaoDao faces' sync calls included.
 //!
 //! Every scenario that only needs a running server takes a base URL, so the same code runs
 //! against the release binary (from `main.rs`) and against an in-process server (the smoke test).

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(
     name = "imsync-bench",
-    about = "Benchmark harness for imsync (see shared/BENCHMARKS.md)"
+    about = "Benchmark harness for imsync (see the README, \"Performance\")"
 )]
 struct Cli {
     #[command(subcommand)]

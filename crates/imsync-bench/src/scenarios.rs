@@ -1,4 +1,4 @@
-//! The scenarios of `shared/BENCHMARKS.md` against a running imsync at a base URL, plus the
+//! The benchmark scenarios (README, "Performance") against a running imsync at a base URL, plus the
 //! bounded load loops they share.
 
 use crate::client::{http_client, Api};
