@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::python::{self, run_timed, text};
 use common::{Api, Options, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -762,4 +763,35 @@ async fn a_consumer_that_falls_behind_is_closed() {
         bob.send(&room, &format!("{i} {big}")).await;
     }
     assert_eq!(d.close_code().await, Some(4008));
+}
+
+/// The PyPI bot library the first real-client check runs (docs/ddp.md, "Tested clients").
+const ROCKETCHAT_ASYNC: &str = "rocketchat-async==4.3.0";
+
+#[tokio::test]
+async fn rocketchat_async_bot_against_the_binary() {
+    let venv = python::venv_with(
+        "interop-venv-rocketchat-async",
+        ROCKETCHAT_ASYNC,
+        "rocketchat_async",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::ChildServer::spawn(dir.path(), common::free_port()).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/ddp_async_check.py"
+    );
+    let mut cmd = tokio::process::Command::new(python::python(&venv));
+    cmd.arg(script)
+        .arg(&server.base)
+        .env("PYTHONUNBUFFERED", "1");
+    let out = run_timed(&mut cmd, "ddp_async_check.py", 300).await;
+    let output = text(&out);
+    println!("{output}");
+    assert!(
+        out.status.success() && output.contains("\nOK"),
+        "ddp_async_check.py failed ({}):\n{output}",
+        out.status
+    );
 }
