@@ -795,3 +795,52 @@ async fn rocketchat_async_bot_against_the_binary() {
         out.status
     );
 }
+
+/// Rocket.Chat's own DDP client, the second real-client check (docs/ddp.md, "Tested clients").
+const DDP_CLIENT: (&str, &str) = ("@rocket.chat/ddp-client", "1.1.2");
+
+#[tokio::test]
+async fn rocket_chat_ddp_client_against_the_binary() {
+    let project = common::node::project(
+        "interop-npm-ddp-client",
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/ddp-client"
+        )),
+        DDP_CLIENT.0,
+        DDP_CLIENT.1,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::ChildServer::spawn(dir.path(), common::free_port()).await;
+    let srv_api = |token: Option<String>| Api::new(&server.base, token);
+    let register = |name: &'static str| async move {
+        let (s, b) = srv_api(None)
+            .post(
+                "/api/im/users/register",
+                json!({ "username": name, "password": PASSWORD, "displayName": name }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        srv_api(Some(b["data"]["token"].as_str().unwrap().to_owned()))
+    };
+    let _alice = register("alice").await;
+    let bob = register("bob").await;
+    let room = bob.group("ddp-client", &["alice"]).await;
+
+    // Node 20 has WebSocket behind a flag; later versions ignore it.
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("--experimental-websocket")
+        .arg(project.join("check.js"))
+        .args([server.base.as_str(), "alice", PASSWORD, room.as_str()])
+        .arg(bob.token.as_deref().unwrap())
+        .current_dir(&project);
+    let out = run_timed(&mut cmd, "ddp-client check.js", 120).await;
+    let output = text(&out);
+    println!("{output}");
+    assert!(
+        out.status.success() && output.contains("\nOK"),
+        "ddp-client check.js failed ({}):\n{output}",
+        out.status
+    );
+}

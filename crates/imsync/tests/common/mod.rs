@@ -2,6 +2,7 @@
 //! process) and a small JSON client for the native API.
 #![allow(dead_code)]
 
+pub mod node;
 pub mod python;
 
 use reqwest::{Client, Method, StatusCode};
