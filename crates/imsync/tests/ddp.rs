@@ -425,6 +425,14 @@ async fn methods_rooms_messages_reactions() {
         json!(["alice"]),
         "{v}"
     );
+    // Typing notices, as rocketchat-async sends them, are accepted.
+    let r = d
+        .call(
+            "stream-notify-room",
+            json!([format!("{dm}/user-activity"), "alice", ["user-typing"], {}]),
+        )
+        .await;
+    assert!(r.get("error").is_none(), "{r}");
     let r = d
         .call("setReaction", json!([":thumbsup:", "no-such-message"]))
         .await;

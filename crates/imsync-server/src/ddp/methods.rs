@@ -101,6 +101,7 @@ async fn dispatch(conn: &mut Conn, name: &str, params: &[Value]) -> MethodResult
             | "UserPresence:setDefaultStatus"
             | "UserPresence:online"
             | "UserPresence:away"
+            | "stream-notify-room"
     );
     if !known {
         return Err(not_found(name));
@@ -208,7 +209,8 @@ async fn dispatch(conn: &mut Conn, name: &str, params: &[Value]) -> MethodResult
                 .map_err(|e| room_error(name, e))?;
             Ok(Value::Null)
         }
-        // Presence follows the connection; these are accepted and change nothing.
+        // Presence follows the connection and typing notices (`stream-notify-room` called as a
+        // method) are not relayed: these are accepted and change nothing.
         _ => Ok(Value::Null),
     }
 }
