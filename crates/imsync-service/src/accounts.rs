@@ -485,6 +485,51 @@ mod tests {
         assert!(!verify_password(Password::Plain(DIGEST_OF_SECRET), &h).0);
     }
 
+    #[tokio::test]
+    async fn an_account_with_an_old_hash_is_migrated_by_its_next_plain_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = imsync_store::Store::open(&imsync_store::StoreOptions {
+            sqlite_path: dir.path().join("imsync.db"),
+            durability: imsync_store::Durability::Normal,
+        })
+        .unwrap();
+        let service = Service::new(store.clone(), crate::ServiceConfig::default());
+        let account = NewAccount {
+            username: "old".into(),
+            password: Some("secret-pass".into()),
+            ..Default::default()
+        };
+        let id = service.register(None, account).await.unwrap().user.id;
+        // As an account made before digests were accepted stored it.
+        let old = argon2_hash("secret-pass").unwrap();
+        let uid = id.clone();
+        store
+            .write(move |c| users::set_password_hash(c, &uid, &old))
+            .await
+            .unwrap();
+        let digest = password_digest("secret-pass");
+        let refused = service
+            .login_with("old", Password::Sha256Hex(&digest))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidCredentials);
+        service.login("old", "secret-pass").await.unwrap();
+        let stored = store
+            .read(|c| users::credentials(c, "old"))
+            .await
+            .unwrap()
+            .and_then(|(_, h)| h)
+            .unwrap();
+        assert!(stored.starts_with(DIGEST_HASH_PREFIX), "{stored}");
+        let s = service
+            .login_with("old", Password::Sha256Hex(&digest))
+            .await
+            .unwrap();
+        assert_eq!(s.user.id, id);
+        service.login("old", "secret-pass").await.unwrap();
+        assert!(service.login("old", "wrong-pass").await.is_err());
+    }
+
     #[test]
     fn old_hashes_take_the_plain_password_and_are_rewritten() {
         let old = argon2_hash("secret").unwrap();
