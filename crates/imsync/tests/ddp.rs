@@ -852,3 +852,190 @@ async fn rocket_chat_ddp_client_against_the_binary() {
         out.status
     );
 }
+
+/// A Rocket.Chat REST call that may fail: its status and body.
+async fn rc_raw(api: &Api, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let url = format!("{}/api/v1/{path}", api.base);
+    let req = match method {
+        "POST" => api.http.post(url).json(&body.unwrap_or(json!({}))),
+        _ => api.http.get(url),
+    };
+    let resp = req
+        .header("X-User-Id", &api.user_id)
+        .header("X-Auth-Token", api.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn rest_calls_bots_make_around_ddp() {
+    let srv = TestServer::start_with(Options {
+        default_channel: Some("GENERAL".into()),
+        ..Default::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+
+    // Server info needs no credentials.
+    let v: Value = http
+        .get(format!("{}/api/info", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["success"], true, "{v}");
+    assert!(v["version"].is_string());
+
+    // users.register, then a DDP login with the new account.
+    let resp = http
+        .post(format!("{}/api/v1/users.register", srv.base))
+        .json(&json!({"username":"newbot","email":"newbot@example.com","pass":PASSWORD,"name":"New Bot"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["user"]["username"], "newbot", "{v}");
+    let resp = http
+        .post(format!("{}/api/v1/users.register", srv.base))
+        .json(&json!({"username":"newbot","email":"x@example.com","pass":PASSWORD,"name":"x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["errorType"], "error-field-unavailable", "{v}");
+    let mut d = Ddp::open(&srv).await;
+    let r = d
+        .call(
+            "login",
+            json!([{"user":{"username":"newbot"},"password":PASSWORD}]),
+        )
+        .await;
+    assert_eq!(r["result"]["type"], "password", "{r}");
+
+    let alice = account(&srv, "alice").await;
+    let bob = account(&srv, "bob").await;
+    let v = rc(&alice, "users.info?username=bob", None).await;
+    assert_eq!(v["user"]["_id"], bob.user_id.as_str(), "{v}");
+    let v = rc(&alice, &format!("users.info?userId={}", bob.user_id), None).await;
+    assert_eq!(v["user"]["username"], "bob");
+    let (s, v) = rc_raw(&alice, "GET", "users.info?username=nobody", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["errorType"], "error-invalid-user", "{v}");
+
+    // Room lists.
+    let group = bob.group("crew", &["alice"]).await;
+    let (s, b) = bob
+        .post(
+            "/api/im/direct/alice/messages",
+            json!({"content":"hi alice"}),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    let v = rc(&alice, "channels.list.joined", None).await;
+    assert_eq!(ids_of(&v["channels"]), vec!["GENERAL"], "{v}");
+    let v = rc(&alice, "groups.list", None).await;
+    assert_eq!(ids_of(&v["groups"]), vec![group.clone()], "{v}");
+    assert_eq!(v["total"], 1);
+    for path in ["im.list", "dm.list"] {
+        let v = rc(&alice, path, None).await;
+        assert_eq!(v["ims"].as_array().unwrap().len(), 1, "{path}: {v}");
+        assert_eq!(v["ims"][0]["t"], "d");
+    }
+    let dm = rc(&alice, "im.list", None).await["ims"][0]["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Info, members, history.
+    let v = rc(&alice, &format!("groups.info?roomId={group}"), None).await;
+    assert_eq!(v["group"]["name"], "crew", "{v}");
+    let v = rc(&alice, "channels.info?roomName=general", None).await;
+    assert_eq!(v["channel"]["_id"], "GENERAL", "{v}");
+    let v = rc(&alice, &format!("rooms.info?roomId={dm}"), None).await;
+    assert_eq!(v["room"]["t"], "d", "{v}");
+    let carol = account(&srv, "carol").await;
+    let (s, v) = rc_raw(&carol, "GET", &format!("groups.info?roomId={group}"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["errorType"], "error-room-not-found", "{v}");
+    let v = rc(&alice, &format!("groups.members?roomId={group}"), None).await;
+    let mut names: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["alice", "bob"], "{v}");
+    for i in 0..3 {
+        bob.send(&group, &format!("m{i}")).await;
+    }
+    let v = rc(
+        &alice,
+        &format!("groups.history?roomId={group}&count=2"),
+        None,
+    )
+    .await;
+    let texts: Vec<&str> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["msg"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["m2", "m1"], "newest first: {v}");
+    for path in ["im.history", "dm.history", "dm.messages"] {
+        let v = rc(&alice, &format!("{path}?roomId={dm}"), None).await;
+        assert_eq!(v["messages"][0]["msg"], "hi alice", "{path}: {v}");
+    }
+    let (s, _) = rc_raw(
+        &carol,
+        "GET",
+        &format!("groups.history?roomId={group}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a non-member reads no history");
+
+    // The caller's subscription: unread, read, and leaving.
+    let v = rc(
+        &alice,
+        &format!("subscriptions.getOne?roomId={group}"),
+        None,
+    )
+    .await;
+    assert_eq!(v["subscription"]["unread"], 3, "{v}");
+    rc(&alice, "subscriptions.read", Some(json!({"rid": group}))).await;
+    let v = rc(
+        &alice,
+        &format!("subscriptions.getOne?roomId={group}"),
+        None,
+    )
+    .await;
+    assert_eq!(v["subscription"]["unread"], 0, "{v}");
+    rc(&alice, "groups.leave", Some(json!({"roomId": group}))).await;
+    let v = rc(&alice, "groups.list", None).await;
+    assert_eq!(v["groups"], json!([]), "{v}");
+
+    // channels.join with joinCode null, as the Python client sends it.
+    rc(&carol, "channels.leave", Some(json!({"roomId": "GENERAL"}))).await;
+    rc(
+        &carol,
+        "channels.join",
+        Some(json!({"roomId": "GENERAL", "joinCode": null})),
+    )
+    .await;
+}
+
+fn ids_of(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|r| r["_id"].as_str().unwrap().to_owned())
+        .collect()
+}

@@ -6,6 +6,7 @@
 
 mod auth;
 mod chat;
+mod directory;
 pub(crate) mod error;
 pub(crate) mod params;
 pub(crate) mod render;
@@ -64,10 +65,35 @@ pub fn router() -> Router<AppState> {
         ("groups.kick", post(rooms::groups_kick)),
         ("rooms.get", get(rooms::rooms_get)),
         ("subscriptions.get", get(rooms::subscriptions_get)),
+        (
+            "subscriptions.getOne",
+            get(directory::subscriptions_get_one),
+        ),
+        ("subscriptions.read", post(directory::subscriptions_read)),
+        ("users.info", get(directory::users_info)),
+        ("users.register", post(directory::users_register)),
+        ("channels.list.joined", get(directory::channels_list_joined)),
+        ("groups.list", get(directory::groups_list)),
+        ("im.list", get(directory::im_list)),
+        ("dm.list", get(directory::im_list)),
+        ("channels.info", get(directory::channels_info)),
+        ("groups.info", get(directory::groups_info)),
+        ("rooms.info", get(directory::rooms_info)),
+        ("channels.members", get(directory::members)),
+        ("groups.members", get(directory::members)),
+        ("channels.history", get(directory::history)),
+        ("groups.history", get(directory::history)),
+        ("im.history", get(directory::history)),
+        ("dm.history", get(directory::history)),
+        ("channels.messages", get(directory::history)),
+        ("dm.messages", get(directory::history)),
+        ("channels.leave", post(directory::leave)),
+        ("groups.leave", post(directory::leave)),
     ];
     let mut r = Router::new();
     for (name, m) in routes {
         r = r.route(&format!("/api/v1/{name}"), with_fallback(m));
     }
-    r.route("/api/v1/{*rest}", axum::routing::any(no_endpoint))
+    r.route("/api/info", with_fallback(get(directory::info)))
+        .route("/api/v1/{*rest}", axum::routing::any(no_endpoint))
 }

@@ -3,7 +3,7 @@
 
 use super::auth::RcAuth;
 use super::error::{RcError, RcResult};
-use super::params::{check, js_date_parse, opt, query_object, req, str_of, RcBody, Ty};
+use super::params::{check, js_date_parse, nullable, opt, query_object, req, str_of, RcBody, Ty};
 use super::{render, success};
 use crate::app::AppState;
 use axum::extract::State;
@@ -173,7 +173,7 @@ pub async fn channels_join(
         &[
             opt("roomId", Ty::Str),
             opt("roomName", Ty::Str),
-            opt("joinCode", Ty::Str),
+            nullable("joinCode", Ty::Str),
         ],
         false,
     )
