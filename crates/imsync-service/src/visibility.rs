@@ -3,10 +3,11 @@
 //! Which messages: a user sees a message iff the event that created it lies in one of their
 //! membership intervals of its conversation (the rule the native sync feed applies to events).
 //! In what state: a present participant sees a message's current state; a former participant
-//! sees it as it stood when they last saw the conversation, rebuilt from the events of the log
-//! they could see, so that no edit, deletion, reaction or reply made after their removal (or
-//! while they were away) reaches them through any face. The conversation's last message for a
-//! former participant is likewise the last one they could see.
+//! sees it as it stood when they were removed (the end of their last membership), rebuilt from
+//! the log up to then, so that no edit, deletion, reaction or reply made after their removal
+//! reaches them through any face. What they saw of a message while present was its state then,
+//! so changes made while they were away and back again before the removal are part of it. The
+//! conversation's last message for a former participant is likewise the last one they could see.
 //!
 //! Rebuilding reads the conversation's shared stream between the oldest message to rebuild and
 //! the reader's horizon once per page, and only for messages that changed after it: a present
@@ -106,7 +107,7 @@ impl Sight {
                 })
                 .collect());
         };
-        let stale = |m: &Message| !self.sees(m.version);
+        let stale = |m: &Message| m.version > horizon;
         let mut rebuilt: HashMap<String, Rebuild> = list
             .iter()
             .filter(|m| stale(m))
@@ -121,9 +122,7 @@ impl Sight {
             ];
             let mut replies: HashMap<String, String> = HashMap::new();
             for e in events::conversation_range(c, &self.conv_id, from - 1, horizon, &kinds)? {
-                if self.sees(e.seq) {
-                    apply(&mut rebuilt, &mut replies, &e);
-                }
+                apply(&mut rebuilt, &mut replies, &e);
             }
         }
         Ok(list

@@ -1,8 +1,8 @@
 //! One visibility rule across the faces: a member who joins, leaves and rejoins a group reads
 //! the same messages, in the same state, through the native face, Rocket.Chat and
-//! TangSengDaoDao. The reference is the native sync feed: a message is the reader's iff its
-//! `message.new` reached their feed; a present member sees its current state, a former member
-//! the state their feed left it in (no change they did not see).
+//! TangSengDaoDao. Which messages: the native sync feed is the reference, a message is the
+//! reader's iff its `message.new` reached their feed. In what state: a present member sees the
+//! current one, a former member the one at their removal (nothing changed after it).
 //!
 //! A seeded random history (printed on failure; `VISIBILITY_SEED` replays one) of sends, edits,
 //! deletions, reactions and membership changes is built, and every face is read after it.
@@ -25,8 +25,6 @@ struct Msg {
     deleted: bool,
     /// Sent while the reader was a member.
     readable: bool,
-    /// The state the reader last saw: changes while they were away are not theirs.
-    seen: Option<String>,
 }
 
 /// A message's state as one reader should see it: its text, or `None` once deleted.
@@ -101,12 +99,7 @@ impl World {
             .await;
         assert!(s.is_success(), "remove: {b}");
         self.present = false;
-        self.frozen = self
-            .msgs
-            .iter()
-            .filter(|m| m.readable)
-            .map(|m| (m.msg_seq, m.seen.clone()))
-            .collect();
+        self.frozen = self.current();
     }
 
     async fn send(&mut self) {
@@ -116,7 +109,6 @@ impl World {
         self.msgs.push(Msg {
             id: m["id"].as_str().unwrap().to_owned(),
             msg_seq: m["seq"].as_i64().unwrap(),
-            seen: Some(text.clone()),
             text,
             deleted: false,
             readable: self.present,
@@ -134,9 +126,6 @@ impl World {
             )
             .await;
         assert_eq!(s, StatusCode::OK, "edit: {b}");
-        if self.present {
-            self.msgs[i].seen = Some(text.clone());
-        }
         self.msgs[i].text = text;
     }
 
@@ -149,9 +138,6 @@ impl World {
             ))
             .await;
         assert_eq!(s, StatusCode::OK, "delete: {b}");
-        if self.present {
-            self.msgs[i].seen = None;
-        }
         self.msgs[i].deleted = true;
     }
 
@@ -337,9 +323,6 @@ impl World {
         let feed_ids: BTreeSet<i64> = feed.keys().copied().collect();
         let expected_ids: BTreeSet<i64> = expected.keys().copied().collect();
         assert_eq!(feed_ids, expected_ids, "native feed, {ctx}");
-        if !self.present {
-            assert_eq!(feed, expected, "native feed, {ctx}");
-        }
 
         let live: View = expected
             .iter()
@@ -436,7 +419,7 @@ async fn a_member_who_rejoins_does_not_read_the_gap() {
 async fn every_face_applies_the_native_rule_to_random_histories() {
     let seeds: Vec<u64> = match std::env::var("VISIBILITY_SEED") {
         Ok(s) => vec![s.parse().expect("VISIBILITY_SEED is a number")],
-        Err(_) => (0..4).map(|_| rand::random::<u64>()).collect(),
+        Err(_) => (0..8).map(|_| rand::random::<u64>()).collect(),
     };
     for seed in seeds {
         eprintln!("visibility seed {seed}");

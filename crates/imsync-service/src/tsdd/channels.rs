@@ -319,10 +319,8 @@ impl Service {
                         } else {
                             lo = m.version;
                         }
-                        // A change the reader could not see (made while they were away) is not
-                        // theirs to sync either.
-                        let seen = sees(&intervals, m.event_seq) && sees(&intervals, m.version);
-                        if seen && (changed.len() as i64) < limit {
+                        // Changes after a former member's removal are past `upto` already.
+                        if sees(&intervals, m.event_seq) && (changed.len() as i64) < limit {
                             changed.push((m.version, m));
                         }
                     }
@@ -389,9 +387,7 @@ impl Service {
                         } else {
                             lo = row.reaction.seq;
                         }
-                        let seen = sees(&intervals, row.message_event_seq)
-                            && sees(&intervals, row.reaction.seq);
-                        if seen && (out.len() as i64) < limit {
+                        if sees(&intervals, row.message_event_seq) && (out.len() as i64) < limit {
                             out.push(row);
                         }
                     }
