@@ -853,6 +853,141 @@ async fn rocket_chat_ddp_client_against_the_binary() {
     );
 }
 
+/// The bot product of the third real-client check (docs/ddp.md, "Tested clients"): Hubot 3 with
+/// the Rocket.Chat adapter, whose driver is `@rocket.chat/sdk` (plain-password login,
+/// `__my_messages__`).
+const HUBOT_ROCKETCHAT: (&str, &str) = ("hubot-rocketchat", "2.0.0");
+
+#[tokio::test]
+async fn hubot_hears_and_replies_against_the_binary() {
+    use tokio::io::AsyncBufReadExt;
+
+    let interop = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/hubot"));
+    let project = common::node::project(
+        "interop-npm-hubot",
+        interop,
+        HUBOT_ROCKETCHAT.0,
+        HUBOT_ROCKETCHAT.1,
+    )
+    .await;
+    // Hubot loads its scripts from `scripts/` next to where it runs.
+    std::fs::create_dir_all(project.join("scripts")).unwrap();
+    std::fs::copy(interop.join("echo.js"), project.join("scripts/echo.js")).unwrap();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::ChildServer::spawn(dir.path(), common::free_port()).await;
+    let register = |name: &'static str| {
+        let base = server.base.clone();
+        async move {
+            let (s, b) = Api::new(&base, None)
+                .post(
+                    "/api/im/users/register",
+                    json!({ "username": name, "password": PASSWORD, "displayName": name }),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+            let mut api = Api::new(&base, Some(b["data"]["token"].as_str().unwrap().to_owned()));
+            api.user_id = b["data"]["user"]["id"].as_str().unwrap().to_owned();
+            api.username = name.to_owned();
+            api
+        }
+    };
+    let _bot = register("hubot").await;
+    let alice = register("alice").await;
+
+    let bin = project.join("node_modules/.bin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let mut hubot = tokio::process::Command::new(bin.join("hubot"))
+        .args(["--adapter", "rocketchat", "--name", "hubot"])
+        .current_dir(&project)
+        .env("PATH", path)
+        .env("ROCKETCHAT_URL", &host)
+        .env("ROCKETCHAT_USER", "hubot")
+        .env("ROCKETCHAT_PASSWORD", PASSWORD)
+        .env("ROCKETCHAT_ROOM", "GENERAL")
+        .env("LISTEN_ON_ALL_PUBLIC", "true")
+        .env("HUBOT_LOG_LEVEL", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start hubot");
+    // Hubot's log, line by line, to wait on its startup and to show on failure.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let out = hubot.stdout.take().unwrap();
+    let err = hubot.stderr.take().unwrap();
+    for pipe in [
+        Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(err),
+    ] {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(pipe).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    drop(tx);
+    let mut log = String::new();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = rx.recv().await {
+            log.push_str(&l);
+            log.push('\n');
+            // The adapter emits `connected` (and Hubot loads the scripts) after the subscription.
+            if l.contains("Loading scripts from") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(ready, Ok(true)),
+        "hubot did not connect, log in and subscribe:\n{log}"
+    );
+
+    let nonce = format!("n{}", std::process::id());
+    alice.send("GENERAL", &format!("ping {nonce}")).await;
+    let want = format!("pong {nonce}");
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        let v = rc(
+            &alice,
+            "chat.syncMessages?roomId=GENERAL&lastUpdate=2000-01-01T00:00:00.000Z",
+            None,
+        )
+        .await;
+        let reply = v["result"]["updated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["msg"] == want.as_str())
+            .cloned();
+        if let Some(m) = reply {
+            seen = m;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while let Ok(l) = rx.try_recv() {
+        log.push_str(&l);
+        log.push('\n');
+    }
+    assert_eq!(
+        seen["u"]["username"], "hubot",
+        "no reply through REST; hubot's log:\n{log}"
+    );
+    assert_eq!(seen["rid"], "GENERAL", "{seen}");
+    let _ = hubot.kill().await;
+}
+
 /// A Rocket.Chat REST call that may fail: its status and body.
 async fn rc_raw(api: &Api, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
     let url = format!("{}/api/v1/{path}", api.base);
