@@ -20,7 +20,10 @@ pub use accounts::{NewAccount, Password, ProfilePatch, Session, Stats};
 pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
 pub use imsync_store::repo::events::RawEvent;
 pub use messages::{HistoryPage, NewMessage, SendOutcome};
-pub use rocketchat::{ChangeSet, MessageView, RoomChanges, RoomView, ThreadChanges};
+pub use rocketchat::{
+    ChangeSet, MessageView, PublicRoom, RoomChanges, RoomView, ThreadChanges, ThreadFilter,
+    TimeWindow,
+};
 pub use sync::{RawSyncPage, SyncPage};
 pub use tsdd::{
     Channel, ChannelMessage, ChannelPage, ChannelRange, ConversationExtra, ConversationSync,

@@ -5,7 +5,7 @@
 
 use super::auth::RcAuth;
 use super::error::{RcError, RcResult};
-use super::params::{check, nullable, opt, query_object, req, str_of, RcBody, Ty};
+use super::params::{check, js_date_parse, nullable, opt, query_object, req, str_of, RcBody, Ty};
 use super::{render, success};
 use crate::app::AppState;
 use axum::extract::State;
@@ -13,7 +13,7 @@ use axum::http::Uri;
 use axum::response::Response;
 use imsync_core::model::{ConversationKind, User};
 use imsync_core::ErrorCode;
-use imsync_service::{NewAccount, RoomView};
+use imsync_service::{NewAccount, RoomView, TimeWindow};
 use serde_json::{json, Map, Value};
 
 /// The Rocket.Chat version imsync's face follows.
@@ -24,13 +24,13 @@ pub async fn info() -> RcResult<Response> {
     Ok(success(json!({ "version": COMPATIBLE_VERSION })))
 }
 
-fn query(uri: &Uri, props: &[super::params::Prop]) -> RcResult<Map<String, Value>> {
+pub(super) fn query(uri: &Uri, props: &[super::params::Prop]) -> RcResult<Map<String, Value>> {
     let q = query_object(uri.query())?;
     check(&q, props, true).map_err(RcError::typed_query)
 }
 
 /// A user as `users.info` and `users.list` show them.
-fn user_doc(u: &User) -> Value {
+pub(super) fn user_doc(u: &User) -> Value {
     let mut v = render::me(u);
     if let Some(o) = v.as_object_mut() {
         for k in ["settings", "services", "requirePasswordChange", "emails"] {
@@ -127,12 +127,12 @@ async fn my_rooms(state: &AppState, me: &User, types: &[&str]) -> RcResult<Vec<R
         .collect())
 }
 
-fn default_channel(state: &AppState) -> Option<&str> {
+pub(super) fn default_channel(state: &AppState) -> Option<&str> {
     state.service.config().default_channel.as_deref()
 }
 
 /// `count` and `offset` of a list call, as Rocket.Chat reads them (count 0 means all).
-fn paging(q: &Map<String, Value>) -> (usize, usize) {
+pub(super) fn paging(q: &Map<String, Value>) -> (usize, usize) {
     let num = |k: &str| {
         q.get(k)
             .and_then(Value::as_f64)
@@ -141,13 +141,13 @@ fn paging(q: &Map<String, Value>) -> (usize, usize) {
     (num("count").unwrap_or(50), num("offset").unwrap_or(0))
 }
 
-fn page<T>(items: Vec<T>, count: usize, offset: usize) -> (Vec<T>, usize) {
+pub(super) fn page<T>(items: Vec<T>, count: usize, offset: usize) -> (Vec<T>, usize) {
     let total = items.len();
     let take = if count == 0 { usize::MAX } else { count };
     (items.into_iter().skip(offset).take(take).collect(), total)
 }
 
-const LIST_QUERY: &[super::params::Prop] = &[
+pub(super) const LIST_QUERY: &[super::params::Prop] = &[
     nullable("count", Ty::Num),
     nullable("offset", Ty::Num),
     nullable("sort", Ty::Str),
@@ -203,7 +203,7 @@ pub async fn im_list(
     room_list(&state, &me, &uri, &["d"], "ims").await
 }
 
-fn room_not_found() -> RcError {
+pub(super) fn room_not_found() -> RcError {
     RcError::meteor(
         "error-room-not-found",
         "The required \"roomId\" or \"roomName\" param provided does not match any channel",
@@ -211,7 +211,11 @@ fn room_not_found() -> RcError {
 }
 
 /// One of the caller's rooms, named by `roomId` or `roomName` in a query or body.
-async fn my_room(state: &AppState, me: &User, q: &Map<String, Value>) -> RcResult<RoomView> {
+pub(super) async fn my_room(
+    state: &AppState,
+    me: &User,
+    q: &Map<String, Value>,
+) -> RcResult<RoomView> {
     let reference = str_of(q, "roomId")
         .or_else(|| str_of(q, "roomName"))
         .or_else(|| str_of(q, "rid"))
@@ -235,7 +239,7 @@ async fn my_room(state: &AppState, me: &User, q: &Map<String, Value>) -> RcResul
     }
 }
 
-const ROOM_QUERY: &[super::params::Prop] = &[
+pub(super) const ROOM_QUERY: &[super::params::Prop] = &[
     opt("roomId", Ty::Str),
     opt("roomName", Ty::Str),
     nullable("fields", Ty::Str),
@@ -307,7 +311,7 @@ pub async fn members(
     })))
 }
 
-fn dedup(props: Vec<super::params::Prop>) -> Vec<super::params::Prop> {
+pub(super) fn dedup(props: Vec<super::params::Prop>) -> Vec<super::params::Prop> {
     let mut out: Vec<super::params::Prop> = Vec::new();
     for p in props {
         if !out.iter().any(|o| o.name == p.name) {
@@ -317,9 +321,23 @@ fn dedup(props: Vec<super::params::Prop>) -> Vec<super::params::Prop> {
     out
 }
 
+/// A `latest` or `oldest` of a history call, as JavaScript's `new Date` reads it.
+fn history_date(q: &Map<String, Value>, name: &str) -> RcResult<Option<i64>> {
+    match str_of(q, name) {
+        None => Ok(None),
+        Some(s) => js_date_parse(s).map(Some).ok_or_else(|| {
+            RcError::meteor(
+                "error-invalid-date",
+                format!("The \"{name}\" query parameter must be a valid date"),
+            )
+        }),
+    }
+}
+
 /// `GET /api/v1/channels.history`, `groups.history`, `im.history`, `dm.history`,
-/// `channels.messages`, `dm.messages`: the room's latest messages the caller may see, newest
-/// first (`count`, at most 100; `offset` within those).
+/// `channels.messages`, `dm.messages`: the messages the caller may see created before `latest`
+/// (now by default) and after `oldest` (both ends included with `inclusive=true`), newest first;
+/// `offset` of them skipped, then at most `count` (50 by default, 100 at most).
 pub async fn history(
     State(state): State<AppState>,
     RcAuth(me, _): RcAuth,
@@ -348,25 +366,23 @@ pub async fn history(
     .map_err(RcError::typed_query)?;
     let (count, offset) = paging(&q);
     let count = if count == 0 { 100 } else { count.min(100) };
+    let window = TimeWindow {
+        latest: history_date(&q, "latest")?,
+        oldest: history_date(&q, "oldest")?,
+        // Rocket.Chat compares the text with 'true'.
+        inclusive: str_of(&q, "inclusive") == Some("true"),
+    };
     let r = my_room(&state, &me, &q).await?;
-    let want = (count + offset).min(100) as i64;
-    let page = state
+    let (views, total) = state
         .service
-        .history(&me, &r.conversation.id, None, None, want)
+        .history_window(&me, &r.conversation.id, window, offset as i64, count as i64)
         .await?;
-    let mut views = state.service.decorate(page.messages).await?;
-    views.reverse();
-    let messages: Vec<Value> = views
-        .iter()
-        .skip(offset)
-        .take(count)
-        .map(render::message)
-        .collect();
+    let messages: Vec<Value> = views.iter().map(render::message).collect();
     Ok(success(json!({
         "messages": messages,
         "count": messages.len(),
         "offset": offset,
-        "total": page.total,
+        "total": total,
     })))
 }
 

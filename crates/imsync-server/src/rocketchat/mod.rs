@@ -5,6 +5,7 @@
 //! [`error`]; nothing falls through to another face's error format.
 
 mod auth;
+mod browse;
 mod chat;
 mod directory;
 pub(crate) mod error;
@@ -71,6 +72,12 @@ pub fn router() -> Router<AppState> {
         ),
         ("subscriptions.read", post(directory::subscriptions_read)),
         ("users.info", get(directory::users_info)),
+        ("users.list", get(browse::users_list)),
+        ("channels.list", get(browse::channels_list)),
+        ("channels.counters", get(browse::channels_counters)),
+        ("subscriptions.unread", post(browse::subscriptions_unread)),
+        ("chat.getThreadsList", get(browse::get_threads_list)),
+        ("dm.create", post(rooms::im_create)),
         ("users.register", post(directory::users_register)),
         ("channels.list.joined", get(directory::channels_list_joined)),
         ("groups.list", get(directory::groups_list)),

@@ -3,7 +3,7 @@
 
 use imsync_core::model::{Conversation, ConversationKind, Message, User, UserRole};
 use imsync_core::time::rfc3339;
-use imsync_service::{ConversationWithMembers, MessageView, RoomView};
+use imsync_service::{ConversationWithMembers, MessageView, PublicRoom, RoomView};
 use serde_json::{json, Map, Value};
 
 /// Message metadata keys that are Rocket.Chat message fields of the same name.
@@ -187,6 +187,18 @@ pub fn room(r: &RoomView, default_channel: Option<&str>) -> Value {
         let users: Vec<&User> = r.members.iter().map(|m| &m.user).collect();
         direct_names(&mut v, &users);
     }
+    v
+}
+
+/// A public group as the directory (`channels.list`) shows it, to callers in it or not.
+pub fn public_room(r: &PublicRoom, default_channel: Option<&str>) -> Value {
+    let c = &r.conversation;
+    let creator = json!({
+        "_id": c.created_by,
+        "username": r.creator.as_ref().map_or(c.created_by.as_str(), |u| u.username.as_str()),
+    });
+    let mut v = room_base(c, creator, r.member_count, default_channel == Some(&c.id));
+    v["_updatedAt"] = json!(iso(c.updated_at.max(c.last_message_at.unwrap_or(0))));
     v
 }
 

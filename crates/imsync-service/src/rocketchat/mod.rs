@@ -2,9 +2,11 @@
 //! subscriptions, and messages as feeds ordered by time, threads included. Everything here
 //! writes through the shared core and its event log, so the other faces see the same rooms.
 
+pub(crate) mod directory;
 pub(crate) mod rooms;
 pub(crate) mod threads;
 
+pub use directory::{PublicRoom, ThreadFilter, TimeWindow};
 pub use rooms::{RoomChanges, RoomView};
 pub use threads::{ChangeSet, MessageView, ThreadChanges};
 

@@ -125,6 +125,19 @@ pub fn get_many(c: &mut dyn SqlConn, ids: &[String]) -> Result<Vec<User>> {
     Ok(out)
 }
 
+/// A page of the live accounts, oldest first, and how many there are.
+pub fn page(c: &mut dyn SqlConn, offset: i64, limit: i64) -> Result<(Vec<User>, i64)> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE deleted_at IS NULL \
+         ORDER BY created_at ASC, id ASC LIMIT $1 OFFSET $2"
+    );
+    let rows = c.query(&sql, args![limit.max(0), offset.max(0)])?;
+    let total = c
+        .query_opt("SELECT count(*) FROM users WHERE deleted_at IS NULL", &[])?
+        .map_or(0, |r| r.i64(0));
+    Ok((rows.iter().map(from_row).collect(), total))
+}
+
 pub fn count(c: &mut dyn SqlConn) -> Result<i64> {
     Ok(c.query_opt("SELECT count(*) FROM users", &[])?
         .map_or(0, |r| r.i64(0)))

@@ -95,7 +95,7 @@ pub fn unchanged_sql(descending: bool) -> String {
 
 /// The smallest seq from which every message of the conversation was created at `ms` or later,
 /// by bisection over `(conv_id, msg_seq)`: creation stamps grow strictly with the seq.
-fn first_seq_created_from(c: &mut dyn SqlConn, conv_id: &str, ms: i64) -> Result<i64> {
+pub fn first_seq_created_from(c: &mut dyn SqlConn, conv_id: &str, ms: i64) -> Result<i64> {
     let Some(top) = c
         .query_opt(
             "SELECT max(msg_seq) FROM messages WHERE conv_id = $1",
