@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub rate_limit_per_sec: u32,
     /// A WebSocket that sends nothing for this long is closed.
     pub ws_idle_timeout: std::time::Duration,
+    /// The address the WuKongIM TCP listener is bound to, if there is one: its port goes into
+    /// `GET /v1/users/{uid}/im`'s `tcp_addr`.
+    pub wukongim_tcp_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +41,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             rate_limit_per_sec: 0,
             ws_idle_timeout: crate::realtime::default_idle_timeout(),
+            wukongim_tcp_addr: None,
         }
     }
 }

@@ -138,6 +138,8 @@ settings! {
     pg_schema: String = unset "the search path", env "IMSYNC_PG_SCHEMA";
     /// Id of the public channel every Rocket.Chat user is put in; empty for none.
     default_channel: String = "GENERAL", env "IMSYNC_DEFAULT_CHANNEL";
+    /// Address of the WuKongIM socket on plain TCP (what native TangSengDaoDao apps use).
+    wukongim_tcp_listen: String = unset "no TCP listener", env "IMSYNC_WUKONGIM_TCP_LISTEN";
 }
 
 impl ServeArgs {
@@ -247,6 +249,8 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             rate_limit_per_sec: self.rate_limit,
             ws_idle_timeout: std::time::Duration::from_secs(self.ws_idle_timeout_secs),
+            // Set once the listener is bound (its port may be chosen by the system).
+            wukongim_tcp_addr: None,
         }
     }
 

@@ -74,30 +74,61 @@ async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let service = imsync_service::Service::new(store, config.service_config());
-    let state = imsync_server::AppState::new(imsync_server::AppParts {
-        service,
-        metrics: imsync_server::install_recorder(),
-        config: Arc::new(config.server_config()),
-    });
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let tcp_listener = match config.wukongim_tcp_listen.as_deref() {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr} (--wukongim-tcp-listen)"))?,
+        ),
+        None => None,
+    };
+    let mut server_config = config.server_config();
+    server_config.wukongim_tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let state = imsync_server::AppState::new(imsync_server::AppParts {
+        service,
+        metrics: imsync_server::install_recorder(),
+        config: Arc::new(server_config),
+    });
     tracing::info!(
         listen = %listener.local_addr()?,
+        wukongim_tcp = ?state.config.wukongim_tcp_addr,
         storage = state.service.store().description(),
         "imsync is ready"
     );
     let hub = state.service.hub().clone();
     let closer = hub.clone();
-    let app = imsync_server::router(state);
-    imsync_server::serve(listener, app, config.serve_config(), async move {
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing requests, closing realtime connections");
         // Realtime connections end with "going away" so that in-flight requests can finish.
         closer.close_all();
-    })
-    .await
-    .context("serving")?;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tcp = tcp_listener.map(|l| {
+        tokio::spawn(imsync_server::wukongim::serve_tcp(
+            l,
+            state.clone(),
+            config.serve_config(),
+            stopped(stop_rx.clone()),
+        ))
+    });
+    let app = imsync_server::router(state);
+    imsync_server::serve(listener, app, config.serve_config(), stopped(stop_rx))
+        .await
+        .context("serving")?;
+    if let Some(tcp) = tcp {
+        tcp.await
+            .context("the WuKongIM TCP listener panicked")?
+            .context("serving WuKongIM on TCP")?;
+    }
     // Upgraded connections outlive the HTTP server: let them send their close frames.
     hub.close_all();
     hub.drained(std::time::Duration::from_secs(5)).await;

@@ -21,17 +21,16 @@ struct Account {
     native: Api,
 }
 
-async fn account(srv: &TestServer, username: &str) -> Account {
-    let (s, b) = srv
-        .client()
+async fn account(base: &str, username: &str) -> Account {
+    let anon = Api::new(base, None);
+    let (s, b) = anon
         .post(
             "/api/im/users/register",
             json!({"username": username, "password": "secret-pass", "displayName": username}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "register {username}: {b}");
-    let (s, b) = srv
-        .client()
+    let (s, b) = anon
         .post(
             "/v1/user/login",
             json!({"username": username, "password": "secret-pass"}),
@@ -40,7 +39,7 @@ async fn account(srv: &TestServer, username: &str) -> Account {
     assert_eq!(s, StatusCode::OK, "login {username}: {b}");
     let token = b["token"].as_str().unwrap().to_owned();
     let uid = b["uid"].as_str().unwrap().to_owned();
-    let mut native = Api::new(&srv.base, Some(token.clone()));
+    let mut native = Api::new(base, Some(token.clone()));
     native.user_id = uid.clone();
     native.username = username.to_owned();
     Account { uid, token, native }
@@ -48,14 +47,14 @@ async fn account(srv: &TestServer, username: &str) -> Account {
 
 /// A TSDD REST call with the `token` header.
 async fn tsdd(
-    srv: &TestServer,
+    base: &str,
     token: &str,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
     let mut req = reqwest::Client::new()
-        .request(method, format!("{}{path}", srv.base))
+        .request(method, format!("{base}{path}"))
         .header("token", token);
     if let Some(b) = body {
         req = req.json(&b);
@@ -70,7 +69,7 @@ async fn tsdd(
 }
 
 struct Client {
-    ws: Ws,
+    io: Io,
     cipher: Cipher,
     uid: String,
     seq: u32,
@@ -100,9 +99,68 @@ where
     }
 }
 
-/// CONNECT with `token`; answers the CONNACK and the connection.
+/// A client's transport: a WebSocket (one packet per message) or a TCP stream (packets back to
+/// back, cut with the server's own `frame_len`).
+enum Io {
+    Ws(Box<Ws>),
+    Tcp(tokio::net::TcpStream, Vec<u8>),
+}
+
+impl Io {
+    async fn tcp(addr: std::net::SocketAddr) -> Io {
+        Io::Tcp(
+            tokio::net::TcpStream::connect(addr).await.expect("connect"),
+            Vec::new(),
+        )
+    }
+
+    async fn put_raw(&mut self, bytes: Vec<u8>) {
+        match self {
+            Io::Ws(ws) => ws.send(Message::Binary(bytes.into())).await.unwrap(),
+            Io::Tcp(s, _) => {
+                use tokio::io::AsyncWriteExt;
+                s.write_all(&bytes).await.unwrap();
+            }
+        }
+    }
+
+    /// The next packet; `None` once the server closed the connection.
+    async fn next(&mut self) -> Option<Packet> {
+        match self {
+            Io::Ws(ws) => next_packet(ws.as_mut()).await,
+            Io::Tcp(s, buf) => loop {
+                use tokio::io::AsyncReadExt;
+                if let Some(n) = codec::frame_len(buf, 1 << 20).expect("a valid packet") {
+                    let p = codec::decode(&buf[..n], 1 << 20).expect("a valid packet");
+                    buf.drain(..n);
+                    return Some(p);
+                }
+                let mut chunk = [0u8; 4096];
+                let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+                    .await
+                    .expect("a packet within 10 s")
+                    .ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            },
+        }
+    }
+}
+
+/// CONNECT with `token` over the WebSocket; answers the CONNACK and the connection.
 async fn connect(srv: &TestServer, uid: &str, token: &str) -> (codec::Connack, Option<Client>) {
-    let mut ws = open(srv).await;
+    connect_over(Io::Ws(Box::new(open(srv).await)), uid, token).await
+}
+
+/// CONNECT with `token` over the TCP listener.
+async fn connect_tcp(srv: &TestServer, uid: &str, token: &str) -> (codec::Connack, Option<Client>) {
+    let addr = srv.wukongim_tcp.expect("a server with a TCP listener");
+    connect_over(Io::tcp(addr).await, uid, token).await
+}
+
+async fn connect_over(mut io: Io, uid: &str, token: &str) -> (codec::Connack, Option<Client>) {
     let secret: [u8; 32] = rand::random();
     let mine = ServerKeys::from_parts(secret, String::new());
     let p = Packet::Connect(Connect {
@@ -114,10 +172,8 @@ async fn connect(srv: &TestServer, uid: &str, token: &str) -> (codec::Connack, O
         client_timestamp: 0,
         client_key: mine.public.clone(),
     });
-    ws.send(Message::Binary(p.encode().unwrap().into()))
-        .await
-        .unwrap();
-    let Some(Packet::Connack(ack)) = next_packet(&mut ws).await else {
+    io.put_raw(p.encode().unwrap()).await;
+    let Some(Packet::Connack(ack)) = io.next().await else {
         panic!("CONNACK expected");
     };
     if ack.reason != codec::REASON_SUCCESS {
@@ -129,7 +185,7 @@ async fn connect(srv: &TestServer, uid: &str, token: &str) -> (codec::Connack, O
     (
         ack,
         Some(Client {
-            ws,
+            io,
             cipher,
             uid: uid.into(),
             seq: 0,
@@ -139,10 +195,7 @@ async fn connect(srv: &TestServer, uid: &str, token: &str) -> (codec::Connack, O
 
 impl Client {
     async fn put(&mut self, p: &Packet) {
-        self.ws
-            .send(Message::Binary(p.encode().unwrap().into()))
-            .await
-            .unwrap();
+        self.io.put_raw(p.encode().unwrap()).await;
     }
 
     fn send_packet(
@@ -181,7 +234,7 @@ impl Client {
     ) -> codec::Sendack {
         let s = self.send_packet(channel_id, channel_type, client_msg_no, text);
         self.put(&Packet::Send(s)).await;
-        match next_packet(&mut self.ws).await {
+        match self.io.next().await {
             Some(Packet::Sendack(a)) => a,
             other => panic!("{}: SENDACK expected, got {other:?}", self.uid),
         }
@@ -189,7 +242,7 @@ impl Client {
 
     /// The next RECV, checked and decrypted as the SDK does: its payload JSON.
     async fn recv(&mut self) -> (Recv, Value) {
-        match next_packet(&mut self.ws).await {
+        match self.io.next().await {
             Some(Packet::Recv(r)) => {
                 let payload = std::str::from_utf8(&r.payload).unwrap();
                 let verify = recv_verify(
@@ -214,7 +267,7 @@ impl Client {
     /// Nothing arrives within a short while (a PING's PONG proves the connection is alive).
     async fn quiet(&mut self) {
         self.put(&Packet::Ping).await;
-        match next_packet(&mut self.ws).await {
+        match self.io.next().await {
             Some(Packet::Pong) => {}
             other => panic!("{}: only a PONG expected, got {other:?}", self.uid),
         }
@@ -222,13 +275,13 @@ impl Client {
 }
 
 async fn channel_messages(
-    srv: &TestServer,
+    base: &str,
     who: &Account,
     channel_id: &str,
     channel_type: u8,
 ) -> Vec<Value> {
     let (s, b) = tsdd(
-        srv,
+        base,
         &who.token,
         reqwest::Method::POST,
         "/v1/message/channel/sync",
@@ -242,9 +295,9 @@ async fn channel_messages(
 #[tokio::test]
 async fn chat_over_the_socket() {
     let srv = TestServer::start().await;
-    let alice = account(&srv, "alice").await;
-    let bob = account(&srv, "bob").await;
-    let carol = account(&srv, "carol").await;
+    let alice = account(&srv.base, "alice").await;
+    let bob = account(&srv.base, "bob").await;
+    let carol = account(&srv.base, "carol").await;
 
     // A wrong token, or a token of someone else, is CONNACK reason 2.
     let (ack, c) = connect(&srv, &alice.uid, "wrong-token").await;
@@ -282,18 +335,21 @@ async fn chat_over_the_socket() {
     assert_eq!(again.reason, codec::REASON_SUCCESS);
     assert_eq!((again.message_id, again.message_seq), (ack.message_id, 1));
     b.quiet().await;
-    assert_eq!(channel_messages(&srv, &bob, &alice.uid, 1).await.len(), 1);
+    assert_eq!(
+        channel_messages(&srv.base, &bob, &alice.uid, 1).await.len(),
+        1
+    );
 
     // A corrupted msgKey is refused and stores nothing.
     let mut bad = a.send_packet(&bob.uid, 1, "cmn-2", "tampered");
     bad.msg_key = "0".repeat(32);
     a.put(&Packet::Send(bad)).await;
-    match next_packet(&mut a.ws).await {
+    match a.io.next().await {
         Some(Packet::Sendack(s)) => assert_eq!(s.reason, codec::REASON_MSG_KEY_ERROR),
         other => panic!("SENDACK expected, got {other:?}"),
     }
     b.quiet().await;
-    let stored = channel_messages(&srv, &bob, &alice.uid, 1).await;
+    let stored = channel_messages(&srv.base, &bob, &alice.uid, 1).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["payload"]["content"], "hello bob");
     assert_eq!(
@@ -322,7 +378,7 @@ async fn chat_over_the_socket() {
     }
 
     // Not a member: refused, nothing stored.
-    let outsider = account(&srv, "dave").await;
+    let outsider = account(&srv.base, "dave").await;
     let mut d = connect(&srv, &outsider.uid, &outsider.token)
         .await
         .1
@@ -339,7 +395,7 @@ async fn broken_packets_end_the_connection() {
         ..Default::default()
     })
     .await;
-    let alice = account(&srv, "alice").await;
+    let alice = account(&srv.base, "alice").await;
     // Garbage before CONNECT, garbage after, a text message, an unknown packet type.
     let mut ws = open(&srv).await;
     ws.send(Message::Binary(
@@ -353,36 +409,31 @@ async fn broken_packets_end_the_connection() {
     ));
     for bytes in [vec![0xa0u8, 0], vec![0x30, 5, 0, 0], vec![0x20, 0]] {
         let mut c = connect(&srv, &alice.uid, &alice.token).await.1.unwrap();
-        c.ws.send(Message::Binary(bytes.clone().into()))
-            .await
-            .unwrap();
+        c.io.put_raw(bytes.clone()).await;
         assert!(
-            matches!(next_packet(&mut c.ws).await, Some(Packet::Disconnect(_))),
+            matches!(c.io.next().await, Some(Packet::Disconnect(_))),
             "{bytes:?}"
         );
     }
     // Idle without PING: closed.
     let mut c = connect(&srv, &alice.uid, &alice.token).await.1.unwrap();
     c.quiet().await;
-    assert!(next_packet(&mut c.ws).await.is_none());
+    assert!(c.io.next().await.is_none());
     // A logout ends the connection with DISCONNECT.
     let mut c = connect(&srv, &alice.uid, &alice.token).await.1.unwrap();
     let (s, _) = alice.native.post("/api/im/logout", json!({})).await;
     assert!(s.is_success(), "{s}");
-    assert!(matches!(
-        next_packet(&mut c.ws).await,
-        Some(Packet::Disconnect(_))
-    ));
+    assert!(matches!(c.io.next().await, Some(Packet::Disconnect(_))));
 }
 
 #[tokio::test]
 async fn rest_around_the_socket() {
     let srv = TestServer::start().await;
-    let alice = account(&srv, "alice").await;
-    let bob = account(&srv, "bob").await;
+    let alice = account(&srv.base, "alice").await;
+    let bob = account(&srv.base, "bob").await;
     let get = |path: String, token: String| {
         let srv = &srv;
-        async move { tsdd(srv, &token, reqwest::Method::GET, &path, None).await }
+        async move { tsdd(&srv.base, &token, reqwest::Method::GET, &path, None).await }
     };
     let (s, b) = get(format!("/v1/users/{}/im", alice.uid), alice.token.clone()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -424,7 +475,7 @@ async fn rest_around_the_socket() {
         )
         .await;
     let (s, b) = tsdd(
-        &srv,
+        &srv.base,
         &bob.token,
         reqwest::Method::POST,
         "/v1/friend/sync",
@@ -440,7 +491,7 @@ async fn rest_around_the_socket() {
         "{b}"
     );
     let (s, b) = tsdd(
-        &srv,
+        &srv.base,
         &bob.token,
         reqwest::Method::POST,
         "/v1/message/reminder/sync",
@@ -656,11 +707,26 @@ mod node {
     }
 }
 
+/// The real SDK against the real `imsync` binary, run as a child process (the binary cargo
+/// builds for the tests, so CI builds no second profile).
 #[tokio::test]
 async fn sdk_two_clients_chat() {
-    let srv = TestServer::start().await;
-    let alice = account(&srv, "alice").await;
-    let bob = account(&srv, "bob").await;
+    let data = tempfile::tempdir().unwrap();
+    let tcp_port = common::free_port();
+    let tcp_listen = format!("127.0.0.1:{tcp_port}");
+    let srv = common::ChildServer::spawn_with(
+        data.path(),
+        common::free_port(),
+        &[
+            "--default-channel",
+            "",
+            "--wukongim-tcp-listen",
+            &tcp_listen,
+        ],
+    )
+    .await;
+    let alice = account(&srv.base, "alice").await;
+    let bob = account(&srv.base, "bob").await;
     let group = alice.native.group("team", &[&bob.uid]).await;
     let scratch = tempfile::tempdir().unwrap();
     let bundle = node::bundle(scratch.path()).await;
@@ -772,6 +838,30 @@ async fn sdk_two_clients_chat() {
         .await;
     assert_eq!((&v["status"], &v["reason"]), (&json!(3), &json!(2)), "{v}");
     wrong.exit().await;
+
+    // The binary's TCP listener, where `/v1/users/{uid}/im` says it is: Bob's native app.
+    let (s, im) = tsdd(
+        &srv.base,
+        &bob.token,
+        reqwest::Method::GET,
+        &format!("/v1/users/{}/im", bob.uid),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{im}");
+    assert_eq!(im["tcp_addr"], tcp_listen.as_str());
+    let io = Io::tcp(tcp_listen.parse().unwrap()).await;
+    let mut native_app = connect_over(io, &bob.uid, &bob.token).await.1.unwrap();
+    a.cmd(
+        json!({"cmd": "send", "channel_id": bob.uid, "channel_type": 1, "text": "to every device"}),
+    )
+    .await;
+    a.expect("SENDACK", sendack).await;
+    let (r, p) = native_app.recv().await;
+    assert_eq!(r.channel_id, alice.uid);
+    assert_eq!(p["content"], "to every device");
+    let m = b.expect("RECV", message).await;
+    assert_eq!(m["content"], "to every device", "{m}");
     a.exit().await;
     b.exit().await;
 }
@@ -783,8 +873,8 @@ async fn a_consumer_that_never_reads_is_closed_as_lagging() {
         ..Default::default()
     })
     .await;
-    let alice = account(&srv, "alice").await;
-    let bob = account(&srv, "bob").await;
+    let alice = account(&srv.base, "alice").await;
+    let bob = account(&srv.base, "bob").await;
     let group = alice.native.group("g", &[&bob.uid]).await;
     // Bob connects over a socket with a tiny receive buffer and stops reading.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
@@ -840,8 +930,8 @@ async fn random_packets_over_the_socket() {
     eprintln!("WUKONGIM_SOCKET_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let srv = TestServer::start().await;
-    let alice = account(&srv, "alice").await;
-    let bob = account(&srv, "bob").await;
+    let alice = account(&srv.base, "alice").await;
+    let bob = account(&srv.base, "bob").await;
     let mut c = connect(&srv, &alice.uid, &alice.token).await.1.unwrap();
     let mut stored = std::collections::HashSet::new();
     for _ in 0..300 {
@@ -868,16 +958,16 @@ async fn random_packets_over_the_socket() {
         if bytes.is_empty() {
             bytes.push(0);
         }
-        c.ws.send(Message::Binary(bytes.into())).await.unwrap();
+        c.io.put_raw(bytes).await;
         // A send the server took on a connection it then ended reaches this newer connection
         // as the sender's other device: that copy is not the answer to this packet.
-        let mut answer = next_packet(&mut c.ws).await;
+        let mut answer = c.io.next().await;
         while let Some(Packet::Recv(r)) = &answer {
             assert_eq!(
                 r.from_uid, alice.uid,
                 "seed {seed}: a RECV from someone else: {r:?}"
             );
-            answer = next_packet(&mut c.ws).await;
+            answer = c.io.next().await;
         }
         match answer {
             Some(Packet::Sendack(a)) if a.reason == codec::REASON_SUCCESS => {
@@ -896,7 +986,7 @@ async fn random_packets_over_the_socket() {
     let (s, _) = srv.client().get("/healthz").await;
     assert_eq!(s, StatusCode::OK);
     let (s, b) = tsdd(
-        &srv,
+        &srv.base,
         &bob.token,
         reqwest::Method::POST,
         "/v1/message/channel/sync",
@@ -909,4 +999,167 @@ async fn random_packets_over_the_socket() {
     for m in messages {
         assert_eq!(m["payload"]["content"], "flip", "seed {seed}: {m}");
     }
+}
+
+/// The same protocol on the plain TCP listener: chat with WebSocket clients, packets back to
+/// back and split across writes, broken packets, the idle reap, and the end at shutdown.
+#[tokio::test]
+async fn chat_over_tcp() {
+    let mut srv = TestServer::start_with(common::Options {
+        wukongim_tcp: true,
+        ws_idle_timeout: Some(Duration::from_millis(1500)),
+        shutdown_grace: Some(Duration::from_secs(1)),
+        ..Default::default()
+    })
+    .await;
+    let tcp = srv.wukongim_tcp.unwrap();
+    let alice = account(&srv.base, "alice").await;
+    let bob = account(&srv.base, "bob").await;
+
+    // The app learns the TCP address from the REST call, with the host it used.
+    let (s, b) = tsdd(
+        &srv.base,
+        &alice.token,
+        reqwest::Method::GET,
+        &format!("/v1/users/{}/im", alice.uid),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["tcp_addr"], format!("127.0.0.1:{}", tcp.port()));
+
+    // A wrong token: CONNACK reason 2, then the stream ends.
+    let (ack, c) = connect_tcp(&srv, &alice.uid, "wrong-token").await;
+    assert_eq!(ack.reason, codec::REASON_AUTH_FAIL);
+    assert!(c.is_none());
+
+    let mut a = connect_tcp(&srv, &alice.uid, &alice.token).await.1.unwrap();
+    let mut b_ws = connect(&srv, &bob.uid, &bob.token).await.1.unwrap();
+    let mut b_tcp = connect_tcp(&srv, &bob.uid, &bob.token).await.1.unwrap();
+
+    // TCP to a WebSocket and a TCP connection of the peer.
+    let ack = a.send(&bob.uid, 1, "t-1", "over tcp").await;
+    assert_eq!((ack.reason, ack.message_seq), (codec::REASON_SUCCESS, 1));
+    for who in [&mut b_ws, &mut b_tcp] {
+        let (r, p) = who.recv().await;
+        assert_eq!(
+            (r.channel_id.as_str(), r.message_id),
+            (alice.uid.as_str(), ack.message_id)
+        );
+        assert_eq!(p["content"], "over tcp");
+    }
+    // The other way, and from another face.
+    let ack = b_tcp.send(&alice.uid, 1, "t-2", "back").await;
+    assert_eq!(ack.reason, codec::REASON_SUCCESS);
+    let (r, _) = a.recv().await;
+    assert_eq!(r.channel_id, bob.uid);
+    let (r, _) = b_ws.recv().await;
+    assert_eq!(r.channel_id, alice.uid, "the sender's other device");
+    let group = bob.native.group("tcp", &[&alice.uid]).await;
+    bob.native.send(&group, "from the native API").await;
+    let (r, p) = a.recv().await;
+    assert_eq!((r.channel_id.as_str(), r.channel_type), (group.as_str(), 2));
+    assert_eq!(p["content"], "from the native API");
+    b_tcp.recv().await;
+    b_ws.recv().await;
+
+    // Two packets in one write, then one packet in three writes.
+    let send = Packet::Send(a.send_packet(&bob.uid, 1, "t-3", "joined"))
+        .encode()
+        .unwrap();
+    a.io.put_raw([vec![0x70], send].concat()).await;
+    assert_eq!(a.io.next().await, Some(Packet::Pong));
+    assert!(matches!(a.io.next().await, Some(Packet::Sendack(s)) if s.reason == 1));
+    let send = Packet::Send(a.send_packet(&bob.uid, 1, "t-4", "split"))
+        .encode()
+        .unwrap();
+    for part in [&send[..1], &send[1..5], &send[5..]] {
+        a.io.put_raw(part.to_vec()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(a.io.next().await, Some(Packet::Sendack(s)) if s.reason == 1));
+    for content in ["joined", "split"] {
+        let (_, p) = b_tcp.recv().await;
+        assert_eq!(p["content"], content);
+    }
+
+    // Broken packets get DISCONNECT and the end of the stream: an unknown type, a five-byte
+    // length, a length over the limit (refused before its body comes), a CONNACK from the
+    // client, bytes that are not a CONNECT first.
+    let broken: [Vec<u8>; 5] = [
+        vec![0xa0, 0],
+        vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x01],
+        vec![0x30, 0xff, 0xff, 0x7f],
+        vec![0x20, 0],
+        vec![0x30, 5, 0, 0, 0, 0, 0],
+    ];
+    for bytes in &broken {
+        let mut c = connect_tcp(&srv, &alice.uid, &alice.token).await.1.unwrap();
+        c.io.put_raw(bytes.clone()).await;
+        assert!(
+            matches!(c.io.next().await, Some(Packet::Disconnect(_))),
+            "{bytes:?}"
+        );
+        assert!(c.io.next().await.is_none(), "{bytes:?}: the stream ends");
+    }
+    let mut raw = Io::tcp(tcp).await;
+    raw.put_raw(vec![0x30, 1, 0]).await;
+    assert!(matches!(raw.next().await, Some(Packet::Disconnect(_))));
+    assert!(raw.next().await.is_none());
+    let stored = channel_messages(&srv.base, &bob, &alice.uid, 1).await;
+    assert_eq!(stored.len(), 4, "only the valid SENDs are stored");
+
+    // Idle without PING: the stream ends; a connection that pings stays.
+    let mut idle = connect_tcp(&srv, &alice.uid, &alice.token).await.1.unwrap();
+    idle.quiet().await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        a.quiet().await;
+    }
+    assert!(idle.io.next().await.is_none());
+
+    // At shutdown the open connections end (here at the end of the grace).
+    srv.stop().await;
+    assert!(a.io.next().await.is_none());
+    assert!(
+        tokio::net::TcpStream::connect(tcp).await.is_err(),
+        "no more accepts"
+    );
+}
+
+/// A TCP client that stops reading is cut off once its queue overflows, and reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tcp_consumer_that_never_reads_is_closed() {
+    let srv = TestServer::start_with(common::Options {
+        wukongim_tcp: true,
+        realtime_queue: Some(8),
+        ..Default::default()
+    })
+    .await;
+    let alice = account(&srv.base, "alice").await;
+    let bob = account(&srv.base, "bob").await;
+    let group = alice.native.group("g", &[&bob.uid]).await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(srv.wukongim_tcp.unwrap()).await.unwrap();
+    let mut bob_c = connect_over(Io::Tcp(stream, Vec::new()), &bob.uid, &bob.token)
+        .await
+        .1
+        .unwrap();
+    let big = "x".repeat(16 * 1024);
+    for i in 0..300 {
+        alice.native.send(&group, &format!("{i} {big}")).await;
+    }
+    // Reading now: what was queued, then the end of the stream, well before all 300.
+    let mut got = 0;
+    loop {
+        match bob_c.io.next().await {
+            Some(Packet::Recv(_)) => got += 1,
+            Some(other) => panic!("RECV expected, got {other:?}"),
+            None => break,
+        }
+    }
+    assert!(got < 300, "{got} RECVs and no close");
+    let (ack, _) = connect_tcp(&srv, &bob.uid, &bob.token).await;
+    assert_eq!(ack.reason, codec::REASON_SUCCESS, "it reconnects");
 }

@@ -198,6 +198,34 @@ pub fn write_varint(out: &mut Vec<u8>, mut n: usize) -> Result<(), EncodeError> 
     }
 }
 
+/// The length of the first packet of a byte stream (the TCP transport, where packets follow
+/// each other with nothing between them): `Ok(None)` while `buf` holds less than a whole
+/// packet, an error as soon as the bytes present cannot start a valid one (an unknown type, a
+/// varint of five bytes, a length over `max`). It never asks for more than `max` body bytes, so
+/// a reader that grows its buffer only while this answers `None` holds at most one packet.
+pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, DecodeError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let kind = first >> 4;
+    if kind == PING || kind == PONG {
+        return Ok(Some(1));
+    }
+    if !(CONNECT..=DISCONNECT).contains(&kind) {
+        return Err(DecodeError::UnknownType(kind));
+    }
+    let (len, used) = match read_varint(&buf[1..]) {
+        Ok(v) => v,
+        Err(DecodeError::Truncated) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if len > max {
+        return Err(DecodeError::TooLarge);
+    }
+    let total = 1 + used + len;
+    Ok((buf.len() >= total).then_some(total))
+}
+
 struct Reader<'a> {
     b: &'a [u8],
 }
@@ -730,6 +758,38 @@ mod tests {
     }
 
     #[test]
+    fn stream_framing() {
+        // PING alone; then a DISCONNECT cut at every point; then two packets back to back.
+        assert_eq!(frame_len(&[], MAX), Ok(None));
+        assert_eq!(frame_len(&[0x70, 0x90], MAX), Ok(Some(1)));
+        let d = [0x90, 6, 0, 0, 3, b'b', b'y', b'e'];
+        for cut in 1..d.len() {
+            assert_eq!(frame_len(&d[..cut], MAX), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(frame_len(&d, MAX), Ok(Some(8)));
+        let two = [&d[..], &[0x80][..]].concat();
+        assert_eq!(frame_len(&two, MAX), Ok(Some(8)));
+        assert_eq!(decode(&two[..8], MAX).unwrap().kind(), DISCONNECT);
+        // A varint still open after three bytes waits for the fourth; a fifth is refused.
+        assert_eq!(frame_len(&[0x30, 0x80, 0x80, 0x80], usize::MAX), Ok(None));
+        assert_eq!(
+            frame_len(&[0x30, 0x80, 0x80, 0x80, 0x80], usize::MAX),
+            Err(DecodeError::VarintTooLong)
+        );
+        // A length over the limit is refused before its body arrives; so is an unknown type.
+        assert_eq!(
+            frame_len(&[0x30, 0x81, 0x01], 128),
+            Err(DecodeError::TooLarge)
+        );
+        assert_eq!(frame_len(&[0x30, 0x80, 0x01], 128), Ok(None));
+        assert_eq!(frame_len(&[0xb0], MAX), Err(DecodeError::UnknownType(11)));
+        assert_eq!(
+            frame_len(&[0x00, 0x00], MAX),
+            Err(DecodeError::UnknownType(0))
+        );
+    }
+
+    #[test]
     fn encode_refuses_oversized_strings() {
         let d = Packet::Disconnect(Disconnect {
             reason: 0,
@@ -807,6 +867,10 @@ mod tests {
                 }
                 b
             };
+            // The stream framer never points past the bytes it was given.
+            if let Ok(Some(n)) = frame_len(&bytes, MAX) {
+                assert!(n <= bytes.len(), "{bytes:?}");
+            }
             if let Ok(p) = decode(&bytes, MAX) {
                 let again = p.encode().expect("a decoded packet encodes");
                 let p2 = decode(&again, MAX).expect("an encoded packet decodes");

@@ -1,16 +1,20 @@
-//! The WuKongIM binary protocol (docs/wukongim.md): the socket TangSengDaoDao apps chat over,
+//! The WuKongIM binary protocol (docs/wukongim.md): the socket TangSengDaoDao apps chat over
+//! (on WebSocket under the HTTP listener, and on a plain TCP listener when one is configured),
 //! and the REST calls those apps make around it.
 
 pub mod codec;
 pub mod crypto;
 mod rest;
 mod socket;
+mod tcp;
+mod wire;
 
 use crate::app::AppState;
 use axum::routing::{get, post};
 use axum::Router;
 
 pub use rest::SOCKET_PATH;
+pub use tcp::serve_tcp;
 
 pub fn router() -> Router<AppState> {
     Router::new()

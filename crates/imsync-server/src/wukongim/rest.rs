@@ -35,19 +35,43 @@ fn host(headers: &HeaderMap) -> Option<&str> {
     plain.then_some(h)
 }
 
-/// `GET /v1/users/{uid}/im`: the socket's addresses, as the client reached this server.
+/// `GET /v1/users/{uid}/im`: the socket's addresses, as the client reached this server. The
+/// TCP address is the host the client used with the TCP listener's port (the one it is bound
+/// to, if it names one address rather than all of them, is used only when no host was sent).
 pub async fn im_addr(
+    State(state): State<AppState>,
     TsddAuth(_me): TsddAuth,
     Path(_uid): Path<String>,
     headers: HeaderMap,
 ) -> TsddResult<Response> {
-    let host = host(&headers).unwrap_or("127.0.0.1:8080");
+    let given = host(&headers);
+    let host = given.unwrap_or("127.0.0.1:8080");
+    let tcp_addr =
+        state
+            .config
+            .wukongim_tcp_addr
+            .map_or(String::new(), |a| match given.map(host_name) {
+                Some(name) if !name.is_empty() => format!("{name}:{}", a.port()),
+                _ if !a.ip().is_unspecified() => a.to_string(),
+                _ => format!("127.0.0.1:{}", a.port()),
+            });
     Ok(Json(json!({
         "ws_addr": format!("ws://{host}{SOCKET_PATH}"),
         "wss_addr": format!("wss://{host}{SOCKET_PATH}"),
-        "tcp_addr": "",
+        "tcp_addr": tcp_addr,
     }))
     .into_response())
+}
+
+/// A `Host` value without its port: `example.com:80` → `example.com`, `[::1]:80` → `[::1]`.
+fn host_name(host: &str) -> &str {
+    if let Some(end) = host.find(']') {
+        return &host[..=end];
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
 }
 
 /// `POST /v1/message/reminder/sync`: imsync keeps no reminders.
@@ -220,4 +244,18 @@ pub async fn app_config() -> Response {
         "shortno_edit_off": 1,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn host_names_lose_their_port() {
+        assert_eq!(host_name("example.com:8080"), "example.com");
+        assert_eq!(host_name("example.com"), "example.com");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+        assert_eq!(host_name("10.0.0.1:80"), "10.0.0.1");
+    }
 }

@@ -1,22 +1,24 @@
-//! `GET /v1/wukongim/ws`: WuKongIM's binary protocol over WebSocket, one packet per binary
-//! message (docs/wukongim.md).
+//! A WuKongIM connection, whichever transport carries it: `GET /v1/wukongim/ws` (one packet
+//! per binary WebSocket message) or the plain TCP listener of `--wukongim-tcp-listen` (packets
+//! back to back), as docs/wukongim.md describes.
 //!
-//! The first message must be CONNECT. Its token is a TangSengDaoDao login token: a bad one is
-//! answered CONNACK reason 2 and the socket closes. Then the connection subscribes to the hub
-//! like `/ws` does: every committed `message.new` the reader may see goes out as RECV, encrypted
-//! with the connection's key, except the messages this very connection sent (their SENDACK
-//! answers them). SEND goes through the same service call as every face, with `clientMsgNo` as
-//! the idempotency key. A connection that sends nothing (not even PING) for the idle timeout is
-//! closed; so is one whose queue of deliveries overflows (it reconnects and catches up over
-//! REST); one whose session ends gets DISCONNECT, which the SDK takes as a kick.
+//! The first packet must be CONNECT. Its token is a TangSengDaoDao login token: a bad one is
+//! answered CONNACK reason 2 and the connection closes. Then the connection subscribes to the
+//! hub like `/ws` does: every committed `message.new` the reader may see goes out as RECV,
+//! encrypted with the connection's key, except the messages this very connection sent (their
+//! SENDACK answers them). SEND goes through the same service call as every face, with
+//! `clientMsgNo` as the idempotency key. A connection that sends nothing (not even PING) for the
+//! idle timeout is closed; so is one whose queue of deliveries overflows (it reconnects and
+//! catches up over REST); one whose session ends gets DISCONNECT, which the SDK takes as a kick.
 
 use super::codec::{self, Connack, Disconnect, Packet, Recv, Sendack};
 use super::crypto::{recv_verify, send_verify, Cipher, ServerKeys};
+use super::wire::{Inbound, Wire, CLOSE_IDLE, CLOSE_LAGGING, CLOSE_PROTOCOL};
 use crate::app::AppState;
 use crate::tsdd::error::{bad, TsddResult};
 use crate::tsdd::render;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::response::Response;
 use imsync_core::event::{EventData, EventKind, MessageBody};
@@ -27,13 +29,6 @@ use imsync_service::{Channel, NewMessage};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use tokio::time::Instant;
-
-/// Close codes (the SDK reconnects after any close that did not follow a DISCONNECT).
-const CLOSE_IDLE: u16 = 4000;
-const CLOSE_LAGGING: u16 = 4008;
-const CLOSE_PROTOCOL: u16 = 1002;
-const CLOSE_UNSUPPORTED: u16 = 1003;
-const CLOSE_TOO_BIG: u16 = 1009;
 
 /// The socket must say CONNECT within this long.
 const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
@@ -60,22 +55,13 @@ pub async fn upgrade(
         .max_frame_size(max);
     Ok(ws.on_upgrade(move |socket| async move {
         let _running = state.service.hub().track();
-        connect(socket, state).await;
+        connect(Wire::Ws(socket), state).await;
     }))
 }
 
-async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
-    let _ = socket
-        .send(WsMessage::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
-}
-
-async fn send_packet(socket: &mut WebSocket, p: &Packet) -> bool {
+async fn send_packet(wire: &mut Wire, p: &Packet) -> bool {
     match p.encode() {
-        Ok(bytes) => socket.send(WsMessage::Binary(bytes.into())).await.is_ok(),
+        Ok(bytes) => wire.send(bytes).await,
         Err(e) => {
             tracing::warn!(?e, "WuKongIM packet could not be encoded");
             true
@@ -84,13 +70,13 @@ async fn send_packet(socket: &mut WebSocket, p: &Packet) -> bool {
 }
 
 /// DISCONNECT (the SDK stops reconnecting), then a close.
-async fn kick(mut socket: WebSocket, reason: &'static str) {
+async fn kick(mut wire: Wire, reason: &'static str) {
     let p = Packet::Disconnect(Disconnect {
         reason: 0,
         message: reason.to_owned(),
     });
-    let _ = send_packet(&mut socket, &p).await;
-    close(socket, CLOSE_PROTOCOL, reason).await;
+    let _ = send_packet(&mut wire, &p).await;
+    wire.close(CLOSE_PROTOCOL, reason).await;
 }
 
 fn connack(reason: u8, keys: Option<&ServerKeys>, client_ts: i64) -> Packet {
@@ -103,34 +89,33 @@ fn connack(reason: u8, keys: Option<&ServerKeys>, client_ts: i64) -> Packet {
 }
 
 /// Waits for CONNECT, authenticates, answers CONNACK and runs the connection.
-async fn connect(mut socket: WebSocket, state: AppState) {
+pub(super) async fn connect(mut wire: Wire, state: AppState) {
     let max = state.config.max_body_bytes;
     let deadline = Instant::now() + CONNECT_WITHIN;
     let first = loop {
-        match tokio::time::timeout_at(deadline, socket.recv()).await {
-            Ok(Some(Ok(WsMessage::Binary(b)))) => break b,
-            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
-            Ok(Some(Ok(WsMessage::Text(_)))) => {
-                return close(socket, CLOSE_UNSUPPORTED, "binary messages only").await;
-            }
-            Err(_) => return close(socket, CLOSE_IDLE, "CONNECT expected").await,
-            Ok(Some(Ok(WsMessage::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => return,
+        match tokio::time::timeout_at(deadline, wire.recv()).await {
+            Ok(Inbound::Packet(b)) => break b,
+            Ok(Inbound::Nothing) => continue,
+            Ok(Inbound::Malformed) => return kick(wire, "malformed packet").await,
+            Ok(Inbound::Refuse(code, reason)) => return wire.close(code, reason).await,
+            Ok(Inbound::Closed) => return,
+            Err(_) => return wire.close(CLOSE_IDLE, "CONNECT expected").await,
         }
     };
     let c = match codec::decode(&first, max) {
         Ok(Packet::Connect(c)) => c,
-        Ok(_) => return kick(socket, "CONNECT expected").await,
-        Err(_) => return kick(socket, "malformed packet").await,
+        Ok(_) => return kick(wire, "CONNECT expected").await,
+        Err(_) => return kick(wire, "malformed packet").await,
     };
     let (user, session) = match state.service.authenticate_session(&c.token).await {
         Ok((u, s)) if c.uid.is_empty() || c.uid == u.id => (u, s),
         Ok(_) => {
             let _ = send_packet(
-                &mut socket,
+                &mut wire,
                 &connack(codec::REASON_AUTH_FAIL, None, c.client_timestamp),
             )
             .await;
-            return close(socket, CLOSE_PROTOCOL, "authentication failed").await;
+            return wire.close(CLOSE_PROTOCOL, "authentication failed").await;
         }
         Err(e) => {
             let reason = if e.code == ErrorCode::Unauthorized {
@@ -138,25 +123,25 @@ async fn connect(mut socket: WebSocket, state: AppState) {
             } else {
                 codec::REASON_SYSTEM_ERROR
             };
-            let _ = send_packet(&mut socket, &connack(reason, None, c.client_timestamp)).await;
-            return close(socket, CLOSE_PROTOCOL, "authentication failed").await;
+            let _ = send_packet(&mut wire, &connack(reason, None, c.client_timestamp)).await;
+            return wire.close(CLOSE_PROTOCOL, "authentication failed").await;
         }
     };
     let keys = ServerKeys::generate();
     let Some(cipher) = keys.agree(&c.client_key) else {
         let _ = send_packet(
-            &mut socket,
+            &mut wire,
             &connack(codec::REASON_SYSTEM_ERROR, None, c.client_timestamp),
         )
         .await;
-        return close(socket, CLOSE_PROTOCOL, "bad client key").await;
+        return wire.close(CLOSE_PROTOCOL, "bad client key").await;
     };
     // Subscribed before CONNACK: everything committed after the client hears "connected"
     // reaches it.
     let (sub, _) = state.service.hub().subscribe(&user.id, Some(session));
     metrics::gauge!("imsync_wukongim_connections").increment(1.0);
     if send_packet(
-        &mut socket,
+        &mut wire,
         &connack(codec::REASON_SUCCESS, Some(&keys), c.client_timestamp),
     )
     .await
@@ -168,7 +153,7 @@ async fn connect(mut socket: WebSocket, state: AppState) {
             own_sent: VecDeque::new(),
             channels: HashMap::new(),
         };
-        conn.run(socket, sub).await;
+        conn.run(wire, sub).await;
     }
     metrics::gauge!("imsync_wukongim_connections").decrement(1.0);
 }
@@ -198,26 +183,23 @@ enum Flow {
 }
 
 impl Conn<'_> {
-    async fn run(&mut self, mut socket: WebSocket, mut sub: Subscription) {
+    async fn run(&mut self, mut wire: Wire, mut sub: Subscription) {
         let idle = self.state.config.ws_idle_timeout;
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
         let max = self.state.config.max_body_bytes;
         let flow = loop {
             let flow = tokio::select! {
-                d = sub.rx.recv() => self.deliver(&mut socket, &sub, d).await,
-                m = socket.recv() => match m {
-                    Some(Ok(WsMessage::Binary(b))) => {
+                d = sub.rx.recv() => self.deliver(&mut wire, &sub, d).await,
+                m = wire.recv() => match m {
+                    Inbound::Packet(b) => {
                         idle_timer.as_mut().reset(Instant::now() + idle);
-                        self.packet(&mut socket, &b, max).await
+                        self.packet(&mut wire, &b, max).await
                     }
-                    Some(Ok(WsMessage::Text(_))) => Flow::Close(CLOSE_UNSUPPORTED, "binary messages only"),
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Flow::Go,
-                    Some(Ok(WsMessage::Close(_))) | None => Flow::Stop,
-                    Some(Err(e)) => match too_big(e) {
-                        true => Flow::Close(CLOSE_TOO_BIG, "message too big"),
-                        false => Flow::Stop,
-                    },
+                    Inbound::Nothing => Flow::Go,
+                    Inbound::Malformed => Flow::Kick("malformed packet"),
+                    Inbound::Refuse(code, reason) => Flow::Close(code, reason),
+                    Inbound::Closed => Flow::Stop,
                 },
                 _ = &mut idle_timer => Flow::Close(CLOSE_IDLE, "idle timeout"),
             };
@@ -229,13 +211,13 @@ impl Conn<'_> {
         drop(sub);
         match flow {
             Flow::Go | Flow::Stop => {}
-            Flow::Close(code, reason) => close(socket, code, reason).await,
-            Flow::Kick(reason) => kick(socket, reason).await,
+            Flow::Close(code, reason) => wire.close(code, reason).await,
+            Flow::Kick(reason) => kick(wire, reason).await,
         }
     }
 
     /// One packet from the client.
-    async fn packet(&mut self, socket: &mut WebSocket, bytes: &[u8], max: usize) -> Flow {
+    async fn packet(&mut self, wire: &mut Wire, bytes: &[u8], max: usize) -> Flow {
         let p = match codec::decode(bytes, max) {
             Ok(p) => p,
             Err(_) => return Flow::Kick("malformed packet"),
@@ -251,7 +233,7 @@ impl Conn<'_> {
             | Packet::Recv(_)
             | Packet::Pong => return Flow::Kick("unexpected packet"),
         };
-        if send_packet(socket, &reply).await {
+        if send_packet(wire, &reply).await {
             Flow::Go
         } else {
             Flow::Stop
@@ -330,12 +312,7 @@ impl Conn<'_> {
     }
 
     /// One delivery from the hub.
-    async fn deliver(
-        &mut self,
-        socket: &mut WebSocket,
-        sub: &Subscription,
-        d: Option<Delivery>,
-    ) -> Flow {
+    async fn deliver(&mut self, wire: &mut Wire, sub: &Subscription, d: Option<Delivery>) -> Flow {
         let d = match d {
             Some(Delivery::Event(d)) => d,
             // Typing and presence frames have no packet in this protocol.
@@ -356,7 +333,7 @@ impl Conn<'_> {
         };
         let message = message_of(&d.event, body);
         let p = self.recv(&message, &name);
-        if send_packet(socket, &p).await {
+        if send_packet(wire, &p).await {
             Flow::Go
         } else {
             Flow::Stop
@@ -433,13 +410,6 @@ impl Conn<'_> {
             payload: payload.into_bytes(),
         })
     }
-}
-
-fn too_big(e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::error::Error as WsError;
-    e.into_inner()
-        .downcast::<WsError>()
-        .is_ok_and(|e| matches!(*e, WsError::Capacity(_)))
 }
 
 /// The message a `message.new` event carries; `None` for every other kind, which has no packet

@@ -35,6 +35,8 @@ pub fn schema_for(dir: &Path) -> String {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub base: String,
+    /// The WuKongIM TCP listener, when `Options::wukongim_tcp` asked for one.
+    pub wukongim_tcp: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
@@ -58,6 +60,8 @@ pub struct Options {
     pub keepalive_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
     pub shutdown_grace: Option<Duration>,
+    /// Also serve the WuKongIM socket on a TCP listener of its own.
+    pub wukongim_tcp: bool,
 }
 
 impl TestServer {
@@ -105,6 +109,15 @@ impl TestServer {
             shutdown_grace: o.shutdown_grace.unwrap_or(defaults.shutdown_grace),
             max_body_bytes: o.max_body_bytes.unwrap_or(1024 * 1024),
         };
+        let tcp_listener = match o.wukongim_tcp {
+            true => Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind"),
+            ),
+            false => None,
+        };
+        let wukongim_tcp = tcp_listener.as_ref().map(|l| l.local_addr().unwrap());
         let state = imsync_server::AppState::new(imsync_server::AppParts {
             service,
             metrics: imsync_server::install_recorder(),
@@ -114,6 +127,7 @@ impl TestServer {
                 ws_idle_timeout: o
                     .ws_idle_timeout
                     .unwrap_or_else(|| std::time::Duration::from_secs(120)),
+                wukongim_tcp_addr: wukongim_tcp,
             }),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -121,16 +135,29 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(l) = tcp_listener {
+            let (state, config, mut stop) = (state.clone(), serve_config.clone(), stop_rx);
+            tokio::spawn(async move {
+                imsync_server::wukongim::serve_tcp(l, state, config, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .ok();
+            });
+        }
         let app = imsync_server::router(state);
         let serving = tokio::spawn(async move {
             imsync_server::serve(listener, app, serve_config, async {
                 let _ = rx.await;
+                let _ = stop_tx.send(true);
             })
             .await
             .ok();
         });
         TestServer {
             addr,
+            wukongim_tcp,
             base: format!("http://{addr}"),
             dir,
             shutdown: Some(tx),
@@ -336,6 +363,11 @@ pub fn free_port() -> u16 {
 
 impl ChildServer {
     pub async fn spawn(data_dir: &Path, port: u16) -> ChildServer {
+        Self::spawn_with(data_dir, port, &[]).await
+    }
+
+    /// `spawn` with more `serve` flags.
+    pub async fn spawn_with(data_dir: &Path, port: u16, extra: &[&str]) -> ChildServer {
         #[allow(clippy::zombie_processes)] // Drop kills and waits for it.
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"));
         cmd.args([
@@ -344,7 +376,8 @@ impl ChildServer {
             &format!("127.0.0.1:{port}"),
             "--data-dir",
         ])
-        .arg(data_dir);
+        .arg(data_dir)
+        .args(extra);
         if let Some(url) = postgres_url() {
             cmd.args(["--database-url", &url, "--pg-schema", &schema_for(data_dir)]);
         }
