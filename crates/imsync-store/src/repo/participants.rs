@@ -93,7 +93,8 @@ pub fn conversations_of(
         .collect())
 }
 
-/// Adds a user (or brings them back) as of `joined_seq`, opening a membership interval.
+/// Adds a user (or brings them back) as of `joined_seq`, opening a membership interval. One who
+/// comes back finds the conversation in their list again, not filed away.
 pub fn join(
     c: &mut dyn SqlConn,
     conv_id: &str,
@@ -105,7 +106,7 @@ pub fn join(
 ) -> Result<()> {
     let updated = c.execute(
         "UPDATE participants SET role = $3, joined_seq = $4, joined_at = $5, left_seq = NULL, \
-         read_msg_seq = $6 WHERE conv_id = $1 AND user_id = $2",
+         read_msg_seq = $6, archived = 0 WHERE conv_id = $1 AND user_id = $2",
         args![
             conv_id,
             user_id,
