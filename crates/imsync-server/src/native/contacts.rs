@@ -154,7 +154,7 @@ pub struct Unblocked {
     blocked: bool,
 }
 
-#[utoipa::path(post, path = "/api/im/contacts/request", request_body = FriendRequestBody,
+#[utoipa::path(post, path = "/api/im/contacts/request", operation_id = "requestFriend", request_body = FriendRequestBody,
     responses((status = 201, description = "Request sent (or the one already pending)", body = Envelope<FriendRequestView>),
         (status = 200, description = "The other user had asked first: now friends", body = Envelope<FriendRequestView>)))]
 pub async fn request(
@@ -174,21 +174,21 @@ pub async fn request(
     )
 }
 
-#[utoipa::path(get, path = "/api/im/contacts/requests/received",
+#[utoipa::path(get, path = "/api/im/contacts/requests/received", operation_id = "receivedFriendRequests",
     responses((status = 200, description = "Pending requests to the caller, newest first", body = Envelope<Vec<FriendRequestView>>)))]
 pub async fn received(State(state): State<AppState>, Auth(me): Auth) -> ApiResult<Response> {
     let list = state.service.friend_requests(&me, true).await?;
     Ok(ok(list.iter().map(request_view).collect::<Vec<_>>()))
 }
 
-#[utoipa::path(get, path = "/api/im/contacts/requests/sent",
+#[utoipa::path(get, path = "/api/im/contacts/requests/sent", operation_id = "sentFriendRequests",
     responses((status = 200, description = "Pending requests from the caller, newest first", body = Envelope<Vec<FriendRequestView>>)))]
 pub async fn sent(State(state): State<AppState>, Auth(me): Auth) -> ApiResult<Response> {
     let list = state.service.friend_requests(&me, false).await?;
     Ok(ok(list.iter().map(request_view).collect::<Vec<_>>()))
 }
 
-#[utoipa::path(post, path = "/api/im/contacts/requests/{id}/accept", params(("id" = String, Path,)),
+#[utoipa::path(post, path = "/api/im/contacts/requests/{id}/accept", operation_id = "acceptFriendRequest", params(("id" = String, Path,)),
     responses((status = 200, description = "Accepted: the two are friends", body = Envelope<FriendRequestView>)))]
 pub async fn accept(
     State(state): State<AppState>,
@@ -200,7 +200,7 @@ pub async fn accept(
     Ok(ok(request_view(&v)))
 }
 
-#[utoipa::path(post, path = "/api/im/contacts/requests/{id}/reject", params(("id" = String, Path,)),
+#[utoipa::path(post, path = "/api/im/contacts/requests/{id}/reject", operation_id = "rejectFriendRequest", params(("id" = String, Path,)),
     responses((status = 200, description = "Rejected by the recipient, or cancelled by the sender", body = Envelope<FriendRequestView>)))]
 pub async fn reject(
     State(state): State<AppState>,
@@ -212,14 +212,14 @@ pub async fn reject(
     Ok(ok(request_view(&v)))
 }
 
-#[utoipa::path(get, path = "/api/im/contacts/friends",
+#[utoipa::path(get, path = "/api/im/contacts/friends", operation_id = "listFriends",
     responses((status = 200, description = "The caller's friends", body = Envelope<Vec<Friend>>)))]
 pub async fn friends(State(state): State<AppState>, Auth(me): Auth) -> ApiResult<Response> {
     let list = state.service.friends(&me).await?;
     Ok(ok(list.iter().map(friend).collect::<Vec<_>>()))
 }
 
-#[utoipa::path(delete, path = "/api/im/contacts/{userId}/remove", params(("userId" = String, Path,)),
+#[utoipa::path(delete, path = "/api/im/contacts/{userId}/remove", operation_id = "removeFriend", params(("userId" = String, Path,)),
     responses((status = 200, description = "No longer friends, on both sides", body = Envelope<Removed>)))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -233,7 +233,7 @@ pub async fn remove(
     }))
 }
 
-#[utoipa::path(patch, path = "/api/im/contacts/{userId}/remark", params(("userId" = String, Path,)), request_body = RemarkBody,
+#[utoipa::path(patch, path = "/api/im/contacts/{userId}/remark", operation_id = "setFriendRemark", params(("userId" = String, Path,)), request_body = RemarkBody,
     responses((status = 200, description = "The friend with the new remark", body = Envelope<Friend>)))]
 pub async fn remark(
     State(state): State<AppState>,
@@ -245,7 +245,7 @@ pub async fn remark(
     Ok(ok(friend(&f)))
 }
 
-#[utoipa::path(post, path = "/api/im/contacts/{userId}/block", params(("userId" = String, Path,)),
+#[utoipa::path(post, path = "/api/im/contacts/{userId}/block", operation_id = "blockUser", params(("userId" = String, Path,)),
     responses((status = 200, description = "Blocked (again harmlessly)", body = Envelope<BlockedUser>)))]
 pub async fn block(
     State(state): State<AppState>,
@@ -257,7 +257,7 @@ pub async fn block(
     Ok(ok(blocked_user(&u, at)))
 }
 
-#[utoipa::path(delete, path = "/api/im/contacts/{userId}/block", params(("userId" = String, Path,)),
+#[utoipa::path(delete, path = "/api/im/contacts/{userId}/block", operation_id = "unblockUser", params(("userId" = String, Path,)),
     responses((status = 200, description = "Unblocked", body = Envelope<Unblocked>)))]
 pub async fn unblock(
     State(state): State<AppState>,
@@ -271,7 +271,7 @@ pub async fn unblock(
     }))
 }
 
-#[utoipa::path(get, path = "/api/im/contacts/blocked",
+#[utoipa::path(get, path = "/api/im/contacts/blocked", operation_id = "listBlocked",
     responses((status = 200, description = "The users the caller blocked, oldest first", body = Envelope<Vec<BlockedUser>>)))]
 pub async fn blocked(State(state): State<AppState>, Auth(me): Auth) -> ApiResult<Response> {
     let list = state.service.blocked(&me).await?;
