@@ -33,6 +33,7 @@ error_codes! {
     Forbidden => ("FORBIDDEN", 403),
     NotParticipant => ("NOT_PARTICIPANT", 403),
     NotSender => ("NOT_SENDER", 403),
+    Blocked => ("BLOCKED", 403),
     RegistrationClosed => ("REGISTRATION_CLOSED", 403),
     NotFound => ("NOT_FOUND", 404),
     MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405),

@@ -19,6 +19,7 @@ pub mod kind {
     pub const MESSAGE_DELETE: &str = "message.delete";
     pub const MESSAGE_REACTION: &str = "message.reaction";
     pub const MESSAGE_HIDE: &str = "message.hide";
+    pub const MESSAGE_READ: &str = "message.read";
     pub const CONVERSATION_CREATE: &str = "conversation.create";
     pub const CONVERSATION_UPDATE: &str = "conversation.update";
     pub const CONVERSATION_ARCHIVE: &str = "conversation.archive";
@@ -40,6 +41,7 @@ pub enum EventKind {
     MessageDelete,
     MessageReaction,
     MessageHide,
+    MessageRead,
     ConversationCreate,
     ConversationUpdate,
     ConversationArchive,
@@ -53,12 +55,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::MessageNew,
         EventKind::MessageEdit,
         EventKind::MessageDelete,
         EventKind::MessageReaction,
         EventKind::MessageHide,
+        EventKind::MessageRead,
         EventKind::ConversationCreate,
         EventKind::ConversationUpdate,
         EventKind::ConversationArchive,
@@ -80,6 +83,7 @@ impl EventKind {
             MessageDelete => kind::MESSAGE_DELETE,
             MessageReaction => kind::MESSAGE_REACTION,
             MessageHide => kind::MESSAGE_HIDE,
+            MessageRead => kind::MESSAGE_READ,
             ConversationCreate => kind::CONVERSATION_CREATE,
             ConversationUpdate => kind::CONVERSATION_UPDATE,
             ConversationArchive => kind::CONVERSATION_ARCHIVE,
@@ -242,6 +246,19 @@ pub struct ReadPointer {
     pub user_id: UserId,
 }
 
+/// `message.read` (shared): a member's read pointer moved forward, for the other members' read
+/// receipts. `readBy` repeats `userId` under the name the Prismer clients read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadReceipt {
+    pub conversation_id: ConversationId,
+    pub last_read_message_id: Option<MessageId>,
+    pub read_at: String,
+    pub read_by: UserId,
+    pub read_msg_seq: i64,
+    pub user_id: UserId,
+}
+
 /// `conversation.settings` (private): the reader's pin, mute and cleared-history seq.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -302,6 +319,7 @@ pub enum EventData {
     MessageDelete(MessageDelete),
     MessageReaction(MessageReaction),
     MessageHide(MessageHide),
+    MessageRead(ReadReceipt),
     ConversationCreate(ConversationBody),
     ConversationUpdate(ConversationBody),
     ConversationArchive(ArchiveChange),
@@ -340,6 +358,7 @@ impl EventData {
             MessageDelete(_) => EventKind::MessageDelete,
             MessageReaction(_) => EventKind::MessageReaction,
             MessageHide(_) => EventKind::MessageHide,
+            MessageRead(_) => EventKind::MessageRead,
             ConversationCreate(_) => EventKind::ConversationCreate,
             ConversationUpdate(_) => EventKind::ConversationUpdate,
             ConversationArchive(_) => EventKind::ConversationArchive,
@@ -362,6 +381,7 @@ impl EventData {
             MessageDelete(v) => serde_json::to_string(v),
             MessageReaction(v) => serde_json::to_string(v),
             MessageHide(v) => serde_json::to_string(v),
+            MessageRead(v) => serde_json::to_string(v),
             ConversationCreate(v) | ConversationUpdate(v) => serde_json::to_string(v),
             ConversationArchive(v) | ConversationUnarchive(v) => serde_json::to_string(v),
             ConversationRead(v) => serde_json::to_string(v),
@@ -390,6 +410,7 @@ impl EventData {
             kind::MESSAGE_DELETE => MessageDelete(read(kind::MESSAGE_DELETE, text)?),
             kind::MESSAGE_REACTION => MessageReaction(read(kind::MESSAGE_REACTION, text)?),
             kind::MESSAGE_HIDE => MessageHide(read(kind::MESSAGE_HIDE, text)?),
+            kind::MESSAGE_READ => MessageRead(read(kind::MESSAGE_READ, text)?),
             kind::CONVERSATION_CREATE => ConversationCreate(read(kind::CONVERSATION_CREATE, text)?),
             kind::CONVERSATION_UPDATE => ConversationUpdate(read(kind::CONVERSATION_UPDATE, text)?),
             kind::CONVERSATION_ARCHIVE => {
@@ -420,6 +441,7 @@ impl EventData {
             MessageReaction(v) => Some(v.created_seq),
             MessageHide(v) => Some(v.created_seq),
             MessageNew(_)
+            | MessageRead(_)
             | ConversationCreate(_)
             | ConversationUpdate(_)
             | ConversationArchive(_)

@@ -74,7 +74,6 @@ pub struct Conversation {
     pub created_by: UserId,
     pub created_at: i64,
     pub updated_at: i64,
-    pub archived: bool,
     pub last_msg_seq: i64,
     pub last_event_seq: Seq,
     pub last_message_at: Option<i64>,
@@ -97,7 +96,6 @@ impl Conversation {
             created_by: created_by.to_owned(),
             created_at: now,
             updated_at: now,
-            archived: false,
             last_msg_seq: 0,
             last_event_seq: 0,
             last_message_at: None,
@@ -152,6 +150,8 @@ pub struct Participant {
     pub cleared_seq: i64,
     /// The newest private event of this user about this conversation (read pointer, settings).
     pub private_seq: Seq,
+    /// Filed away by this user (archive is each member's own, like pin and mute).
+    pub archived: bool,
 }
 
 impl Participant {

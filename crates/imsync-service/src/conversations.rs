@@ -5,6 +5,7 @@
 use crate::{payload, resolve_user, Service};
 use imsync_core::event::{
     ArchiveChange, EventData, MemberBody, ParticipantRemove, PrivateSettings, ReadPointer,
+    ReadReceipt,
 };
 use imsync_core::model::{
     Audience, Conversation, ConversationKind, Participant, ParticipantRole, User,
@@ -128,6 +129,73 @@ pub(crate) fn private_event(
     )?;
     participants::set_private_seq(c, conv_id, user_id, e.seq)?;
     Ok(e)
+}
+
+/// Sets a member's own archive flag, with a private `conversation.archive` or
+/// `conversation.unarchive` to their devices when it changes. Answers whether it changed.
+pub(crate) fn archive_in(
+    c: &mut dyn SqlConn,
+    conv_id: &str,
+    user_id: &str,
+    archived: bool,
+) -> Result<bool> {
+    if !participants::set_archived(c, conv_id, user_id, archived)? {
+        return Ok(false);
+    }
+    let change = ArchiveChange {
+        conversation_id: conv_id.to_owned(),
+        id: conv_id.to_owned(),
+    };
+    let data = if archived {
+        EventData::ConversationArchive(change)
+    } else {
+        EventData::ConversationUnarchive(change)
+    };
+    private_event(c, conv_id, user_id, data)?;
+    Ok(true)
+}
+
+/// Moves a member's read pointer forward to `msg_seq` (whose message is `last`), if it is not
+/// there yet: the reader's own devices get the private `conversation.read`, and every member the
+/// shared `message.read` receipt. Every face that moves the pointer forward goes through here, so
+/// receipts do not depend on the face the reader uses. Answers whether the pointer moved.
+pub(crate) fn read_forward(
+    c: &mut dyn SqlConn,
+    conv_id: &str,
+    user_id: &str,
+    msg_seq: i64,
+    last: Option<String>,
+    now: i64,
+) -> Result<bool> {
+    if !participants::advance_read(c, conv_id, user_id, msg_seq)? {
+        return Ok(false);
+    }
+    let read_at = imsync_core::time::rfc3339(now);
+    private_event(
+        c,
+        conv_id,
+        user_id,
+        EventData::ConversationRead(ReadPointer {
+            conversation_id: conv_id.to_owned(),
+            last_read_message_id: last.clone(),
+            read_at: read_at.clone(),
+            read_msg_seq: msg_seq,
+            user_id: user_id.to_owned(),
+        }),
+    )?;
+    shared_event(
+        c,
+        conv_id,
+        EventData::MessageRead(ReadReceipt {
+            conversation_id: conv_id.to_owned(),
+            last_read_message_id: last,
+            read_at,
+            read_by: user_id.to_owned(),
+            read_msg_seq: msg_seq,
+            user_id: user_id.to_owned(),
+        }),
+    )?;
+    Ok(true)
 }
 
 /// The reader's private settings of a conversation, as its `conversation.settings` carries them.
@@ -388,28 +456,22 @@ impl Service {
             .await
     }
 
-    pub async fn set_archived(&self, me: &User, id: &str, archived: bool) -> Result<Conversation> {
+    /// Files the conversation away for the caller only, or brings it back: the other members'
+    /// copies and everyone's right to write are untouched. Answers the caller's participation.
+    pub async fn set_archived(
+        &self,
+        me: &User,
+        id: &str,
+        archived: bool,
+    ) -> Result<(Conversation, Participant)> {
         let (me, id) = (me.id.clone(), id.to_owned());
         self.store
             .write(move |c| {
-                let (mut conv, p) = require_participant(c, &id, &me)?;
-                require_manager(&conv, &p)?;
-                if conv.archived != archived {
-                    conv.archived = archived;
-                    conv.updated_at = now_ms();
-                    convs::update(c, &conv)?;
-                    let change = ArchiveChange {
-                        conversation_id: conv.id.clone(),
-                        id: conv.id.clone(),
-                    };
-                    let data = if archived {
-                        EventData::ConversationArchive(change)
-                    } else {
-                        EventData::ConversationUnarchive(change)
-                    };
-                    shared_event(c, &conv.id, data)?;
+                let (conv, mut p) = require_participant(c, &id, &me)?;
+                if archive_in(c, &conv.id, &me, archived)? {
+                    p = participants::get(c, &conv.id, &me)?.ok_or_else(Error::not_participant)?;
                 }
-                Ok(conv)
+                Ok((conv, p))
             })
             .await
     }
@@ -423,20 +485,7 @@ impl Service {
                 let (conv, _) = require_participant(c, &id, &me)?;
                 let last = messages::by_msg_seq(c, &conv.id, conv.last_msg_seq)?.map(|m| m.id);
                 let now = now_ms();
-                if participants::advance_read(c, &conv.id, &me, conv.last_msg_seq)? {
-                    private_event(
-                        c,
-                        &conv.id,
-                        &me,
-                        EventData::ConversationRead(ReadPointer {
-                            conversation_id: conv.id.clone(),
-                            last_read_message_id: last.clone(),
-                            read_at: imsync_core::time::rfc3339(now),
-                            read_msg_seq: conv.last_msg_seq,
-                            user_id: me.clone(),
-                        }),
-                    )?;
-                }
+                read_forward(c, &conv.id, &me, conv.last_msg_seq, last.clone(), now)?;
                 Ok((conv.last_msg_seq, last, now))
             })
             .await
@@ -580,6 +629,7 @@ pub(crate) fn open_direct_in(
     if me.id == other.id {
         return Err(Error::invalid("A direct conversation needs another user"));
     }
+    crate::contacts::check_not_blocked(c, &me.id, &other.id)?;
     if let Some(conv) = convs::get_direct(c, &me.id, &other.id)? {
         for u in [me, other] {
             if !participants::get(c, &conv.id, &u.id)?.is_some_and(|p| p.is_present()) {

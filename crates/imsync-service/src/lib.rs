@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod contacts;
 mod conversations;
 pub mod hub;
 mod messages;
@@ -17,6 +18,7 @@ pub mod rocketchat;
 pub mod tsdd;
 
 pub use accounts::{NewAccount, Password, ProfilePatch, Session, Stats};
+pub use contacts::{FriendView, RequestOutcome, RequestView};
 pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
 pub use imsync_store::repo::events::RawEvent;
 pub use messages::{HistoryPage, NewMessage, SendOutcome};

@@ -5,18 +5,21 @@
 //! later, after a restart, through another node — finds it and gets the original message back
 //! without a new event. The same key with a different payload is refused with 409.
 
-use crate::conversations::{open_direct_in, require_participant};
+use crate::contacts::check_not_blocked;
+use crate::conversations::{archive_in, open_direct_in, require_participant};
 use crate::{payload, resolve_user, Service};
 use imsync_core::event::{kind as ev, EventData, MessageReaction, ReactionAction};
 use imsync_core::model::{Audience, ConversationKind, Message, Payload, User};
 use imsync_core::{ids, time::now_ms, validate, Error, ErrorCode, Result};
 use imsync_store::repo::messages::Page;
+use imsync_store::repo::rocketchat::message_changes;
 use imsync_store::repo::{
     conversations as convs, events, idempotency, messages, participants, reactions,
 };
 use imsync_store::SqlConn;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]
@@ -43,6 +46,9 @@ pub struct SendOutcome {
 #[derive(Debug, Clone)]
 pub struct HistoryPage {
     pub messages: Vec<Message>,
+    /// The present reactions of the page's messages: user ids by emoji, by message id (absent
+    /// for a message nobody reacted to).
+    pub reactions: HashMap<String, BTreeMap<String, Vec<String>>>,
     pub total: i64,
     pub conversation_id: String,
 }
@@ -87,13 +93,6 @@ impl NewMessage {
         });
         ids::hex(&Sha256::digest(canonical.to_string().as_bytes()))
     }
-}
-
-fn check_writable(archived: bool) -> Result<()> {
-    if archived {
-        return Err(Error::forbidden("The conversation is archived"));
-    }
-    Ok(())
 }
 
 /// A message of the conversation that the user could see, or 404.
@@ -188,7 +187,15 @@ pub(crate) fn send_in(
             });
         }
     }
-    check_writable(head.archived)?;
+    if head.kind == ConversationKind::Direct {
+        if let Some(peer) = participants::peer_of(c, &head.id, &me.id)? {
+            check_not_blocked(c, &me.id, &peer)?;
+        }
+    }
+    if head.sender_archived {
+        // Writing to a conversation one had filed away brings it back, for the writer only.
+        archive_in(c, &head.id, &me.id, false)?;
+    }
     if head.kind == ConversationKind::Direct {
         // A direct conversation the peer had left comes back to them with the new message.
         if let Some(peer) = participants::list_present(c, &head.id)?
@@ -355,8 +362,19 @@ impl Service {
                     .map(|i| (i.joined_seq, i.left_seq))
                     .collect();
                 let messages = messages::history(c, &conv.id, page, &visible, limit)?;
+                let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+                let mut reactions: HashMap<String, BTreeMap<String, Vec<String>>> = HashMap::new();
+                for (mid, emoji, user_id, _) in message_changes::reactions_of(c, &ids)? {
+                    reactions
+                        .entry(mid)
+                        .or_default()
+                        .entry(emoji)
+                        .or_default()
+                        .push(user_id);
+                }
                 Ok(HistoryPage {
                     messages,
+                    reactions,
                     total: conv.live_msg_count,
                     conversation_id: conv.id,
                 })
@@ -423,7 +441,6 @@ impl Service {
                         "Only the sender may edit a message",
                     ));
                 }
-                check_writable(conv.archived)?;
                 let metadata = metadata.unwrap_or_else(|| m.metadata.clone());
                 edit_in(c, &mut m, &me, content, metadata)?;
                 Ok(m)
@@ -472,7 +489,6 @@ impl Service {
                 if m.is_deleted() {
                     return Err(Error::not_found("Message"));
                 }
-                check_writable(conv.archived)?;
                 react_in(c, &mut m, &me, &emoji, add)?;
                 Ok(payload::to_value(&payload::reactions(
                     &reactions::of_message(c, &m.id)?,

@@ -141,7 +141,9 @@ pub fn member(u: &User, role: &str) -> MemberBody {
 
 pub fn conversation(c: &Conversation, members: Option<Vec<MemberBody>>) -> ConversationBody {
     ConversationBody {
-        archived: c.archived,
+        // Archive is each member's own state, carried by their private events, never by a
+        // snapshot that others see.
+        archived: false,
         created_at: rfc3339(c.created_at),
         created_by: c.created_by.clone(),
         description: c.description.clone(),
@@ -289,7 +291,6 @@ mod tests {
             created_by: "u1".into(),
             created_at: 1,
             updated_at: 2,
-            archived: false,
             last_msg_seq: 0,
             last_event_seq: 0,
             last_message_at: None,

@@ -245,6 +245,7 @@ fn apply(rebuilt: &mut HashMap<String, Rebuild>, replies: &mut HashMap<String, S
         }
         // Nothing else changes a message.
         EventData::MessageHide(_)
+        | EventData::MessageRead(_)
         | EventData::ConversationCreate(_)
         | EventData::ConversationUpdate(_)
         | EventData::ConversationArchive(_)

@@ -45,7 +45,8 @@ struct Conv {
     members: BTreeMap<usize, (Role, i64)>,
     /// Every membership interval `[joined, left]` of every user, by seq.
     intervals: HashMap<usize, Vec<(i64, Option<i64>)>>,
-    archived: bool,
+    /// The members who filed it away (archive is each member's own).
+    archived: BTreeSet<usize>,
     msgs: Vec<usize>,
 }
 
@@ -212,6 +213,8 @@ impl World {
         let conv = &mut self.convs[c];
         conv.members.insert(u, (role, at));
         conv.intervals.entry(u).or_default().push((at, None));
+        // Joining again starts with the conversation in the list, not filed away.
+        conv.archived.remove(&u);
     }
 
     fn leave(&mut self, c: usize, u: usize, at: i64) {
@@ -342,7 +345,7 @@ impl World {
             direct,
             members: BTreeMap::new(),
             intervals: HashMap::new(),
-            archived: false,
+            archived: BTreeSet::new(),
             msgs: Vec::new(),
         });
         if let Some(p) = direct {
@@ -362,10 +365,15 @@ impl World {
         let mut readd = None;
         let outcome = if !cv.present(actor) {
             Outcome::Refused(StatusCode::FORBIDDEN, Some("NOT_PARTICIPANT"))
-        } else if cv.archived {
-            Outcome::Refused(StatusCode::FORBIDDEN, Some("FORBIDDEN"))
         } else {
             let mut preds = Vec::new();
+            if cv.archived.contains(&actor) {
+                // A send brings the sender's archived copy back.
+                preds.push(Pred {
+                    kind: "conversation.unarchive",
+                    aud: Aud::Private(actor),
+                });
+            }
             if let Some(peer) = self.peer(c, actor).filter(|p| !cv.present(*p)) {
                 readd = Some(peer);
                 preds.push(Pred {
@@ -408,6 +416,7 @@ impl World {
                 return;
             }
         };
+        self.convs[c].archived.remove(&actor);
         let msg = &b["data"]["message"];
         assert_eq!(msg["content"], json!(content), "{b}");
         assert_eq!(msg["senderId"], json!(self.uid(actor)), "{b}");
@@ -451,9 +460,6 @@ impl World {
                 StatusCode::CREATED,
                 vec![shared("conversation.create"), shared("message.new")],
             ),
-            Some(c) if self.convs[c].archived => {
-                Outcome::Refused(StatusCode::FORBIDDEN, Some("FORBIDDEN"))
-            }
             Some(c) => {
                 let mut preds = Vec::new();
                 for u in [actor, other] {
@@ -465,6 +471,12 @@ impl World {
                         });
                         preds.push(shared("participant.add"));
                     }
+                }
+                if self.convs[c].present(actor) && self.convs[c].archived.contains(&actor) {
+                    preds.push(Pred {
+                        kind: "conversation.unarchive",
+                        aud: Aud::Private(actor),
+                    });
                 }
                 preds.push(shared("message.new"));
                 Outcome::Ok(StatusCode::CREATED, preds)
@@ -540,8 +552,6 @@ impl World {
         let outcome = self.message_checks(actor, c, m).unwrap_or_else(|| {
             if self.msgs[m].sender != actor {
                 Outcome::Refused(StatusCode::FORBIDDEN, Some("NOT_SENDER"))
-            } else if self.convs[c].archived {
-                Outcome::Refused(StatusCode::FORBIDDEN, Some("FORBIDDEN"))
             } else {
                 Outcome::Ok(StatusCode::OK, vec![shared("message.edit")])
             }
@@ -610,9 +620,7 @@ impl World {
             has
         };
         let outcome = self.message_checks(actor, c, m).unwrap_or_else(|| {
-            if self.convs[c].archived {
-                Outcome::Refused(StatusCode::FORBIDDEN, Some("FORBIDDEN"))
-            } else if add != has {
+            if add != has {
                 Outcome::Ok(StatusCode::OK, vec![shared("message.reaction")])
             } else {
                 Outcome::Ok(StatusCode::OK, Vec::new())
@@ -796,21 +804,29 @@ impl World {
 
     async fn archive(&mut self, actor: usize, c: usize) {
         let cv = &self.convs[c];
-        let archive = if cv.archived {
+        let was = cv.archived.contains(&actor);
+        let archive = if was {
             self.rng.random_bool(0.1)
         } else {
             self.rng.random_bool(0.7)
         };
         let outcome = if !cv.present(actor) {
             Outcome::Refused(StatusCode::FORBIDDEN, Some("NOT_PARTICIPANT"))
-        } else if cv.direct.is_none() && cv.role(actor) < Some(Role::Admin) {
-            Outcome::Refused(StatusCode::FORBIDDEN, Some("FORBIDDEN"))
-        } else if cv.archived == archive {
+        } else if was == archive {
             Outcome::Ok(StatusCode::OK, Vec::new())
-        } else if archive {
-            Outcome::Ok(StatusCode::OK, vec![shared("conversation.archive")])
         } else {
-            Outcome::Ok(StatusCode::OK, vec![shared("conversation.unarchive")])
+            let kind = if archive {
+                "conversation.archive"
+            } else {
+                "conversation.unarchive"
+            };
+            Outcome::Ok(
+                StatusCode::OK,
+                vec![Pred {
+                    kind,
+                    aud: Aud::Private(actor),
+                }],
+            )
         };
         let path = format!(
             "/api/im/conversations/{}/{}",
@@ -824,7 +840,11 @@ impl World {
         };
         self.absorb(actor, Some(c), &preds).await;
         if let Outcome::Ok(..) = outcome {
-            self.convs[c].archived = archive;
+            if archive {
+                self.convs[c].archived.insert(actor);
+            } else {
+                self.convs[c].archived.remove(&actor);
+            }
             assert_eq!(b["data"]["archived"], json!(archive), "{b}");
         }
     }
@@ -936,8 +956,9 @@ impl World {
             let rc = &replayed[&cv.id];
             if cv.present(u) {
                 let row = &listed[&cv.id];
-                assert_eq!(row["archived"], json!(cv.archived), "user {u} conv {ci}");
-                assert_eq!(rc.archived, cv.archived, "user {u} conv {ci}: archived");
+                let archived = cv.archived.contains(&u);
+                assert_eq!(row["archived"], json!(archived), "user {u} conv {ci}");
+                assert_eq!(rc.archived, archived, "user {u} conv {ci}: archived");
                 assert_eq!(row["memberCount"], json!(cv.members.len()));
                 let ids = self.member_ids(ci);
                 assert_eq!(rc.members, ids, "user {u} conv {ci}: members from sync");

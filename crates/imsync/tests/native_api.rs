@@ -1440,89 +1440,100 @@ async fn conversation_update_is_for_managers() {
 }
 
 #[tokio::test]
-async fn archive_refuses_writes_until_unarchived() {
+async fn archive_is_each_members_own() {
     let srv = TestServer::start().await;
     let alice = srv.user("alice").await;
     let bob = srv.user("bob").await;
-    let g = alice.group("team", &["bob"]).await;
+    let carol = srv.user("carol").await;
+    let g = alice.group("team", &["bob", "carol"]).await;
     let m = bob.send(&g, "before").await;
     let mid = str_of(&m["id"]);
 
-    expect_err(
-        "member archives",
-        &bob.post_empty(&format!("/api/im/conversations/{g}/archive"))
-            .await,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
-    );
+    // Any member files a group away for themselves; the others' copies stay as they were.
     let d = expect_ok(
-        "archive",
-        alice
-            .post_empty(&format!("/api/im/conversations/{g}/archive"))
+        "member archives",
+        bob.post_empty(&format!("/api/im/conversations/{g}/archive"))
             .await,
         StatusCode::OK,
     );
     assert_eq!(d["archived"], true);
-    let got = expect_ok(
-        "get",
-        bob.get(&format!("/api/im/conversations/{g}")).await,
-        StatusCode::OK,
-    );
-    assert_eq!(got["archived"], true);
-
-    for (label, got) in [
-        (
-            "send",
-            bob.post(&format!("/api/im/messages/{g}"), json!({"content": "x"}))
-                .await,
-        ),
-        (
-            "group send",
-            bob.post(
-                &format!("/api/im/groups/{g}/messages"),
-                json!({"content": "x"}),
-            )
-            .await,
-        ),
-        (
-            "edit",
-            bob.patch(
-                &format!("/api/im/messages/{g}/{mid}"),
-                json!({"content": "y"}),
-            )
-            .await,
-        ),
-        (
-            "react",
-            bob.post(
-                &format!("/api/im/messages/{g}/{mid}/reactions"),
-                json!({"emoji": "👍"}),
-            )
-            .await,
-        ),
-    ] {
-        expect_err(label, &got, StatusCode::FORBIDDEN, "FORBIDDEN");
+    async fn archived(u: &Api, conv: &str) -> Value {
+        expect_ok(
+            "get",
+            u.get(&format!("/api/im/conversations/{conv}")).await,
+            StatusCode::OK,
+        )["archived"]
+            .clone()
     }
-    // Reading still works.
-    assert_eq!(history(&bob, &g, "").await, vec![mid.clone()]);
-
-    let d = expect_ok(
-        "unarchive",
-        alice
-            .post_empty(&format!("/api/im/conversations/{g}/unarchive"))
-            .await,
+    assert_eq!(archived(&bob, &g).await, true);
+    assert_eq!(archived(&alice, &g).await, false);
+    assert_eq!(archived(&carol, &g).await, false);
+    let list = expect_ok(
+        "list",
+        bob.get("/api/im/conversations").await,
         StatusCode::OK,
     );
-    assert_eq!(d["archived"], false);
-    bob.send(&g, "after").await;
+    assert_eq!(find_conv(&list, &g).unwrap()["archived"], true);
+
+    // Archiving writes nothing anyone else sees, and refuses nobody: the others write on, and
+    // the archiving member's copy stays filed away while they only read and react.
+    alice.send(&g, "to everyone").await;
+    expect_ok(
+        "react while archived",
+        bob.post(
+            &format!("/api/im/messages/{g}/{mid}/reactions"),
+            json!({"emoji": "👍"}),
+        )
+        .await,
+        StatusCode::OK,
+    );
+    expect_ok(
+        "edit while archived",
+        bob.patch(
+            &format!("/api/im/messages/{g}/{mid}"),
+            json!({"content": "edited"}),
+        )
+        .await,
+        StatusCode::OK,
+    );
+    assert_eq!(archived(&bob, &g).await, true);
+    // A send brings it back, for the sender only.
+    bob.send(&g, "back").await;
+    assert_eq!(archived(&bob, &g).await, false);
 
     let (events, _) = bob.sync_all(0, 100).await;
-    assert!(events
+    let kinds: Vec<_> = events
         .iter()
-        .any(|e| e["type"] == "conversation.archive" && e["data"]["id"] == json!(g)));
-    assert!(events.iter().any(|e| e["type"] == "conversation.unarchive"));
+        .filter(|e| e["conversationId"] == json!(g))
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .filter(|k| k.contains("archive"))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["conversation.archive", "conversation.unarchive"]
+    );
+    for u in [&alice, &carol] {
+        let (events, _) = u.sync_all(0, 100).await;
+        assert!(
+            !events
+                .iter()
+                .any(|e| e["type"].as_str().unwrap_or_default().contains("archive")),
+            "another member saw bob's archive: {events:?}"
+        );
+    }
+    // Archiving twice, or unarchiving what is not archived, is harmless.
+    for path in ["archive", "archive", "unarchive", "unarchive"] {
+        expect_ok(
+            path,
+            carol
+                .post_empty(&format!("/api/im/conversations/{g}/{path}"))
+                .await,
+            StatusCode::OK,
+        );
+    }
 
-    // Either side of a direct conversation may archive it.
+    // One side of a direct conversation archiving it neither archives the other's copy nor
+    // locks them out.
     let d = direct(&alice, &bob).await;
     expect_ok(
         "archive direct",
@@ -1530,14 +1541,23 @@ async fn archive_refuses_writes_until_unarchived() {
             .await,
         StatusCode::OK,
     );
-    expect_err(
-        "direct send when archived",
-        &alice
+    let sent = expect_ok(
+        "direct send to an archived copy",
+        alice
             .post("/api/im/direct/bob/messages", json!({"content": "x"}))
             .await,
-        StatusCode::FORBIDDEN,
-        "FORBIDDEN",
+        StatusCode::CREATED,
     );
+    assert_eq!(archived(&alice, &d).await, false);
+    assert_eq!(
+        archived(&bob, &d).await,
+        true,
+        "a message in stays filed away"
+    );
+    assert!(history(&bob, &d, "")
+        .await
+        .contains(&str_of(&sent["message"]["id"])));
+
     expect_err(
         "archive unknown",
         &alice.post_empty("/api/im/conversations/nope/archive").await,
@@ -1551,6 +1571,15 @@ async fn archive_refuses_writes_until_unarchived() {
             .await,
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
+    );
+    let outsider = srv.user("dave").await;
+    expect_err(
+        "archive by a non-member",
+        &outsider
+            .post_empty(&format!("/api/im/conversations/{g}/archive"))
+            .await,
+        StatusCode::FORBIDDEN,
+        "NOT_PARTICIPANT",
     );
 }
 
@@ -2827,7 +2856,11 @@ async fn a_send_answers_the_message_its_event_and_history_carry() {
         bob.get(&format!("/api/im/messages/{g}")).await,
         StatusCode::OK,
     );
-    assert_eq!(history[1], sent["message"], "{history}");
+    // History adds the message's reactions (none here) to the message as sent.
+    let mut reply = history[1].clone();
+    assert_eq!(reply["reactions"], json!({}), "{history}");
+    reply.as_object_mut().unwrap().remove("reactions");
+    assert_eq!(reply, sent["message"], "{history}");
     assert_eq!(sent["message"]["content"], "</script> \u{1}");
     assert_eq!(sent["message"]["metadata"]["nested"]["q"], "\"");
     assert_eq!(sent["message"]["parentId"], json!(parent));
@@ -3723,6 +3756,17 @@ async fn metrics_and_openapi() {
         ),
         ("/api/im/messages/delivered", "post"),
         ("/api/im/contacts", "get"),
+        ("/api/im/contacts/request", "post"),
+        ("/api/im/contacts/requests/received", "get"),
+        ("/api/im/contacts/requests/sent", "get"),
+        ("/api/im/contacts/requests/{id}/accept", "post"),
+        ("/api/im/contacts/requests/{id}/reject", "post"),
+        ("/api/im/contacts/friends", "get"),
+        ("/api/im/contacts/{userId}/remove", "delete"),
+        ("/api/im/contacts/{userId}/remark", "patch"),
+        ("/api/im/contacts/{userId}/block", "post"),
+        ("/api/im/contacts/{userId}/block", "delete"),
+        ("/api/im/contacts/blocked", "get"),
         ("/api/im/users/{id}", "get"),
         ("/api/im/users/by-username/{username}", "get"),
         ("/api/im/presence/batch", "post"),

@@ -242,7 +242,9 @@ pub(crate) async fn on_event(conn: &mut Conn, event: &Event) {
         EventData::MessageReaction(r) => {
             message_changed(conn, &r.conversation_id, &r.message_id).await
         }
-        EventData::MessageHide(_) => {}
+        // Rocket.Chat's community clients have no read receipts; the reader's own subscription
+        // follows its private `conversation.read`.
+        EventData::MessageHide(_) | EventData::MessageRead(_) => {}
         EventData::ConversationCreate(c) => {
             conn.streams.meta.remove(&c.id);
             room_changed(conn, &c.id, RoomChange::Inserted, true).await;
@@ -251,8 +253,9 @@ pub(crate) async fn on_event(conn: &mut Conn, event: &Event) {
             conn.streams.meta.remove(&c.id);
             room_changed(conn, &c.id, RoomChange::Updated, true).await;
         }
+        // The caller's own archive, shown on their subscription.
         EventData::ConversationArchive(a) | EventData::ConversationUnarchive(a) => {
-            room_changed(conn, &a.conversation_id, RoomChange::Updated, true).await;
+            subscription_changed(conn, &a.conversation_id, RoomChange::Updated).await;
         }
         EventData::ConversationRead(p) => {
             if p.user_id == me {

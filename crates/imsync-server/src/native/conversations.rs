@@ -229,8 +229,8 @@ pub async fn archive(
     Path(id): Path<String>,
     _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
-    let c = state.service.set_archived(&me, &id, true).await?;
-    Ok(ok(render::conversation_row(&c)))
+    let (c, p) = state.service.set_archived(&me, &id, true).await?;
+    Ok(ok(render::conversation_row(&c, &p)))
 }
 
 #[utoipa::path(post, path = "/api/im/conversations/{id}/unarchive", params(("id" = String, Path,)),
@@ -241,8 +241,8 @@ pub async fn unarchive(
     Path(id): Path<String>,
     _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
-    let c = state.service.set_archived(&me, &id, false).await?;
-    Ok(ok(render::conversation_row(&c)))
+    let (c, p) = state.service.set_archived(&me, &id, false).await?;
+    Ok(ok(render::conversation_row(&c, &p)))
 }
 
 #[utoipa::path(patch, path = "/api/im/conversations/{id}/pin", params(("id" = String, Path,)), request_body = PinBody,

@@ -239,7 +239,10 @@ async fn history_of(
     };
     let (messages, meta) = match page {
         Some(page) => (
-            page.messages.iter().map(render::message).collect(),
+            page.messages
+                .iter()
+                .map(|m| render::message_with_reactions(m, page.reactions.get(&m.id)))
+                .collect(),
             HistoryMeta {
                 total: page.total,
                 page_size: limit,

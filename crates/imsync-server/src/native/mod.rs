@@ -2,6 +2,7 @@
 //! `{ok:true, data, meta?}` or the error envelope of [`crate::error`].
 
 mod accounts;
+mod contacts;
 mod conversations;
 mod groups;
 mod messages;
@@ -45,6 +46,8 @@ use utoipa_axum::routes;
         messages::ReactBody,
         messages::DeliveredBody,
         users::PresenceBody,
+        contacts::FriendRequestBody,
+        contacts::RemarkBody,
     )),
     tags((name = "im", description = "The native IM API"))
 )]
@@ -89,6 +92,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::react))
         .routes(routes!(messages::delivered))
         .routes(routes!(users::contacts))
+        .routes(routes!(contacts::request))
+        .routes(routes!(contacts::received))
+        .routes(routes!(contacts::sent))
+        .routes(routes!(contacts::accept))
+        .routes(routes!(contacts::reject))
+        .routes(routes!(contacts::friends))
+        .routes(routes!(contacts::remove))
+        .routes(routes!(contacts::remark))
+        .routes(routes!(contacts::block, contacts::unblock))
+        .routes(routes!(contacts::blocked))
         .routes(routes!(users::profile))
         .routes(routes!(users::by_username))
         .routes(routes!(users::presence))

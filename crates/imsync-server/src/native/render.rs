@@ -8,6 +8,7 @@ use imsync_service::payload;
 use imsync_service::{ConversationSummary, ConversationWithMembers};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// A message as every native response and event carries it. Messages are rendered by the
@@ -45,10 +46,24 @@ pub struct MessageView {
     seq: i64,
     created_at: String,
     updated_at: String,
+    /// In history: the message's reactions, user ids by emoji (`{}` when there are none), as
+    /// the react call answers them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reactions: Option<BTreeMap<String, Vec<String>>>,
 }
 
 pub fn message(m: &Message) -> Value {
     payload::message(m)
+}
+
+/// A message as history shows it: with its reactions.
+pub fn message_with_reactions(
+    m: &Message,
+    reactions: Option<&BTreeMap<String, Vec<String>>>,
+) -> Value {
+    let mut v = payload::message(m);
+    v["reactions"] = payload::to_value(&reactions.cloned().unwrap_or_default());
+    v
 }
 
 #[derive(Serialize, ToSchema)]
@@ -105,7 +120,8 @@ pub struct ConversationRow {
     last_msg_seq: i64,
 }
 
-pub fn conversation_row(c: &Conversation) -> ConversationRow {
+/// A conversation's row as `me` sees it: `archived` is the caller's own archive.
+pub fn conversation_row(c: &Conversation, me: &Participant) -> ConversationRow {
     ConversationRow {
         id: c.id.clone(),
         kind: c.kind.as_str(),
@@ -115,7 +131,7 @@ pub fn conversation_row(c: &Conversation) -> ConversationRow {
         created_by: c.created_by.clone(),
         created_at: rfc3339(c.created_at),
         updated_at: rfc3339(c.updated_at),
-        archived: c.archived,
+        archived: me.archived,
         last_message_at: c.last_message_at.map(rfc3339),
         last_msg_seq: c.last_msg_seq,
     }
@@ -179,7 +195,7 @@ pub struct ConversationDetail {
 
 pub fn conversation_detail(c: &ConversationWithMembers) -> ConversationDetail {
     ConversationDetail {
-        row: conversation_row(&c.conversation),
+        row: conversation_row(&c.conversation, &c.me),
         me: my_state(&c.me),
         participants: c
             .members
@@ -221,7 +237,7 @@ pub struct ConversationSummaryView {
 
 pub fn conversation_summary(s: &ConversationSummary) -> ConversationSummaryView {
     ConversationSummaryView {
-        row: conversation_row(&s.conversation),
+        row: conversation_row(&s.conversation, &s.me),
         me: my_state(&s.me),
         unread_count: s.unread_count,
         member_count: s.member_count,

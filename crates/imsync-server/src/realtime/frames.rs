@@ -10,8 +10,6 @@ use serde_json::{json, Value};
 enum Shape {
     /// The stored payload as it is.
     Plain(&'static str),
-    /// A read pointer, which the frame also names `readBy`.
-    Read,
     /// Any other change of a conversation: `conversation.updated` with the kind as `change`.
     Change,
 }
@@ -25,13 +23,14 @@ fn shape(kind: Option<EventKind>) -> Shape {
         Some(MessageReaction) => Shape::Plain("message.reaction"),
         Some(ParticipantAdd) => Shape::Plain("participant.joined"),
         Some(ParticipantRemove) => Shape::Plain("participant.left"),
-        Some(ConversationRead) => Shape::Read,
+        Some(MessageRead) => Shape::Plain("message.read"),
         Some(
             MessageHide
             | ConversationCreate
             | ConversationUpdate
             | ConversationArchive
             | ConversationUnarchive
+            | ConversationRead
             | ConversationSettings
             | ConversationExtra
             | ConversationHide,
@@ -45,10 +44,6 @@ fn typed_frame(e: &Event) -> (&'static str, Value) {
     let mut p = e.data.value().clone();
     match shape(e.event_kind()) {
         Shape::Plain(t) => (t, p),
-        Shape::Read => {
-            p["readBy"] = p.get("userId").cloned().unwrap_or(Value::Null);
-            ("message.read", p)
-        }
         Shape::Change => {
             p["change"] = json!(e.kind);
             if p.get("conversationId").is_none() {

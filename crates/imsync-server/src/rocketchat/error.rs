@@ -90,7 +90,9 @@ impl From<Error> for RcError {
             ErrorCode::Forbidden | ErrorCode::NotParticipant | ErrorCode::NotSender => {
                 RcError::not_allowed()
             }
-            ErrorCode::RegistrationClosed => RcError::meteor("error-not-allowed", e.message),
+            ErrorCode::RegistrationClosed | ErrorCode::Blocked => {
+                RcError::meteor("error-not-allowed", e.message)
+            }
             ErrorCode::NotFound => RcError::meteor("error-not-found", e.message),
             ErrorCode::Conflict | ErrorCode::UsernameTaken | ErrorCode::IdempotencyKeyReused => {
                 RcError::meteor("error-duplicate", e.message)

@@ -154,7 +154,9 @@ fn room_base(c: &Conversation, creator: Value, users_count: i64, default_channel
         "default": default_channel,
         "ro": false,
         "sysMes": true,
-        "archived": c.archived,
+        // Rocket.Chat's archive makes a room read-only for all; imsync's is each member's own
+        // filing, shown on their subscription.
+        "archived": false,
     });
     if c.kind == ConversationKind::Group {
         let name = c.title.clone().unwrap_or_default();
@@ -260,7 +262,7 @@ pub fn subscription(r: &RoomView, me: &User) -> Value {
         "groupMentions": 0,
         "ts": iso(r.me.joined_at),
         "_updatedAt": iso(r.subscription_updated_at),
-        "archived": c.archived,
+        "archived": r.me.archived,
         "f": r.me.pinned,
         "disableNotifications": r.me.muted,
     });

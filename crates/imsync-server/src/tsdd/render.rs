@@ -295,7 +295,7 @@ pub fn group(g: &GroupInfo) -> Value {
         "top": i64::from(g.me.pinned),
         "show_nick": 1,
         "save": 0,
-        "forbidden": i64::from(c.archived),
+        "forbidden": 0,
         "invite": 0,
         "status": 1,
         "member_count": g.member_count,

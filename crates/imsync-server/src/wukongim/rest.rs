@@ -171,7 +171,7 @@ pub async fn channel_info(
             info["mute"] = json!(i64::from(c.me.muted));
             info["stick"] = json!(i64::from(c.me.pinned));
             info["show_nick"] = json!(1);
-            info["forbidden"] = json!(i64::from(c.conversation.archived));
+            info["forbidden"] = json!(0);
             info["extra"] = json!({ "member_count": c.members.len() });
         }
         "" | "0" => return Err(bad("channel_type不能为空！")),

@@ -299,9 +299,10 @@ impl Conn<'_> {
             }
             Err(e) => fail(match e.code {
                 ErrorCode::NotFound => codec::REASON_CHANNEL_NOT_FOUND,
-                ErrorCode::Forbidden | ErrorCode::NotParticipant | ErrorCode::NotSender => {
-                    codec::REASON_NOT_ALLOWED
-                }
+                ErrorCode::Forbidden
+                | ErrorCode::NotParticipant
+                | ErrorCode::NotSender
+                | ErrorCode::Blocked => codec::REASON_NOT_ALLOWED,
                 ErrorCode::InvalidRequest
                 | ErrorCode::InvalidParam
                 | ErrorCode::IdempotencyKeyReused
@@ -422,6 +423,7 @@ fn new_message_of(e: &Event) -> Option<MessageBody> {
         | EventKind::MessageDelete
         | EventKind::MessageReaction
         | EventKind::MessageHide
+        | EventKind::MessageRead
         | EventKind::ConversationCreate
         | EventKind::ConversationUpdate
         | EventKind::ConversationArchive
@@ -439,6 +441,7 @@ fn new_message_of(e: &Event) -> Option<MessageBody> {
         | EventData::MessageDelete(_)
         | EventData::MessageReaction(_)
         | EventData::MessageHide(_)
+        | EventData::MessageRead(_)
         | EventData::ConversationCreate(_)
         | EventData::ConversationUpdate(_)
         | EventData::ConversationArchive(_)

@@ -205,9 +205,6 @@ impl Service {
                     if conv.kind != ConversationKind::Group || !conv.public {
                         return Err(Error::forbidden("Only public rooms can be joined"));
                     }
-                    if conv.archived {
-                        return Err(Error::forbidden("The conversation is archived"));
-                    }
                     add_member(c, &conv, &me, ParticipantRole::Member)?;
                 }
                 let conv =

@@ -304,12 +304,9 @@ impl Service {
         let (me, msg_id) = (me.id.clone(), msg_id.to_owned());
         self.store
             .write(move |c| {
-                let (mut m, conv) = locate(c, &me, &msg_id)?;
+                let (mut m, _) = locate(c, &me, &msg_id)?;
                 if m.is_deleted() {
                     return Err(Error::not_found("Message"));
-                }
-                if conv.archived {
-                    return Err(Error::forbidden("The conversation is archived"));
                 }
                 let add = match present {
                     Some(p) => p,

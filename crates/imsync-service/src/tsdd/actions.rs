@@ -4,11 +4,11 @@
 //! native sync feed: shared events for what everyone sees, private ones (which also move the
 //! caller's `private_seq`, hence the conversation's version for them) for the caller's own state.
 
-use crate::conversations::{private_event, private_settings};
+use crate::conversations::{private_event, private_settings, read_forward};
 use crate::messages::{delete_in, react_in};
 use crate::tsdd::channels::{self, resolve_member, visible_by_event_seq, Channel};
 use crate::{NewMessage, SendOutcome, Service};
-use imsync_core::event::{ConversationHide, EventData, MessageHide, ReadPointer};
+use imsync_core::event::{ConversationHide, EventData, MessageHide};
 use imsync_core::model::{Conversation, ConversationKind, Message, ParticipantRole, User};
 use imsync_core::{time::now_ms, validate, Error, ErrorCode, Result, Seq};
 use imsync_store::repo::tsdd::conversation_extras;
@@ -38,30 +38,10 @@ pub struct MessageRef {
     pub message_seq: i64,
 }
 
-fn check_writable(conv: &Conversation) -> Result<()> {
-    if conv.archived {
-        return Err(Error::forbidden("The conversation is archived"));
-    }
-    Ok(())
-}
-
-/// Moves the user's read pointer forward to `msg_seq`, with a private `conversation.read`.
+/// Moves the user's read pointer forward to `msg_seq`, with its receipts.
 fn read_to(c: &mut dyn SqlConn, conv: &Conversation, me: &str, msg_seq: i64) -> Result<()> {
-    if participants::advance_read(c, &conv.id, me, msg_seq)? {
-        let last = messages::by_msg_seq(c, &conv.id, msg_seq)?.map(|m| m.id);
-        private_event(
-            c,
-            &conv.id,
-            me,
-            EventData::ConversationRead(ReadPointer {
-                conversation_id: conv.id.clone(),
-                last_read_message_id: last,
-                read_at: imsync_core::time::rfc3339(now_ms()),
-                read_msg_seq: msg_seq,
-                user_id: me.to_owned(),
-            }),
-        )?;
-    }
+    let last = messages::by_msg_seq(c, &conv.id, msg_seq)?.map(|m| m.id);
+    read_forward(c, &conv.id, me, msg_seq, last, now_ms())?;
     Ok(())
 }
 
@@ -220,7 +200,6 @@ impl Service {
                         "Only the sender may edit a message",
                     ));
                 }
-                check_writable(&conv)?;
                 let unchanged = m.content == content
                     && metadata.iter().all(|(k, v)| m.metadata.get(k) == Some(v));
                 if unchanged {
@@ -255,7 +234,6 @@ impl Service {
                 if m.is_deleted() {
                     return Err(Error::not_found("Message"));
                 }
-                check_writable(&conv)?;
                 let add = !reactions::is_present(c, &m.id, &me, &emoji)?;
                 react_in(c, &mut m, &me, &emoji, add)?;
                 Ok(add)

@@ -3,7 +3,7 @@ use imsync_core::model::{Conversation, ConversationKind};
 use imsync_core::{Result, Seq};
 
 pub(crate) const COLUMNS: &str = "id, kind, public, title, description, metadata, created_by, \
-     created_at, updated_at, archived, last_msg_seq, last_event_seq, last_message_at, \
+     created_at, updated_at, last_msg_seq, last_event_seq, last_message_at, \
      live_msg_count, last_touch_ms";
 
 pub(crate) fn from_row(r: &Row) -> Conversation {
@@ -17,12 +17,11 @@ pub(crate) fn from_row(r: &Row) -> Conversation {
         created_by: r.string(6),
         created_at: r.i64(7),
         updated_at: r.i64(8),
-        archived: r.bool(9),
-        last_msg_seq: r.i64(10),
-        last_event_seq: r.i64(11),
-        last_message_at: r.opt_i64(12),
-        live_msg_count: r.i64(13),
-        last_touch_ms: r.i64(14),
+        last_msg_seq: r.i64(9),
+        last_event_seq: r.i64(10),
+        last_message_at: r.opt_i64(11),
+        live_msg_count: r.i64(12),
+        last_touch_ms: r.i64(13),
     }
 }
 
@@ -38,8 +37,8 @@ pub fn direct_key(a: &str, b: &str) -> String {
 pub fn insert(c: &mut dyn SqlConn, conv: &Conversation, direct_key: Option<&str>) -> Result<()> {
     c.execute(
         "INSERT INTO conversations (id, kind, public, title, description, metadata, created_by, \
-         created_at, updated_at, archived, direct_key, last_touch_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         created_at, updated_at, direct_key, last_touch_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         args![
             &conv.id,
             conv.kind.as_str(),
@@ -50,7 +49,6 @@ pub fn insert(c: &mut dyn SqlConn, conv: &Conversation, direct_key: Option<&str>
             &conv.created_by,
             conv.created_at,
             conv.updated_at,
-            conv.archived,
             direct_key,
             conv.last_touch_ms
         ],
@@ -69,17 +67,16 @@ pub fn get_direct(c: &mut dyn SqlConn, a: &str, b: &str) -> Result<Option<Conver
         .map(|r| from_row(&r)))
 }
 
-/// Saves title, description, metadata, archived and updated_at.
+/// Saves title, description, metadata and updated_at.
 pub fn update(c: &mut dyn SqlConn, conv: &Conversation) -> Result<()> {
     c.execute(
-        "UPDATE conversations SET title = $2, description = $3, metadata = $4, archived = $5, \
-         updated_at = $6 WHERE id = $1",
+        "UPDATE conversations SET title = $2, description = $3, metadata = $4, \
+         updated_at = $5 WHERE id = $1",
         args![
             &conv.id,
             conv.title.as_deref(),
             conv.description.as_deref(),
             &conv.metadata,
-            conv.archived,
             conv.updated_at
         ],
     )?;
@@ -100,7 +97,8 @@ pub fn touch_event(c: &mut dyn SqlConn, id: &str, seq: Seq) -> Result<()> {
 pub struct SendHead {
     pub id: String,
     pub kind: ConversationKind,
-    pub archived: bool,
+    /// The sender filed the conversation away (their own archive); a send brings it back.
+    pub sender_archived: bool,
     pub last_msg_seq: i64,
     pub last_touch_ms: i64,
     /// The sender is a participant who has not left.
@@ -112,7 +110,7 @@ pub struct SendHead {
 /// rows (metadata JSON and all) would make cost twice as much.
 pub fn send_head(c: &mut dyn SqlConn, id: &str, user_id: &str) -> Result<Option<SendHead>> {
     Ok(c.query_opt(
-        "SELECT c.kind, c.archived, c.last_msg_seq, c.last_touch_ms, p.joined_seq, p.left_seq \
+        "SELECT c.kind, p.archived, c.last_msg_seq, c.last_touch_ms, p.joined_seq, p.left_seq \
          FROM conversations c \
          LEFT JOIN participants p ON p.conv_id = c.id AND p.user_id = $2 \
          WHERE c.id = $1",
@@ -121,7 +119,7 @@ pub fn send_head(c: &mut dyn SqlConn, id: &str, user_id: &str) -> Result<Option<
     .map(|r| SendHead {
         id: id.to_owned(),
         kind: ConversationKind::parse(r.str(0)).unwrap_or(ConversationKind::Group),
-        archived: r.bool(1),
+        sender_archived: r.opt_i64(1) == Some(1),
         last_msg_seq: r.i64(2),
         last_touch_ms: r.i64(3),
         present: r.opt_i64(4).is_some() && r.opt_i64(5).is_none(),

@@ -1,5 +1,6 @@
 //! Typed queries, written once in portable SQL against [`crate::SqlConn`].
 
+pub mod contacts;
 pub mod conversations;
 pub mod events;
 pub mod idempotency;

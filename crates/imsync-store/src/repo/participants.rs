@@ -4,7 +4,7 @@ use imsync_core::{Result, Seq};
 
 pub(crate) const COLUMNS: &str =
     "conv_id, user_id, role, joined_seq, joined_at, left_seq, read_msg_seq, \
-                       pinned, pinned_at, muted, cleared_seq, private_seq";
+                       pinned, pinned_at, muted, cleared_seq, private_seq, archived";
 
 pub(crate) fn from_row(r: &Row) -> Participant {
     Participant {
@@ -20,6 +20,7 @@ pub(crate) fn from_row(r: &Row) -> Participant {
         muted: r.bool(9),
         cleared_seq: r.i64(10),
         private_seq: r.i64(11),
+        archived: r.bool(12),
     }
 }
 
@@ -92,7 +93,8 @@ pub fn conversations_of(
         .collect())
 }
 
-/// Adds a user (or brings them back) as of `joined_seq`, opening a membership interval.
+/// Adds a user (or brings them back) as of `joined_seq`, opening a membership interval. One who
+/// comes back finds the conversation in their list again, not filed away.
 pub fn join(
     c: &mut dyn SqlConn,
     conv_id: &str,
@@ -104,7 +106,7 @@ pub fn join(
 ) -> Result<()> {
     let updated = c.execute(
         "UPDATE participants SET role = $3, joined_seq = $4, joined_at = $5, left_seq = NULL, \
-         read_msg_seq = $6 WHERE conv_id = $1 AND user_id = $2",
+         read_msg_seq = $6, archived = 0 WHERE conv_id = $1 AND user_id = $2",
         args![
             conv_id,
             user_id,
@@ -183,6 +185,20 @@ pub fn save_settings(c: &mut dyn SqlConn, p: &Participant) -> Result<()> {
         ],
     )?;
     Ok(())
+}
+
+/// Files the conversation away for this user only, or brings it back. Answers whether it changed.
+pub fn set_archived(
+    c: &mut dyn SqlConn,
+    conv_id: &str,
+    user_id: &str,
+    archived: bool,
+) -> Result<bool> {
+    Ok(c.execute(
+        "UPDATE participants SET archived = $3 WHERE conv_id = $1 AND user_id = $2 \
+         AND archived <> $3",
+        args![conv_id, user_id, archived],
+    )? > 0)
 }
 
 pub fn set_private_seq(c: &mut dyn SqlConn, conv_id: &str, user_id: &str, seq: Seq) -> Result<()> {

@@ -185,6 +185,45 @@ CREATE INDEX messages_changed ON messages(conv_id, updated_at) WHERE updated_at 
     // A refreshed token stops authenticating at once, but may be swapped again until
     // `refresh_until`, so a client that lost the refresh's answer can retry.
     "ALTER TABLE tokens ADD COLUMN refresh_until INTEGER;",
+    // Archive is each member's own state, like pin and mute: the flag moves from the conversation
+    // to its participants. A conversation archived before keeps looking archived to everyone who
+    // was in it, and nobody is refused a send any more. `conversations.archived` stays, unread.
+    r#"
+ALTER TABLE participants ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+UPDATE participants SET archived = 1
+    WHERE conv_id IN (SELECT id FROM conversations WHERE archived = 1);
+UPDATE conversations SET archived = 0 WHERE archived = 1;
+"#,
+    // Contacts: friend requests, friendships (one row per side, each with its own remark) and
+    // blocks, which refuse direct conversations between the two users.
+    r#"
+CREATE TABLE contact_requests (
+    id TEXT PRIMARY KEY,
+    from_user TEXT NOT NULL,
+    to_user TEXT NOT NULL,
+    reason TEXT,
+    source TEXT,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX contact_requests_to ON contact_requests(to_user, status);
+CREATE INDEX contact_requests_from ON contact_requests(from_user, status);
+CREATE TABLE friends (
+    user_id TEXT NOT NULL,
+    friend_id TEXT NOT NULL,
+    remark TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, friend_id)
+);
+CREATE TABLE blocks (
+    user_id TEXT NOT NULL,
+    blocked_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, blocked_id)
+);
+CREATE INDEX blocks_blocked ON blocks(blocked_id);
+"#,
 ];
 
 /// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock

@@ -322,6 +322,26 @@ def run(base):
     c.call("DELETE", "/api/im/conversations/{id}", f"/api/im/conversations/{other}", token=bob, expect=200)
 
     c.call("GET", "/api/im/contacts", token=alice, expect=200)
+    req = c.call("POST", "/api/im/contacts/request", token=alice, body={"userId": bob_id, "reason": "hi"},
+                 expect=201)["data"]
+    c.call("GET", "/api/im/contacts/requests/sent", token=alice, expect=200)
+    c.call("GET", "/api/im/contacts/requests/received", token=bob, expect=200)
+    c.call("POST", "/api/im/contacts/requests/{id}/accept", f"/api/im/contacts/requests/{req['id']}/accept",
+           token=bob, expect=200)
+    other = c.call("POST", "/api/im/contacts/request", token=carol, body={"userId": alice_id},
+                   expect=201)["data"]
+    c.call("POST", "/api/im/contacts/requests/{id}/reject", f"/api/im/contacts/requests/{other['id']}/reject",
+           token=alice, expect=200)
+    c.call("PATCH", "/api/im/contacts/{userId}/remark", f"/api/im/contacts/{bob_id}/remark", token=alice,
+           body={"remark": "Bobby"}, expect=200)
+    c.call("GET", "/api/im/contacts/friends", token=alice, expect=200)
+    c.call("DELETE", "/api/im/contacts/{userId}/remove", f"/api/im/contacts/{bob_id}/remove", token=alice,
+           expect=200)
+    c.call("POST", "/api/im/contacts/{userId}/block", f"/api/im/contacts/{carol_id}/block", token=alice,
+           expect=200)
+    c.call("GET", "/api/im/contacts/blocked", token=alice, expect=200)
+    c.call("DELETE", "/api/im/contacts/{userId}/block", f"/api/im/contacts/{carol_id}/block", token=alice,
+           expect=200)
     c.call("GET", "/api/im/users/{id}", f"/api/im/users/{bob_id}", token=alice, expect=200)
     c.call("GET", "/api/im/users/by-username/{username}", f"/api/im/users/by-username/bob-{run_id}",
            token=alice, expect=200)
