@@ -4,8 +4,7 @@
 use crate::error::Face;
 use crate::ratelimit::RateLimiter;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderName, Request, StatusCode, Uri};
-use axum::middleware::Next;
+use axum::http::{HeaderName, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
@@ -123,44 +122,11 @@ async fn wrong_method(uri: Uri) -> Response {
     Face::of(uri.path()).wrong_method()
 }
 
-/// Plain text, which [`face_errors`] turns into the format of the face the request was for
+/// Plain text, which [`crate::face_errors`] turns into the format of the face the request was for
 /// (the panic hook does not see the request).
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a handler panicked");
     (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
-}
-
-/// The largest error body [`face_errors`] reads to reuse as the message; axum's rejections are
-/// one line.
-const MAX_REWRITTEN_BODY: usize = 4096;
-
-/// Rewrites the error answers that are not JSON (axum's plain-text rejections of a path, query,
-/// body or WebSocket upgrade, an empty 405, a panic) into the format of the face the path belongs
-/// to, so that a client of a face only ever parses that face's errors.
-async fn face_errors(req: Request<axum::body::Body>, next: Next) -> Response {
-    let face = Face::of(req.uri().path());
-    let resp = next.run(req).await;
-    let status = resp.status();
-    let json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if json || !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, MAX_REWRITTEN_BODY)
-        .await
-        .unwrap_or_default();
-    let mut out = face.rewrite(status, &String::from_utf8_lossy(&text));
-    // Headers that tell the client what to do next stay.
-    for name in [header::ALLOW, header::RETRY_AFTER] {
-        if let Some(v) = parts.headers.get(&name) {
-            out.headers_mut().insert(name, v.clone());
-        }
-    }
-    out
 }
 
 /// Query parameters whose values are never logged: a name containing any of these (compared
@@ -298,7 +264,7 @@ pub fn router(state: AppState) -> Router {
                 // response line: another ERROR line per failed request would only repeat them.
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
-        .layer(middleware::from_fn(face_errors))
+        .layer(crate::face_errors::FaceErrorsLayer)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .service(routes);

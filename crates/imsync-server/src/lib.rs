@@ -8,6 +8,7 @@ mod auth;
 mod ddp;
 mod error;
 mod extract;
+mod face_errors;
 mod metrics;
 mod native;
 mod ratelimit;

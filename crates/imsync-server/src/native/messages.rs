@@ -3,8 +3,8 @@ use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{int_param, JsonBody, QueryParams, UnusedBody};
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use imsync_core::model::User;
 use imsync_core::Error;
@@ -87,13 +87,23 @@ impl SendBody {
     }
 }
 
-/// The `X-Idempotency-Key` header, if set to something.
-fn header_key(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+/// The `X-Idempotency-Key` header, if set to something. Its own extractor: taking the whole
+/// `HeaderMap` would copy every header of every send.
+pub struct IdempotencyHeader(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyHeader(
+            parts
+                .headers
+                .get("x-idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+        ))
+    }
 }
 
 /// The message a WebSocket `message.send` payload asks for, read as a REST send body is (a
@@ -207,10 +217,10 @@ async fn send_to(
     state: &AppState,
     me: &User,
     target: Target,
-    headers: &HeaderMap,
+    IdempotencyHeader(key): IdempotencyHeader,
     body: SendBody,
 ) -> ApiResult<Response> {
-    let new = body.into_new(header_key(headers))?;
+    let new = body.into_new(key)?;
     let outcome = match target {
         Target::Conversation(id) => state.service.send(me, &id, new).await?,
         Target::Direct(user) => state.service.send_direct(me, &user, new).await?,
@@ -269,11 +279,11 @@ pub async fn send(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path(conversation_id): Path<String>,
-    headers: HeaderMap,
+    key: IdempotencyHeader,
     JsonBody(b): JsonBody<SendBody>,
 ) -> ApiResult<Response> {
     let target = Target::Conversation(conversation_id);
-    send_to(&state, &me, target, &headers, b).await
+    send_to(&state, &me, target, key, b).await
 }
 
 #[utoipa::path(get, path = "/api/im/messages/{conversationId}", operation_id = "messageHistory",
@@ -295,10 +305,10 @@ pub async fn direct_send(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path(user_id): Path<String>,
-    headers: HeaderMap,
+    key: IdempotencyHeader,
     JsonBody(b): JsonBody<SendBody>,
 ) -> ApiResult<Response> {
-    send_to(&state, &me, Target::Direct(user_id), &headers, b).await
+    send_to(&state, &me, Target::Direct(user_id), key, b).await
 }
 
 #[utoipa::path(get, path = "/api/im/direct/{userId}/messages", operation_id = "directHistory",
@@ -320,10 +330,10 @@ pub async fn group_send(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    key: IdempotencyHeader,
     JsonBody(b): JsonBody<SendBody>,
 ) -> ApiResult<Response> {
-    send_to(&state, &me, Target::Conversation(id), &headers, b).await
+    send_to(&state, &me, Target::Conversation(id), key, b).await
 }
 
 #[utoipa::path(get, path = "/api/im/groups/{id}/messages", operation_id = "groupHistory",
