@@ -1,15 +1,16 @@
 //! A per-client token bucket: `rate` requests per second with bursts of `2 × rate`, keyed by the
-//! peer address. Off when the rate is 0. Over the limit: 429 with `Retry-After`, in the format of
+//! client's address (the peer's, or the one a trusted proxy forwarded: see `client_addr`). Off when the rate is 0. Over the limit: 429 with `Retry-After`, in the format of
 //! the face the path belongs to.
 
+use crate::client_addr::ClientAddr;
 use crate::error::Face;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use imsync_core::{Error, ErrorCode};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,11 +50,7 @@ impl RateLimiter {
 
 pub async fn limit(State(limiter): State<RateLimiter>, req: Request, next: Next) -> Response {
     if limiter.rate > 0.0 {
-        let ip = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        if let Some(ip) = ip {
+        if let Some(&ClientAddr(ip)) = req.extensions().get::<ClientAddr>() {
             if !limiter.allow(ip) {
                 return Face::of(req.uri().path())
                     .error(Error::new(ErrorCode::RateLimited, "Too many requests"));
