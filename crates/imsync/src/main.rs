@@ -181,7 +181,19 @@ async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
             check_data_dir(&o.sqlite_path, flag)?;
             imsync_store::Store::open(&o)
         }
-        config::Backend::Postgres(o) => imsync_store::Store::open_postgres(&o).await,
+        config::Backend::Postgres(o) => {
+            imsync_store::Store::open_postgres(&o)
+                .await
+                .map_err(|mut e| {
+                    if e.message.starts_with("cannot connect") {
+                        e.message.push_str(
+                            "; check --database-url: is PostgreSQL running there, and does the \
+                             database exist?",
+                        );
+                    }
+                    e
+                })
+        }
     }
     .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))?;
     let Some((listener, tcp_listener)) = listeners else {

@@ -365,13 +365,16 @@ fn an_unreachable_database_at_start_exits_non_zero_with_the_reason() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
         .arg(format!("postgres://postgres@127.0.0.1:{port}/none"))
-        .env("RUST_BACKTRACE", "0")
+        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run imsync");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("cannot connect to PostgreSQL") && stderr.contains("refused"),
+        stderr.contains("cannot connect to PostgreSQL")
+            && stderr.contains("refused")
+            && stderr.contains("check --database-url"),
         "{stderr}"
     );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
 }
