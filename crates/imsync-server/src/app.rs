@@ -1,8 +1,8 @@
 //! Router assembly: the faces, health, metrics, OpenAPI, and the middleware every request passes
-//! (request id, the client's address, one log line per request, metrics, rate limit, body limit,
-//! panic guard).
+//! (request id, one log line per request with the client's address, metrics, rate limit, body
+//! limit, panic guard).
 
-use crate::client_addr::{ClientAddr, TrustedProxies};
+use crate::client_addr::TrustedProxies;
 use crate::error::Face;
 use crate::ratelimit::RateLimiter;
 use axum::extract::{DefaultBodyLimit, State};
@@ -262,9 +262,9 @@ fn percent_decode(s: &str) -> String {
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let limiter = RateLimiter::new(state.config.rate_limit_per_sec);
+    let trusted_proxies: Arc<TrustedProxies> = Arc::new(state.config.trusted_proxies.clone());
+    let limiter = RateLimiter::new(state.config.rate_limit_per_sec, trusted_proxies.clone());
     let max_body_bytes = state.config.max_body_bytes;
-    let trusted_proxies = Arc::new(state.config.trusted_proxies.clone());
     let (native, _) = crate::native::router().split_for_parts();
     // Metrics and the rate limit need the matched route, so they wrap each route.
     let routes = Router::new()
@@ -290,21 +290,16 @@ pub fn router(state: AppState) -> Router {
     let outer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(request_id.clone(), Counter::new()))
         .layer(PropagateRequestIdLayer::new(request_id))
-        .layer(middleware::from_fn_with_state(
-            trusted_proxies,
-            crate::client_addr::resolve,
-        ))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
+                .make_span_with(move |req: &Request<_>| {
                     let id = req
                         .headers()
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
                     let uri = loggable_uri(req.uri());
-                    let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
-                    match client {
+                    match trusted_proxies.client_of(req) {
                         Some(client) => tracing::info_span!(
                             "request", method = %req.method(), uri = %uri, id = %id,
                             client = %client

@@ -7,13 +7,10 @@
 //! client: taking the left-most entry would let any client pick its own rate-limit bucket. From a
 //! peer that is not trusted the header is ignored, whatever it says.
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Request};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 /// The networks whose `X-Forwarded-For` is believed. Empty (the default): nobody's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,21 +75,14 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// The client's address, in the extensions of every request that came over a socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
-
-/// Puts the request's [`ClientAddr`] in its extensions.
-pub async fn resolve(
-    State(trusted): State<Arc<TrustedProxies>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        let client = trusted.client(peer.ip(), req.headers().get_all("x-forwarded-for").iter());
-        req.extensions_mut().insert(ClientAddr(client));
+impl TrustedProxies {
+    /// The client of a request that came over a socket (`None` for one that did not, as in
+    /// router tests). Worked out where it is needed, by the rate limit and the log line, rather
+    /// than by a middleware of its own: one more layer costs every request a boxed future.
+    pub(crate) fn client_of<B>(&self, req: &Request<B>) -> Option<IpAddr> {
+        let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
+        Some(self.client(peer.ip(), req.headers().get_all("x-forwarded-for").iter()))
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! client's address (the peer's, or the one a trusted proxy forwarded: see `client_addr`). Off when the rate is 0. Over the limit: 429 with `Retry-After`, in the format of
 //! the face the path belongs to.
 
-use crate::client_addr::ClientAddr;
+use crate::client_addr::TrustedProxies;
 use crate::error::Face;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -17,13 +17,15 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct RateLimiter {
     rate: f64,
+    trusted: Arc<TrustedProxies>,
     buckets: Arc<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
 }
 
 impl RateLimiter {
-    pub fn new(rate_per_sec: u32) -> Self {
+    pub fn new(rate_per_sec: u32, trusted: Arc<TrustedProxies>) -> Self {
         RateLimiter {
             rate: rate_per_sec as f64,
+            trusted,
             buckets: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -50,7 +52,7 @@ impl RateLimiter {
 
 pub async fn limit(State(limiter): State<RateLimiter>, req: Request, next: Next) -> Response {
     if limiter.rate > 0.0 {
-        if let Some(&ClientAddr(ip)) = req.extensions().get::<ClientAddr>() {
+        if let Some(ip) = limiter.trusted.client_of(&req) {
             if !limiter.allow(ip) {
                 return Face::of(req.uri().path())
                     .error(Error::new(ErrorCode::RateLimited, "Too many requests"));
@@ -66,7 +68,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_a_burst_then_refuses() {
-        let l = RateLimiter::new(5);
+        let l = RateLimiter::new(5, Arc::default());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let allowed = (0..20).filter(|_| l.allow(ip)).count();
         assert_eq!(allowed, 10);
