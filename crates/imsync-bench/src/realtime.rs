@@ -309,7 +309,8 @@ impl IdleWs {
     }
 }
 
-/// `imsync_realtime_connections` from `GET /metrics`, if the server exports it.
+/// The open native WebSockets (`imsync_connections_open{protocol="native_ws"}`) from
+/// `GET /metrics`, if the server exports them.
 async fn realtime_gauge(api: &Api) -> Option<f64> {
     let text = api
         .http
@@ -321,7 +322,7 @@ async fn realtime_gauge(api: &Api) -> Option<f64> {
         .await
         .ok()?;
     text.lines()
-        .find(|l| l.starts_with("imsync_realtime_connections"))
+        .find(|l| l.starts_with("imsync_connections_open{protocol=\"native_ws\"}"))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse().ok())
 }

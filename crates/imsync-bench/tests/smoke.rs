@@ -1,7 +1,8 @@
 //! The harness against an in-process imsync (the router on 127.0.0.1:0, a temp data dir) at a
 //! tiny scale: proves the scenarios, the seed step and the report run end to end. Asserts what
 //! the harness measured, never how fast. The PostgreSQL ones (a fresh database for send-seq, two
-//! in-process nodes on one schema for multi-node) run when IMSYNC_TEST_DATABASE_URL is set.
+//! in-process nodes on one schema for multi-node) are ignored unless asked for with `--ignored`
+//! and IMSYNC_TEST_DATABASE_URL set, as `.ci/run` does.
 
 use imsync_bench::faces::{self, RcSync, TsddSync};
 use imsync_bench::pg::{psql, FreshDb};
@@ -296,12 +297,11 @@ async fn idle_ws_holds_every_connection_and_reads_rss() {
     assert!(r.figures["bytes_per_connection"].is_number());
 }
 
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_seq_runs_on_a_fresh_postgres_database() {
-    let Some(url) = postgres_url() else {
-        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
-        return;
-    };
+    let url = postgres_url()
+        .expect("this test needs IMSYNC_TEST_DATABASE_URL=postgres://... (see .ci/run)");
     let db = FreshDb::create(&url, "imsync_bench_smoke").unwrap();
     let durability = db.durability();
     assert!(
@@ -323,12 +323,11 @@ async fn send_seq_runs_on_a_fresh_postgres_database() {
     assert_eq!(left, "0");
 }
 
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_node_times_cross_node_deliveries() {
-    let Some(url) = postgres_url() else {
-        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
-        return;
-    };
+    let url = postgres_url()
+        .expect("this test needs IMSYNC_TEST_DATABASE_URL=postgres://... (see .ci/run)");
     // Two nodes on one schema of the test database.
     let schema = format!("bench_mn_{}", scenarios::run_tag());
     let a = start_pg(&url, Some(&schema)).await;

@@ -1,6 +1,8 @@
 //! Router assembly: the faces, health, metrics, OpenAPI, and the middleware every request passes
-//! (request id, one log line per request, metrics, rate limit, body limit, panic guard).
+//! (request id, one log line per request with the client's address, metrics, rate limit, body
+//! limit, panic guard).
 
+use crate::client_addr::TrustedProxies;
 use crate::error::Face;
 use crate::ratelimit::RateLimiter;
 use axum::extract::{DefaultBodyLimit, State};
@@ -32,6 +34,8 @@ pub struct ServerConfig {
     /// The address the WuKongIM TCP listener is bound to, if there is one: its port goes into
     /// `GET /v1/users/{uid}/im`'s `tcp_addr`.
     pub wukongim_tcp_addr: Option<std::net::SocketAddr>,
+    /// Peers whose `X-Forwarded-For` names the client (reverse proxies).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +45,7 @@ impl Default for ServerConfig {
             rate_limit_per_sec: 0,
             ws_idle_timeout: crate::realtime::default_idle_timeout(),
             wukongim_tcp_addr: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -103,6 +108,9 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
+    // Read when asked for: a gauge set by the writer would stand still while a batch is stuck.
+    let depth = state.service.store().writer_queue_depth();
+    metrics::gauge!("imsync_writer_queue_depth").set(depth as f64);
     (
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -220,7 +228,8 @@ fn percent_decode(s: &str) -> String {
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let limiter = RateLimiter::new(state.config.rate_limit_per_sec);
+    let trusted_proxies: Arc<TrustedProxies> = Arc::new(state.config.trusted_proxies.clone());
+    let limiter = RateLimiter::new(state.config.rate_limit_per_sec, trusted_proxies.clone());
     let max_body_bytes = state.config.max_body_bytes;
     let (native, _) = crate::native::router().split_for_parts();
     // Metrics and the rate limit need the matched route, so they wrap each route.
@@ -249,14 +258,22 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
+                .make_span_with(move |req: &Request<_>| {
                     let id = req
                         .headers()
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
                     let uri = loggable_uri(req.uri());
-                    tracing::info_span!("request", method = %req.method(), uri = %uri, id = %id)
+                    match trusted_proxies.client_of(req) {
+                        Some(client) => tracing::info_span!(
+                            "request", method = %req.method(), uri = %uri, id = %id,
+                            client = %client
+                        ),
+                        None => tracing::info_span!(
+                            "request", method = %req.method(), uri = %uri, id = %id
+                        ),
+                    }
                 })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO))

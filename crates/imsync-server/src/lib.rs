@@ -5,6 +5,7 @@
 
 mod app;
 mod auth;
+mod client_addr;
 mod ddp;
 mod error;
 mod extract;
@@ -19,6 +20,7 @@ mod tsdd;
 pub mod wukongim;
 
 pub use app::{router, AppParts, AppState, ServerConfig};
+pub use client_addr::TrustedProxies;
 pub use metrics::install_recorder;
 pub use serve::{serve, ServeConfig};
 

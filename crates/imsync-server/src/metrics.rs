@@ -1,12 +1,13 @@
-//! Prometheus metrics: requests by route and status with latency histograms, plus the counters
-//! the service and store increment (`imsync_events_appended_total`,
-//! `imsync_sync_pages_served_total`).
+//! Prometheus metrics: requests by route and status with latency histograms, the counters the
+//! service and store increment, the open connections of each realtime protocol and the writer's
+//! queue and batches. [`CATALOGUE`] lists them all; the README's metrics table is checked
+//! against it.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -14,6 +15,109 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Every metric: its name, its Prometheus type and what it means (the `# HELP` line).
+pub const CATALOGUE: &[(&str, &str, &str)] = &[
+    (
+        "imsync_http_requests_total",
+        "counter",
+        "HTTP requests answered, by route, method and status",
+    ),
+    (
+        "imsync_http_request_duration_seconds",
+        "histogram",
+        "Time to answer an HTTP request, by route and method",
+    ),
+    (
+        "imsync_events_appended_total",
+        "counter",
+        "Events committed to the event log by this node",
+    ),
+    (
+        "imsync_sync_pages_served_total",
+        "counter",
+        "Pages of the sync feed served (GET /api/im/sync and realtime catch-up)",
+    ),
+    (
+        "imsync_realtime_lagging_closed_total",
+        "counter",
+        "Realtime connections closed because they fell 1024 events behind",
+    ),
+    (
+        "imsync_connections_open",
+        "gauge",
+        "Open realtime connections, by protocol: native_ws (/ws), native_sse (/sse and \
+         /api/im/sync/stream), ddp (/websocket), wukongim_ws (/v1/wukongim/ws), wukongim_tcp \
+         (--wukongim-tcp-listen)",
+    ),
+    (
+        "imsync_writer_queue_depth",
+        "gauge",
+        "Writes submitted to the database writer and not yet answered, after its last batch",
+    ),
+    (
+        "imsync_writer_batch_size_last",
+        "gauge",
+        "Writes committed together in the writer's last batch",
+    ),
+    (
+        "imsync_writer_batch_size_average",
+        "gauge",
+        "Average writes per batch since the server started",
+    ),
+];
+
+/// The realtime protocols whose open connections are counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Protocol {
+    NativeWs,
+    NativeSse,
+    Ddp,
+    WukongimWs,
+    WukongimTcp,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 5] = [
+        Protocol::NativeWs,
+        Protocol::NativeSse,
+        Protocol::Ddp,
+        Protocol::WukongimWs,
+        Protocol::WukongimTcp,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::NativeWs => "native_ws",
+            Protocol::NativeSse => "native_sse",
+            Protocol::Ddp => "ddp",
+            Protocol::WukongimWs => "wukongim_ws",
+            Protocol::WukongimTcp => "wukongim_tcp",
+        }
+    }
+
+    fn gauge(self) -> Gauge {
+        metrics::gauge!("imsync_connections_open", "protocol" => self.label())
+    }
+}
+
+/// One open connection of a protocol, counted in `imsync_connections_open` for as long as it is
+/// held: however a connection ends, dropping this is the one way it stops being counted.
+pub(crate) struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    pub(crate) fn new(protocol: Protocol) -> Self {
+        let gauge = protocol.gauge();
+        gauge.increment(1.0);
+        OpenConnection(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
 
 /// Installs the process-wide recorder once and answers its handle.
 pub fn install_recorder() -> PrometheusHandle {
@@ -31,10 +135,27 @@ pub fn install_recorder() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may already be installed in this process (tests start several
             // servers); metrics then go to that one and this handle renders empty.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                describe();
+            }
             handle
         })
         .clone()
+}
+
+/// Gives every metric its help text, and the gauges their zero, so that a scrape shows them
+/// before anything happened.
+fn describe() {
+    for (name, kind, help) in CATALOGUE {
+        match *kind {
+            "counter" => metrics::describe_counter!(*name, *help),
+            "gauge" => metrics::describe_gauge!(*name, *help),
+            _ => metrics::describe_histogram!(*name, *help),
+        }
+    }
+    for protocol in Protocol::ALL {
+        protocol.gauge().set(0.0);
+    }
 }
 
 pub async fn track(req: Request, next: Next) -> Response {
@@ -74,4 +195,31 @@ fn handles(route: &str, method: &Method, status: StatusCode) -> (Counter, Histog
         .or_default()
         .push((method.clone(), status, c.clone(), h.clone()));
     (c, h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CATALOGUE;
+
+    /// README.md's metrics table (its rows starting with "| `imsync_") lists every metric of
+    /// the catalogue with its type, in its order.
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+        let listed: Vec<(String, String)> = readme
+            .lines()
+            .filter(|line| line.starts_with("| `imsync_"))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+                let name = cells[0].trim().trim_matches('`');
+                let name = name.split('{').next().unwrap().to_owned();
+                (name, cells[1].trim().to_owned())
+            })
+            .collect();
+        let declared: Vec<(String, String)> = CATALOGUE
+            .iter()
+            .map(|(name, kind, _)| (name.to_string(), kind.to_string()))
+            .collect();
+        assert_eq!(listed, declared);
+    }
 }

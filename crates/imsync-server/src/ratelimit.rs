@@ -1,28 +1,31 @@
 //! A per-client token bucket: `rate` requests per second with bursts of `2 × rate`, keyed by the
-//! peer address. Off when the rate is 0. Over the limit: 429 with `Retry-After`, in the format of
+//! client's address (the peer's, or the one a trusted proxy forwarded: see `client_addr`). Off when the rate is 0. Over the limit: 429 with `Retry-After`, in the format of
 //! the face the path belongs to.
 
+use crate::client_addr::TrustedProxies;
 use crate::error::Face;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use imsync_core::{Error, ErrorCode};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone)]
 pub struct RateLimiter {
     rate: f64,
+    trusted: Arc<TrustedProxies>,
     buckets: Arc<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
 }
 
 impl RateLimiter {
-    pub fn new(rate_per_sec: u32) -> Self {
+    pub fn new(rate_per_sec: u32, trusted: Arc<TrustedProxies>) -> Self {
         RateLimiter {
             rate: rate_per_sec as f64,
+            trusted,
             buckets: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -49,11 +52,7 @@ impl RateLimiter {
 
 pub async fn limit(State(limiter): State<RateLimiter>, req: Request, next: Next) -> Response {
     if limiter.rate > 0.0 {
-        let ip = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        if let Some(ip) = ip {
+        if let Some(ip) = limiter.trusted.client_of(&req) {
             if !limiter.allow(ip) {
                 return Face::of(req.uri().path())
                     .error(Error::new(ErrorCode::RateLimited, "Too many requests"));
@@ -69,7 +68,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_a_burst_then_refuses() {
-        let l = RateLimiter::new(5);
+        let l = RateLimiter::new(5, Arc::default());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let allowed = (0..20).filter(|_| l.allow(ip)).count();
         assert_eq!(allowed, 10);

@@ -5,7 +5,7 @@
 use crate::sql::{Dialect, Row, SqlConn, Value};
 use crate::store::{Durability, ReaderPool, StoreOptions};
 use crate::writer::WriterConn;
-use imsync_core::{model::Event, Error, Result};
+use imsync_core::{model::Event, Error, ErrorCode, Result};
 use parking_lot::Mutex;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
@@ -208,8 +208,12 @@ impl ReaderPool for Readers {
 pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<dyn ReaderPool>)> {
     if let Some(dir) = options.sqlite_path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot create {}: {e}", dir.display()),
+                )
+            })?;
         }
     }
     crate::wal_vfs::register().map_err(Error::unavailable)?;
@@ -221,10 +225,11 @@ pub(crate) fn open(options: &StoreOptions) -> Result<(Box<dyn WriterConn>, Arc<d
         crate::wal_vfs::NAME,
     )
     .map_err(|e| {
-        Error::unavailable(format!(
-            "cannot open {}: {e}",
-            options.sqlite_path.display()
-        ))
+        // At start only: the operator reads this, so it says what failed.
+        Error::new(
+            ErrorCode::Unavailable,
+            format!("cannot open {}: {e}", options.sqlite_path.display()),
+        )
     })?;
     let synchronous = match options.durability {
         Durability::Normal => "NORMAL",

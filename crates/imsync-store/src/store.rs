@@ -125,6 +125,11 @@ impl Store {
         &self.inner.description
     }
 
+    /// Writes submitted and not yet answered (for `imsync_writer_queue_depth`).
+    pub fn writer_queue_depth(&self) -> usize {
+        self.inner.writer.queue_depth()
+    }
+
     /// Runs `f` as one write transaction; `Err` from `f` rolls back everything it did.
     pub async fn write<R, F>(&self, f: F) -> Result<R>
     where

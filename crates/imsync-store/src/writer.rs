@@ -12,7 +12,7 @@ use crate::sql::SqlConn;
 use imsync_core::{model::Event, Error, ErrorCode, Result};
 use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 
@@ -92,6 +92,19 @@ struct Shared {
     /// [`LONE_BATCHES_BEFORE_INLINE`] of them in a row say the load has become sequential.
     lone_batches: AtomicUsize,
     events: Option<broadcast::Sender<Arc<Vec<Event>>>>,
+    /// Batches run and the jobs in them, for the average batch size.
+    batches: AtomicU64,
+    batched_jobs: AtomicU64,
+}
+
+impl Shared {
+    /// Updates the batch-size gauges: once per batch, so cheap next to its commit.
+    fn batch_ran(&self, size: usize) {
+        let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        let jobs = self.batched_jobs.fetch_add(size as u64, Ordering::Relaxed) + size as u64;
+        metrics::gauge!("imsync_writer_batch_size_last").set(size as f64);
+        metrics::gauge!("imsync_writer_batch_size_average").set(jobs as f64 / batches as f64);
+    }
 }
 
 /// The writer: a queue drained in batches by its own thread, and the connection both share.
@@ -102,6 +115,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// Jobs submitted and not yet answered: queued, or in the batch being run.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
     /// Runs `job` now if nobody is writing or waiting, else queues it for the writer thread.
     /// Either way the job's reply carries its outcome.
     pub async fn submit(&self, job: Job) -> Result<()> {
@@ -112,6 +130,7 @@ impl Writer {
             if let Some(mut guard) = self.shared.conn.try_lock() {
                 if let Some(conn) = guard.as_mut() {
                     let answers = run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
+                    self.shared.batch_ran(1);
                     // Released before the answer, like the count, so that a caller who writes
                     // again at once finds the connection free.
                     drop(guard);
@@ -143,6 +162,8 @@ pub(crate) fn spawn(
         pending: AtomicUsize::new(0),
         lone_batches: AtomicUsize::new(LONE_BATCHES_BEFORE_INLINE),
         events,
+        batches: AtomicU64::new(0),
+        batched_jobs: AtomicU64::new(0),
     });
     let own = shared.clone();
     std::thread::Builder::new()
@@ -170,6 +191,7 @@ pub(crate) fn spawn(
                         Vec::new()
                     }
                 };
+                own.batch_ran(taken);
                 // Before the answers, so that a caller who writes again at once may find the
                 // writer idle.
                 own.pending.fetch_sub(taken, Ordering::AcqRel);

@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use imsync_server::{ServeConfig, ServerConfig};
+use imsync_server::{ServeConfig, ServerConfig, TrustedProxies};
 use imsync_service::ServiceConfig;
 use imsync_store::{Durability, PgOptions, StoreOptions};
 use serde::Deserialize;
@@ -114,6 +114,9 @@ settings! {
     max_body_bytes: usize = "1048576", env "IMSYNC_MAX_BODY_BYTES";
     /// Requests per second per client address; 0 turns the limit off.
     rate_limit: u32 = "0", env "IMSYNC_RATE_LIMIT";
+    /// Reverse proxies (CIDR blocks or addresses, comma-separated) whose X-Forwarded-For names
+    /// the client.
+    trusted_proxies: String = unset "none", env "IMSYNC_TRUSTED_PROXIES";
     /// Log format: text or json.
     log_format: String = "text", env "IMSYNC_LOG_FORMAT";
     // A zero timeout would close every connection before its first request, a zero count
@@ -163,6 +166,7 @@ pub struct Config {
     settings: Settings,
     pub registration_open: bool,
     pub durability: Durability,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::ops::Deref for Config {
@@ -197,10 +201,14 @@ impl Config {
         if log_format != "text" && log_format != "json" {
             bail!("--log-format must be text or json, not {log_format:?}");
         }
+        let trusted_proxies =
+            TrustedProxies::parse(settings.trusted_proxies.as_deref().unwrap_or(""))
+                .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
         Ok(Config {
             settings,
             registration_open,
             durability,
+            trusted_proxies,
         })
     }
 
@@ -251,6 +259,7 @@ impl Config {
             ws_idle_timeout: std::time::Duration::from_secs(self.ws_idle_timeout_secs),
             // Set once the listener is bound (its port may be chosen by the system).
             wukongim_tcp_addr: None,
+            trusted_proxies: self.trusted_proxies.clone(),
         }
     }
 
@@ -322,6 +331,22 @@ mod tests {
         })
         .unwrap();
         assert!(c.backend().is_err());
+        let proxies = |list: &str| {
+            Config::resolve(ServeArgs {
+                trusted_proxies: Some(list.into()),
+                ..Default::default()
+            })
+        };
+        let c = proxies("10.0.0.0/8, 127.0.0.1").unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            TrustedProxies::parse("10.0.0.0/8,127.0.0.1/32").unwrap()
+        );
+        let refused = format!("{:#}", proxies("10.0.0.0/8,nginx").unwrap_err());
+        assert!(
+            refused.contains("--trusted-proxies") && refused.contains("nginx"),
+            "{refused}"
+        );
         let c = Config::resolve(ServeArgs {
             database_url: Some("sqlite:///tmp/x.db".into()),
             ..Default::default()

@@ -6,6 +6,9 @@ mod config;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, ServeArgs};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
@@ -29,7 +32,7 @@ enum Command {
     Migrate(ServeArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let (args, migrate_only) = match cli.command {
         Some(Command::Serve(a)) => (a, false),
@@ -40,6 +43,18 @@ fn main() -> anyhow::Result<()> {
             _ => unreachable!("parsed as serve"),
         },
     };
+    match start(args, migrate_only) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // What went wrong and what to do, on one line: `anyhow`'s report would add a
+            // backtrace whenever RUST_BACKTRACE is set, which tells an operator nothing.
+            eprintln!("imsync: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: ServeArgs, migrate_only: bool) -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
     init_logging(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -53,9 +68,12 @@ fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_env("IMSYNC_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: in a file or a log collector they are noise.
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(colour);
     if format == "json" {
         builder.json().init();
     } else {
@@ -63,33 +81,131 @@ fn init_logging(format: &str) {
     }
 }
 
+/// Binds `addr` for `flag`, saying in words what to do when it cannot be.
+async fn listen(addr: &str, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let cause = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address in use".to_owned(),
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges)".to_owned()
+            }
+            std::io::ErrorKind::AddrNotAvailable => "no such address on this machine".to_owned(),
+            _ => io_cause(&e),
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {cause}; choose another {flag}")
+    })
+}
+
+/// An I/O error as words: "permission denied", not "Permission denied (os error 13)".
+fn io_cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_owned(),
+    }
+}
+
+/// Makes sure the SQLite database can be created and written where it is to be, so that a wrong
+/// directory is reported as such rather than as an unavailable database.
+fn check_data_dir(path: &Path, flag: &str) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let shown = dir.display();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the data directory {shown}: {}; choose another {flag}",
+            io_cause(&e)
+        )
+    })?;
+    // SQLite creates its write-ahead log and shared-memory files next to the database.
+    let probe = dir.join(format!(".imsync-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => anyhow::bail!(
+            "cannot write to the data directory {shown}: {}; give the user running imsync \
+             write access to it, or choose another {flag}",
+            io_cause(&e)
+        ),
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write to the database {}: {}; give the user running imsync write \
+                     access to it",
+                    path.display(),
+                    io_cause(&e)
+                )
+            })?;
+    }
+    Ok(())
+}
+
 async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
-    let store = match config.backend()? {
-        config::Backend::Sqlite(o) => imsync_store::Store::open(&o),
-        config::Backend::Postgres(o) => imsync_store::Store::open_postgres(&o).await,
+    let backend = config.backend()?;
+    // The ports first: a server that cannot listen must not have created or migrated anything.
+    let listeners = match migrate_only {
+        true => None,
+        false => {
+            let http = listen(&config.listen, "--listen").await?;
+            let tcp = match config.wukongim_tcp_listen.as_deref() {
+                Some(addr) => Some(listen(addr, "--wukongim-tcp-listen").await?),
+                None => None,
+            };
+            Some((http, tcp))
+        }
+    };
+    let metrics = imsync_server::install_recorder();
+    let store = match backend {
+        config::Backend::Sqlite(o) => {
+            let flag = match config.database_url {
+                Some(_) => "--database-url",
+                None => "--data-dir",
+            };
+            check_data_dir(&o.sqlite_path, flag)?;
+            imsync_store::Store::open(&o)
+        }
+        config::Backend::Postgres(o) => {
+            imsync_store::Store::open_postgres(&o)
+                .await
+                .map_err(|mut e| {
+                    if e.message.starts_with("cannot connect") {
+                        e.message.push_str(
+                            "; check --database-url: is PostgreSQL running there, and does the \
+                             database exist?",
+                        );
+                    }
+                    e
+                })
+        }
     }
     .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))?;
-    if migrate_only {
+    let Some((listener, tcp_listener)) = listeners else {
         tracing::info!(storage = store.description(), "migrations applied");
         return Ok(());
-    }
-    let service = imsync_service::Service::new(store, config.service_config());
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let tcp_listener = match config.wukongim_tcp_listen.as_deref() {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr} (--wukongim-tcp-listen)"))?,
-        ),
-        None => None,
     };
+    let service = imsync_service::Service::new(store, config.service_config());
     let mut server_config = config.server_config();
     server_config.wukongim_tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
     let state = imsync_server::AppState::new(imsync_server::AppParts {
         service,
-        metrics: imsync_server::install_recorder(),
+        metrics,
         config: Arc::new(server_config),
     });
     tracing::info!(

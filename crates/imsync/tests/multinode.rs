@@ -2,8 +2,9 @@
 //! writers on every node, cross-node realtime (also across a listener reconnect), idempotency
 //! across nodes, recovery when the database drops connections, graceful shutdown.
 //!
-//! These run when IMSYNC_TEST_DATABASE_URL names a PostgreSQL database (`.ci/run` sets it);
-//! the graceful-shutdown test runs on either backend.
+//! The tests of several nodes need IMSYNC_TEST_DATABASE_URL to name a PostgreSQL database: they
+//! are ignored (and reported so) unless run with `--include-ignored`, as `.ci/run` does with the
+//! variable set, and fail without it. The graceful-shutdown test runs on either backend.
 
 mod common;
 
@@ -63,6 +64,15 @@ async fn close_code(ws: &mut Ws) -> Option<u16> {
     None
 }
 
+/// The PostgreSQL database of an ignored test run on purpose: without one it fails, rather than
+/// pass without having tested anything.
+fn needs_postgres() {
+    assert!(
+        postgres_url().is_some(),
+        "this test needs IMSYNC_TEST_DATABASE_URL=postgres://... (see .ci/run)"
+    );
+}
+
 /// Runs `sql` on the test database (to cut connections the way an outage would).
 fn psql(sql: &str) {
     let url = postgres_url().unwrap();
@@ -77,12 +87,10 @@ fn psql(sql: &str) {
     );
 }
 
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_share_one_gap_free_log() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
-        return;
-    }
+    needs_postgres();
     let seed: u64 = std::env::var("IMSYNC_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -232,12 +240,10 @@ async fn three_nodes_share_one_gap_free_log() {
     assert_eq!(got, full_seqs, "seed {seed}: cross-node realtime");
 }
 
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_key_sent_to_two_nodes_at_once_makes_one_message() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
-        return;
-    }
+    needs_postgres();
     let dir = tempfile::tempdir().unwrap();
     let a = ChildServer::spawn(dir.path(), free_port()).await;
     let b = ChildServer::spawn(dir.path(), free_port()).await;
@@ -265,12 +271,10 @@ async fn one_key_sent_to_two_nodes_at_once_makes_one_message() {
     );
 }
 
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_database_connections_answer_503_then_recover() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
-        return;
-    }
+    needs_postgres();
     let dir = tempfile::tempdir().unwrap();
     let node = ChildServer::spawn(dir.path(), free_port()).await;
     let alice = register(&node.base, "alice").await;
@@ -337,12 +341,10 @@ async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
 }
 
 /// A logout on one node ends the sockets its token holds open on every other node.
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
 #[tokio::test]
 async fn a_logout_on_one_node_ends_sockets_on_the_others() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: IMSYNC_TEST_DATABASE_URL is not set");
-        return;
-    }
+    needs_postgres();
     let dir = tempfile::tempdir().unwrap();
     let a = ChildServer::spawn(dir.path(), free_port()).await;
     let b = ChildServer::spawn(dir.path(), free_port()).await;
@@ -363,13 +365,16 @@ fn an_unreachable_database_at_start_exits_non_zero_with_the_reason() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
         .arg(format!("postgres://postgres@127.0.0.1:{port}/none"))
-        .env("RUST_BACKTRACE", "0")
+        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run imsync");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("cannot connect to PostgreSQL") && stderr.contains("refused"),
+        stderr.contains("cannot connect to PostgreSQL")
+            && stderr.contains("refused")
+            && stderr.contains("check --database-url"),
         "{stderr}"
     );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
 }

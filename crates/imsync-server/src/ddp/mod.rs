@@ -17,6 +17,7 @@ mod protocol;
 mod subscriptions;
 
 use crate::app::AppState;
+use crate::metrics::{OpenConnection, Protocol};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -138,7 +139,7 @@ fn failure_close(e: axum::Error) -> Option<(u16, &'static str)> {
 
 async fn run(mut socket: WebSocket, state: AppState) {
     let _running = state.service.hub().track();
-    metrics::gauge!("imsync_ddp_connections").increment(1.0);
+    let _open = OpenConnection::new(Protocol::Ddp);
     let idle = state.config.ws_idle_timeout;
     let mut conn = Conn {
         state,
@@ -216,8 +217,6 @@ async fn run(mut socket: WebSocket, state: AppState) {
             break;
         }
     }
-    drop(conn);
-    metrics::gauge!("imsync_ddp_connections").decrement(1.0);
 }
 
 /// One client frame: its answers go to `conn.out`.

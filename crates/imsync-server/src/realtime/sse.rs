@@ -5,6 +5,7 @@ use super::{announce_presence, authenticated_frame, frames, Backlog, RealtimeQue
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
+use crate::metrics::{OpenConnection, Protocol};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -33,9 +34,14 @@ async fn authenticate(state: &AppState, q: &RealtimeQuery) -> ApiResult<(User, S
     Ok(state.service.authenticate_session(token).await?)
 }
 
+/// The stream of `rx`'s events, counted as an open connection until hyper drops it (when the
+/// client goes away, or the producer ends the stream).
 fn stream_response(rx: mpsc::Receiver<SseEvent>, keep_alive: bool) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    let open = OpenConnection::new(Protocol::NativeSse);
+    let stream = futures_util::stream::unfold((rx, open), |(mut rx, open)| async move {
+        rx.recv()
+            .await
+            .map(|e| (Ok::<_, Infallible>(e), (rx, open)))
     });
     let sse = Sse::new(stream);
     if keep_alive {

@@ -9,6 +9,7 @@ use super::{announce_presence, authenticated_frame, frames, Backlog, RealtimeQue
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
+use crate::metrics::{OpenConnection, Protocol};
 use crate::serve::ReadCounter;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -54,6 +55,7 @@ pub async fn upgrade(
         .max_message_size(max_message)
         .max_frame_size(max_message);
     Ok(ws.on_upgrade(move |socket| async move {
+        let _open = OpenConnection::new(Protocol::NativeWs);
         let (user, session) = match state.service.authenticate_session(&token).await {
             Ok(u) => u,
             Err(_) => {
@@ -89,7 +91,6 @@ async fn run(
     let service = state.service.clone();
     let _running = service.hub().track();
     let (mut sub, first) = service.hub().subscribe(&user.id, Some(session));
-    metrics::gauge!("imsync_realtime_connections").increment(1.0);
     if !send(&mut socket, &authenticated_frame(&user)).await {
         return;
     }
@@ -194,7 +195,6 @@ async fn run(
     }
     let user_id = user.id.clone();
     drop(sub);
-    metrics::gauge!("imsync_realtime_connections").decrement(1.0);
     if !service.hub().presence(&user_id).0 {
         announce_presence(&service, &user, "offline").await;
     }

@@ -15,6 +15,7 @@ use super::codec::{self, Connack, Disconnect, Packet, Recv, Sendack};
 use super::crypto::{recv_verify, send_verify, Cipher, ServerKeys};
 use super::wire::{Inbound, Wire, CLOSE_IDLE, CLOSE_LAGGING, CLOSE_PROTOCOL};
 use crate::app::AppState;
+use crate::metrics::{OpenConnection, Protocol};
 use crate::tsdd::error::{bad, TsddResult};
 use crate::tsdd::render;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -55,6 +56,7 @@ pub async fn upgrade(
         .max_frame_size(max);
     Ok(ws.on_upgrade(move |socket| async move {
         let _running = state.service.hub().track();
+        let _open = OpenConnection::new(Protocol::WukongimWs);
         connect(Wire::Ws(socket), state).await;
     }))
 }
@@ -139,7 +141,6 @@ pub(super) async fn connect(mut wire: Wire, state: AppState) {
     // Subscribed before CONNACK: everything committed after the client hears "connected"
     // reaches it.
     let (sub, _) = state.service.hub().subscribe(&user.id, Some(session));
-    metrics::gauge!("imsync_wukongim_connections").increment(1.0);
     if send_packet(
         &mut wire,
         &connack(codec::REASON_SUCCESS, Some(&keys), c.client_timestamp),
@@ -155,7 +156,6 @@ pub(super) async fn connect(mut wire: Wire, state: AppState) {
         };
         conn.run(wire, sub).await;
     }
-    metrics::gauge!("imsync_wukongim_connections").decrement(1.0);
 }
 
 /// A conversation as one reader names it on this protocol.

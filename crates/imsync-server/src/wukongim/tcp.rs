@@ -12,6 +12,7 @@
 use super::socket;
 use super::wire::{TcpWire, Wire};
 use crate::app::AppState;
+use crate::metrics::{OpenConnection, Protocol};
 use crate::serve::ServeConfig;
 use std::future::Future;
 use std::io;
@@ -64,6 +65,7 @@ where
         conns.spawn(async move {
             let _slot = slot;
             let _running = state.service.hub().track();
+            let _open = OpenConnection::new(Protocol::WukongimTcp);
             let wire = Wire::Tcp(TcpWire::new(stream, max, write_timeout));
             socket::connect(wire, state).await;
         });

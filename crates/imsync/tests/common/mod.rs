@@ -62,6 +62,8 @@ pub struct Options {
     pub shutdown_grace: Option<Duration>,
     /// Also serve the WuKongIM socket on a TCP listener of its own.
     pub wukongim_tcp: bool,
+    /// `--trusted-proxies`.
+    pub trusted_proxies: Option<&'static str>,
 }
 
 impl TestServer {
@@ -128,6 +130,10 @@ impl TestServer {
                     .ws_idle_timeout
                     .unwrap_or_else(|| std::time::Duration::from_secs(120)),
                 wukongim_tcp_addr: wukongim_tcp,
+                trusted_proxies: imsync_server::TrustedProxies::parse(
+                    o.trusted_proxies.unwrap_or(""),
+                )
+                .expect("trusted proxies"),
             }),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
