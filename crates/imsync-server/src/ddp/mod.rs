@@ -158,7 +158,7 @@ async fn run(mut socket: WebSocket, state: AppState) {
             d = next_delivery(&mut conn.hub) => {
                 match d {
                     Some(Delivery::Event(d)) => {
-                        subscriptions::on_event(&mut conn, &d.event).await;
+                        subscriptions::on_event(&mut conn, &d).await;
                     }
                     Some(Delivery::Ephemeral(_)) => {}
                     None => {
