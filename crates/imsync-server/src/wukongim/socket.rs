@@ -321,7 +321,11 @@ impl Conn<'_> {
             None if sub.revoked() => return Flow::Kick("session ended"),
             None => return Flow::Close(1001, "going away"),
         };
-        let Some(body) = new_message_of(&d.event) else {
+        // Edits, deletions, reactions and read pointers have no packet in version 2.
+        if d.event.event_kind() != Some(EventKind::MessageNew) {
+            return Flow::Go;
+        }
+        let Some(EventData::MessageNew(body)) = d.typed() else {
             return Flow::Go;
         };
         if let Some(i) = self.own_sent.iter().position(|s| *s == d.event.seq) {
@@ -331,8 +335,14 @@ impl Conn<'_> {
         let Some(name) = self.channel_name(&body.conversation_id).await else {
             return Flow::Go;
         };
-        let message = message_of(&d.event, body);
-        let p = self.recv(&message, &name);
+        // Rendered once for every connection; each encrypts it with its own key.
+        let shared = d.shared::<SharedPayload>();
+        let (message, plain) = shared.0.get_or_init(|| {
+            let m = message_of(&d.event, body.clone());
+            let plain = render::payload(&m).to_string();
+            (m, plain)
+        });
+        let p = self.recv(message, plain, &name);
         if send_packet(wire, &p).await {
             Flow::Go
         } else {
@@ -371,15 +381,13 @@ impl Conn<'_> {
 
     /// The RECV of a message for this reader: a person channel is named by the other member,
     /// so the recipient sees the sender's uid and the sender's other devices the recipient's.
-    fn recv(&self, m: &Message, name: &ChannelName) -> Packet {
+    fn recv(&self, m: &Message, plain: &str, name: &ChannelName) -> Packet {
         let channel_id = match name.kind {
             ConversationKind::Direct => name.peer.clone().unwrap_or_default(),
             ConversationKind::Group => m.conversation_id.clone(),
         };
         let channel_type = render::channel_type(name.kind) as u8;
-        let payload = self
-            .cipher
-            .encrypt_b64(render::payload(m).to_string().as_bytes());
+        let payload = self.cipher.encrypt_b64(plain.as_bytes());
         let client_msg_no = render::client_msg_no(m);
         let message_seq = u32::try_from(m.msg_seq).unwrap_or(u32::MAX);
         let timestamp = u32::try_from(m.created_at / 1000).unwrap_or(0);
@@ -412,45 +420,10 @@ impl Conn<'_> {
     }
 }
 
-/// The message a `message.new` event carries; `None` for every other kind, which has no packet
-/// here (clients learn edits, deletions, reactions and reads through REST sync).
-fn new_message_of(e: &Event) -> Option<MessageBody> {
-    let kind = e.event_kind()?;
-    match kind {
-        EventKind::MessageNew => {}
-        EventKind::MessageEdit
-        | EventKind::MessageDelete
-        | EventKind::MessageReaction
-        | EventKind::MessageHide
-        | EventKind::ConversationCreate
-        | EventKind::ConversationUpdate
-        | EventKind::ConversationArchive
-        | EventKind::ConversationUnarchive
-        | EventKind::ConversationRead
-        | EventKind::ConversationSettings
-        | EventKind::ConversationExtra
-        | EventKind::ConversationHide
-        | EventKind::ParticipantAdd
-        | EventKind::ParticipantRemove => return None,
-    }
-    match e.typed().ok()? {
-        EventData::MessageNew(body) => Some(body),
-        EventData::MessageEdit(_)
-        | EventData::MessageDelete(_)
-        | EventData::MessageReaction(_)
-        | EventData::MessageHide(_)
-        | EventData::ConversationCreate(_)
-        | EventData::ConversationUpdate(_)
-        | EventData::ConversationArchive(_)
-        | EventData::ConversationUnarchive(_)
-        | EventData::ConversationRead(_)
-        | EventData::ConversationSettings(_)
-        | EventData::ConversationExtra(_)
-        | EventData::ConversationHide(_)
-        | EventData::ParticipantAdd(_)
-        | EventData::ParticipantRemove(_) => None,
-    }
-}
+/// A new message as the TangSengDaoDao renderers take it, and its payload's JSON text: the same
+/// for every connection that receives it.
+#[derive(Default)]
+struct SharedPayload(std::sync::OnceLock<(Message, String)>);
 
 /// The stored message of a `message.new`, as the TangSengDaoDao renderers take it.
 fn message_of(e: &Event, b: MessageBody) -> Message {
