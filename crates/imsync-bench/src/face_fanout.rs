@@ -163,14 +163,12 @@ pub async fn face_fanout(
         .iter()
         .map(|u| (base.to_owned(), u.clone(), group.clone()))
         .collect();
-    let listeners = connect_listeners_with(
-        &format!("connect {} clients", face.scenario()),
-        targets.clone(),
-        32,
-        move |(b, u, g)| connect_face(face, b, u, g),
-    )
-    .await?;
-    let face_connect_secs = listeners.connect_secs;
+    // In two halves: the growth over the second half is what one more connection costs, without
+    // what the first connections pay once (the group's member list in the hub, caches, pools).
+    let (first, second) = targets.split_at(targets.len() / 2);
+    let connect = move |(b, u, g)| connect_face(face, b, u, g);
+    let label = format!("connect {} clients", face.scenario());
+    let mut listeners = connect_listeners_with(&label, first.to_vec(), 32, connect).await?;
     settle(
         &listeners.tally.other,
         Duration::from_millis(700),
@@ -178,9 +176,26 @@ pub async fn face_fanout(
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_half = rss();
+    listeners.add(&label, second.to_vec(), 32, connect).await?;
+    settle(
+        &listeners.tally.other,
+        Duration::from_millis(700),
+        Duration::from_secs(30),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let face_connect_secs = listeners.connect_secs;
     let rss_idle = rss();
     let per_conn = match (rss_before, rss_idle) {
         (Some(a), Some(b)) => Some(ratio((b.saturating_sub(a) * 1024) as f64, p.members as f64)),
+        _ => None,
+    };
+    let per_conn_marginal = match (rss_half, rss_idle) {
+        (Some(a), Some(b)) if !second.is_empty() => Some(ratio(
+            (b.saturating_sub(a) * 1024) as f64,
+            second.len() as f64,
+        )),
         _ => None,
     };
     let sizes = (p.messages, p.rate, p.members);
@@ -275,18 +290,23 @@ pub async fn face_fanout(
         "presence_frames_while_connecting_native": presence,
         "rss_kib_before_face_connections": rss_before,
         "rss_kib_with_face_connections": rss_idle,
+        "rss_kib_with_half_of_them": rss_half,
         "bytes_per_idle_face_connection": per_conn,
+        "bytes_per_idle_face_connection_second_half": per_conn_marginal,
     });
     if let Some(b) = per_conn {
         r.note(format!(
             "server memory per idle {} connection (logged in and listening, before any send): \
-             {} bytes ({} KiB; RSS {} → {} MiB over {} connections)",
+             {} KiB over all {} connections (RSS {} → {} MiB), {} KiB over the second half \
+             (RSS {} → {} MiB)",
             face.scenario().trim_end_matches("-fanout"),
-            f(b, 0),
             f(b / 1024.0, 1),
+            p.members,
             f(rss_before.unwrap_or(0) as f64 / 1024.0, 1),
             f(rss_idle.unwrap_or(0) as f64 / 1024.0, 1),
-            p.members
+            per_conn_marginal.map_or("n/a".into(), |m| f(m / 1024.0, 1)),
+            f(rss_half.unwrap_or(0) as f64 / 1024.0, 1),
+            f(rss_idle.unwrap_or(0) as f64 / 1024.0, 1),
         ));
     }
     match face {

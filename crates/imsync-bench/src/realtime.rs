@@ -68,25 +68,47 @@ where
     F: Fn(T) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(ws::Ws, Reader)>> + Send + 'static,
 {
-    let tally = Arc::new(Tally::default());
-    let (stop, stop_rx) = watch::channel(false);
-    let t = tally.clone();
-    let connect = Arc::new(connect);
-    let started = Instant::now();
-    let handles = concurrently(label, targets, concurrency, move |target| {
-        let (t, rx, connect) = (t.clone(), stop_rx.clone(), connect.clone());
-        async move {
-            let (socket, reader) = connect(target).await?;
-            Ok(tokio::spawn(ws::listen_with(socket, rx, t, reader)))
-        }
-    })
-    .await?;
-    Ok(Listeners {
-        tally,
+    let (stop, _) = watch::channel(false);
+    let mut listeners = Listeners {
+        tally: Arc::new(Tally::default()),
         stop,
-        handles,
-        connect_secs: started.elapsed().as_secs_f64(),
-    })
+        handles: Vec::new(),
+        connect_secs: 0.0,
+    };
+    listeners.add(label, targets, concurrency, connect).await?;
+    Ok(listeners)
+}
+
+impl Listeners {
+    /// Connects more listeners (see [`connect_listeners_with`]) that share these ones' tally
+    /// and stop signal.
+    pub(crate) async fn add<T, F, Fut>(
+        &mut self,
+        label: &str,
+        targets: Vec<T>,
+        concurrency: usize,
+        connect: F,
+    ) -> Result<()>
+    where
+        T: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(ws::Ws, Reader)>> + Send + 'static,
+    {
+        let (t, stop_rx) = (self.tally.clone(), self.stop.subscribe());
+        let connect = Arc::new(connect);
+        let started = Instant::now();
+        let handles = concurrently(label, targets, concurrency, move |target| {
+            let (t, rx, connect) = (t.clone(), stop_rx.clone(), connect.clone());
+            async move {
+                let (socket, reader) = connect(target).await?;
+                Ok(tokio::spawn(ws::listen_with(socket, rx, t, reader)))
+            }
+        })
+        .await?;
+        self.handles.extend(handles);
+        self.connect_secs += started.elapsed().as_secs_f64();
+        Ok(())
+    }
 }
 
 /// Waits until `counter` has not moved for `quiet` (or `limit` passed); answers its value.
