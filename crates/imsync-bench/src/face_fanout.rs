@@ -81,7 +81,12 @@ impl FaceFanout {
 }
 
 /// One member's connection of `face`, logged in and listening to the group.
-async fn connect_face(face: Face, base: String, user: Api, group: String) -> Result<(ws::Ws, Reader)> {
+async fn connect_face(
+    face: Face,
+    base: String,
+    user: Api,
+    group: String,
+) -> Result<(ws::Ws, Reader)> {
     let token = user.token.clone().unwrap_or_default();
     Ok(match face {
         Face::Ddp => (
@@ -89,8 +94,13 @@ async fn connect_face(face: Face, base: String, user: Api, group: String) -> Res
             Box::new(ddp::reading) as Reader,
         ),
         Face::WuKongIm => {
-            let c = wk::connect(&base, &user.user_id, &token, &format!("bench-{}", user.username))
-                .await?;
+            let c = wk::connect(
+                &base,
+                &user.user_id,
+                &token,
+                &format!("bench-{}", user.username),
+            )
+            .await?;
             (c.ws, Box::new(wk::reading(c.cipher)) as Reader)
         }
     })
@@ -263,7 +273,10 @@ pub async fn face_fanout(
         &native_phase,
     ));
     r.row(vec![
-        format!("ratio {} / native", face.scenario().trim_end_matches("-fanout")),
+        format!(
+            "ratio {} / native",
+            face.scenario().trim_end_matches("-fanout")
+        ),
         String::new(),
         String::new(),
         f(p50_ratio, 2),
@@ -311,7 +324,8 @@ pub async fn face_fanout(
     }
     match face {
         Face::Ddp => {
-            figures["goal"] = json!("p99 ≤ 1.5× native /ws of the same run; ≤ 16 KiB per idle DDP connection");
+            figures["goal"] =
+                json!("p99 ≤ 1.5× native /ws of the same run; ≤ 16 KiB per idle DDP connection");
             r.note(format!(
                 "one group of {} members; each logged in over DDP (`connect`, `login` with the \
                  resume token, `sub` stream-room-messages of the group; the server's pings \
@@ -331,7 +345,8 @@ pub async fn face_fanout(
                 json!(with.map(|w| (w - crypto_us).max(0.0)));
             figures["goal"] = json!("p99 ≤ 1.5× native /ws of the same run");
             r.row(vec![
-                "server CPU per RECV: encryption (payload + msgKey, timed on the server's code)".into(),
+                "server CPU per RECV: encryption (payload + msgKey, timed on the server's code)"
+                    .into(),
                 String::new(),
                 String::new(),
                 String::new(),

@@ -3,13 +3,12 @@
 //! send → receive across nodes).
 
 use crate::client::{http_client, Api};
+use crate::cpu::{CpuMeter, CpuUse};
 use crate::report::{f, ratio, Report};
 use crate::scenarios::{concurrently, par_setup, run_par, run_tag, Load, SendPar};
 use crate::stats::Samples;
-use crate::cpu::{CpuMeter, CpuUse};
 use crate::stats::Summary;
 use crate::ws::{self, now_us, Heard, Reading, Tally};
-use tokio_tungstenite::tungstenite::Message;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -17,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Listeners started by `connect_listeners`, and how to stop them.
 pub(crate) struct Listeners {
@@ -112,7 +112,11 @@ impl Listeners {
 }
 
 /// Waits until `counter` has not moved for `quiet` (or `limit` passed); answers its value.
-pub(crate) async fn settle(counter: &std::sync::atomic::AtomicU64, quiet: Duration, limit: Duration) -> u64 {
+pub(crate) async fn settle(
+    counter: &std::sync::atomic::AtomicU64,
+    quiet: Duration,
+    limit: Duration,
+) -> u64 {
     let started = Instant::now();
     let (mut last, mut since) = (counter.load(Ordering::Relaxed), Instant::now());
     while started.elapsed() < limit {
@@ -177,7 +181,11 @@ impl Fanout {
 
 /// `members` new users (names starting with `prefix`) in one group the first of them created;
 /// answers the users and the group's id.
-pub(crate) async fn one_group(base: &str, members: usize, prefix: &str) -> Result<(Vec<Api>, String)> {
+pub(crate) async fn one_group(
+    base: &str,
+    members: usize,
+    prefix: &str,
+) -> Result<(Vec<Api>, String)> {
     let http = http_client();
     let anon = Api::new(&http, base);
     let tag = format!("{prefix}{}", run_tag());
@@ -234,7 +242,8 @@ pub async fn fanout(base: &str, p: Fanout) -> Result<Report> {
         ph.send,
         ph.closed.clone(),
     );
-    let (sent, deliver_secs, deliveries_per_sec) = (ph.sent, ph.deliver_secs, ph.deliveries_per_sec);
+    let (sent, deliver_secs, deliveries_per_sec) =
+        (ph.sent, ph.deliver_secs, ph.deliveries_per_sec);
     let mut r = Report::new(
         "fanout",
         &["measure", "count", "rate", "p50 ms", "p99 ms", "max ms"],
@@ -346,7 +355,9 @@ pub(crate) async fn timed_phase(
         let (api, group) = (sender.clone(), group.to_owned());
         sends.spawn(async move {
             let t = Instant::now();
-            let r = api.send(&group, &ws::stamp(origin, &format!("{k:06}"))).await;
+            let r = api
+                .send(&group, &ws::stamp(origin, &format!("{k:06}")))
+                .await;
             drop(permit);
             r.map(|_| t.elapsed())
         });

@@ -24,11 +24,7 @@ pub struct WkConn {
 /// Opens the socket and says CONNECT with `token` (a TangSengDaoDao login token, i.e. any
 /// session token) for `uid`; answers once CONNACK says it succeeded.
 pub async fn connect(base: &str, uid: &str, token: &str, device: &str) -> Result<WkConn> {
-    let mut ws = ws::open(&ws::ws_path(
-        base,
-        imsync_server::wukongim::SOCKET_PATH,
-    ))
-    .await?;
+    let mut ws = ws::open(&ws::ws_path(base, imsync_server::wukongim::SOCKET_PATH)).await?;
     let secret: [u8; 32] = rand::rng().random();
     // The key exchange is symmetric: the client's half is the server's code with its own secret.
     let mine = ServerKeys::from_parts(secret, String::new());

@@ -135,11 +135,7 @@ pub fn native_reading(m: Message) -> Reading {
 }
 
 /// Reads `/ws` frames until `stop` turns true or the connection ends; times stamped messages.
-pub async fn listen(
-    ws: Ws,
-    stop: tokio::sync::watch::Receiver<bool>,
-    tally: Arc<Tally>,
-) -> Heard {
+pub async fn listen(ws: Ws, stop: tokio::sync::watch::Receiver<bool>, tally: Arc<Tally>) -> Heard {
     listen_with(ws, stop, tally, native_reading).await
 }
 

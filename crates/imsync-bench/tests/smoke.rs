@@ -305,7 +305,12 @@ async fn face_fanout_times_both_phases(face: Face) {
     assert!(r.figures["ratio_p99"].as_f64().unwrap() > 0.0);
     if cfg!(target_os = "linux") {
         assert!(r.figures["bytes_per_idle_face_connection"].is_number());
-        assert!(r.figures["face"]["server_cpu_us_per_delivery"].as_f64().unwrap() > 0.0);
+        assert!(
+            r.figures["face"]["server_cpu_us_per_delivery"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
     }
     if face == Face::WuKongIm {
         assert!(r.figures["server_crypto_us_per_recv"].as_f64().unwrap() > 0.0);

@@ -10,8 +10,8 @@ use super::Conn;
 use crate::rocketchat::render;
 use imsync_core::event::EventData;
 use imsync_core::model::ConversationKind;
-use imsync_service::hub::Delivered;
 use imsync_core::ErrorCode;
+use imsync_service::hub::Delivered;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
