@@ -177,7 +177,7 @@ async fn room_meta(conn: &mut Conn, rid: &str) -> Option<RoomMeta> {
             tracing::warn!(error = %e.message, "DDP room lookup failed");
         }
     };
-    let conv = match conn.state.service.readable_room(&me, rid).await {
+    let conv = match Box::pin(conn.state.service.readable_room(&me, rid)).await {
         Ok(c) => c,
         Err(e) => {
             lookup(e);
@@ -186,7 +186,7 @@ async fn room_meta(conn: &mut Conn, rid: &str) -> Option<RoomMeta> {
     };
     let name = match conv.kind {
         ConversationKind::Group => conv.title.clone().unwrap_or_default(),
-        ConversationKind::Direct => match conn.state.service.room(&me, rid).await {
+        ConversationKind::Direct => match Box::pin(conn.state.service.room(&me, rid)).await {
             Ok(view) => render::subscription(&view, &me)["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -223,7 +223,8 @@ impl RoomChange {
     }
 }
 
-/// Renders one event the hub delivered for the connection's subscriptions.
+/// Renders one event the hub delivered for the connection's subscriptions. The store reads below
+/// are boxed: a connection's task is as large as its largest await, and these are rare.
 pub(crate) async fn on_event(conn: &mut Conn, d: &Delivered) {
     if conn.streams.list.is_empty() {
         return;
@@ -328,7 +329,7 @@ async fn message_new(conn: &mut Conn, d: &Delivered, rid: &str, msg_id: &str) {
     let rendered = shared
         .0
         .get_or_try_init(|| async {
-            let view = service.message_view(&login.user, msg_id).await?;
+            let view = Box::pin(service.message_view(&login.user, msg_id)).await?;
             let doc = message_doc(&view);
             let room_frame = protocol::stream_changed(ROOM_MESSAGES, rid, vec![doc.clone()]);
             Ok::<_, imsync_core::Error>(NewMessageDoc { doc, room_frame })
@@ -379,7 +380,7 @@ async fn message_changed(conn: &mut Conn, rid: &str, msg_id: &str) {
     let Some(me) = conn.login.as_ref().map(|l| l.user.clone()) else {
         return;
     };
-    let view = match conn.state.service.message_view(&me, msg_id).await {
+    let view = match Box::pin(conn.state.service.message_view(&me, msg_id)).await {
         Ok(v) => v,
         Err(e) => {
             if !matches!(e.code, ErrorCode::NotFound | ErrorCode::NotParticipant) {
@@ -459,7 +460,7 @@ async fn room_doc(conn: &Conn, rid: &str, change: RoomChange, subscription: bool
             json!({ "_id": rid })
         });
     }
-    let view = conn.state.service.room(&me, rid).await.ok()?;
+    let view = Box::pin(conn.state.service.room(&me, rid)).await.ok()?;
     Some(protocol::ejson(if subscription {
         render::subscription(&view, &me)
     } else {

@@ -107,7 +107,7 @@ pub(super) async fn connect(mut wire: Wire, state: AppState) {
         Ok(_) => return kick(wire, "CONNECT expected").await,
         Err(_) => return kick(wire, "malformed packet").await,
     };
-    let (user, session) = match state.service.authenticate_session(&c.token).await {
+    let (user, session) = match Box::pin(state.service.authenticate_session(&c.token)).await {
         Ok((u, s)) if c.uid.is_empty() || c.uid == u.id => (u, s),
         Ok(_) => {
             let _ = send_packet(
@@ -194,7 +194,9 @@ impl Conn<'_> {
                 m = wire.recv() => match m {
                     Inbound::Packet(b) => {
                         idle_timer.as_mut().reset(Instant::now() + idle);
-                        self.packet(&mut wire, &b, max).await
+                        // Boxed, like the other rare awaits here: the task of every idle
+                        // connection is as large as its largest await.
+                        Box::pin(self.packet(&mut wire, &b, max)).await
                     }
                     Inbound::Nothing => Flow::Go,
                     Inbound::Malformed => Flow::Kick("malformed packet"),
@@ -355,10 +357,7 @@ impl Conn<'_> {
         if let Some(n) = self.channels.get(conv) {
             return Some(n.clone());
         }
-        let c = self
-            .state
-            .service
-            .conversation(self.user, conv)
+        let c = Box::pin(self.state.service.conversation(self.user, conv))
             .await
             .ok()?;
         let peer = (c.conversation.kind == ConversationKind::Direct).then(|| {
