@@ -269,7 +269,7 @@ pub async fn face_fanout(
         &face_phase,
     ));
     r.row(phase_row(
-        format!("send → native /ws (same users, next)"),
+        "send → native /ws (same users, next)".to_owned(),
         &native_phase,
     ));
     r.row(vec![
