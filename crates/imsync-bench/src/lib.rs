@@ -11,6 +11,8 @@
 pub mod client;
 pub mod compare;
 pub mod cpu;
+pub mod ddp;
+pub mod face_fanout;
 pub mod faces;
 pub mod lean;
 pub mod matrix;
@@ -22,4 +24,5 @@ pub mod scenarios;
 pub mod seed;
 pub mod server;
 pub mod stats;
+pub mod wk;
 pub mod ws;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use imsync_bench::client::{http_client, Api};
 use imsync_bench::compare;
+use imsync_bench::face_fanout::{self, Face, FaceFanout};
 use imsync_bench::faces::{self, RcSync, TsddSync};
 use imsync_bench::pg::FreshDb;
 use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
@@ -100,6 +101,12 @@ enum Command {
     Fanout(Common),
     /// 10k idle authenticated WebSockets; the server's RSS per connection.
     IdleWs(Common),
+    /// 1000 Rocket.Chat DDP subscribers (`stream-room-messages`) of one room, 100 msgs/s, beside
+    /// the same users on /ws in the same run; memory per idle DDP connection.
+    DdpFanout(Common),
+    /// 1000 WuKongIM connections in one group, 100 msgs/s, every RECV checked and decrypted,
+    /// beside the same users on /ws in the same run; server CPU per delivery.
+    WkFanout(Common),
     /// 2 imsync nodes on one fresh PostgreSQL database, the send-par load spread over both;
     /// cross-node send → WebSocket receive latency.
     MultiNode {
@@ -460,6 +467,15 @@ async fn multi_node(c: &Common, admin_url: &str) -> Result<()> {
     emit(c, &r, &storage)
 }
 
+async fn face_fanout(c: &Common, face: Face) -> Result<()> {
+    let p = FaceFanout::scaled(c.scale);
+    let (r, s) = with_server(c, None, &[], |base, pid| async move {
+        face_fanout::face_fanout(&base, face, p, Some(pid)).await
+    })
+    .await?;
+    emit(c, &r, &s)
+}
+
 async fn rc_sync(c: &Common) -> Result<()> {
     let p = RcSync::scaled(c.scale);
     let (r, s) = with_server(c, None, &[], |base, _| async move {
@@ -654,6 +670,8 @@ fn main() -> Result<()> {
             Command::SendPar { common, db } => send_par(&common, &db).await,
             Command::Fanout(c) => fanout(&c).await,
             Command::IdleWs(c) => idle_ws(&c).await,
+            Command::DdpFanout(c) => face_fanout(&c, Face::Ddp).await,
+            Command::WkFanout(c) => face_fanout(&c, Face::WuKongIm).await,
             Command::MultiNode {
                 common,
                 database_url,
@@ -674,6 +692,8 @@ fn main() -> Result<()> {
                 rc_sync(&c).await?;
                 tsdd_sync(&c).await?;
                 fanout(&c).await?;
+                face_fanout(&c, Face::Ddp).await?;
+                face_fanout(&c, Face::WuKongIm).await?;
                 idle_ws(&c).await?;
                 match &db.database_url {
                     Some(url) => {

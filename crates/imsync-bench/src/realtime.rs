@@ -3,10 +3,12 @@
 //! send → receive across nodes).
 
 use crate::client::{http_client, Api};
+use crate::cpu::{CpuMeter, CpuUse};
 use crate::report::{f, ratio, Report};
 use crate::scenarios::{concurrently, par_setup, run_par, run_tag, Load, SendPar};
 use crate::stats::Samples;
-use crate::ws::{self, now_us, Heard, Tally};
+use crate::stats::Summary;
+use crate::ws::{self, now_us, Heard, Reading, Tally};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -14,18 +16,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Listeners started by `connect_listeners`, and how to stop them.
-struct Listeners {
-    tally: Arc<Tally>,
+pub(crate) struct Listeners {
+    pub tally: Arc<Tally>,
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<Heard>>,
-    connect_secs: f64,
+    pub connect_secs: f64,
 }
 
 impl Listeners {
     /// Stops every listener; answers what they heard.
-    async fn finish(self) -> Result<Vec<Heard>> {
+    pub async fn finish(self) -> Result<Vec<Heard>> {
         let _ = self.stop.send(true);
         let mut out = Vec::with_capacity(self.handles.len());
         for h in self.handles {
@@ -35,35 +38,85 @@ impl Listeners {
     }
 }
 
-/// Connects one listener per `(base, token)`, `concurrency` handshakes at a time; each starts
-/// reading at once (so nothing queues up on the server while the others connect).
+/// How a listener reads what its protocol sends (see [`ws::Reading`]).
+pub(crate) type Reader = Box<dyn FnMut(Message) -> Reading + Send>;
+
+/// Connects one `/ws` listener per `(base, token)`, `concurrency` handshakes at a time; each
+/// starts reading at once (so nothing queues up on the server while the others connect).
 async fn connect_listeners(
     label: &str,
     targets: Vec<(String, String)>,
     concurrency: usize,
 ) -> Result<Listeners> {
-    let tally = Arc::new(Tally::default());
-    let (stop, stop_rx) = watch::channel(false);
-    let t = tally.clone();
-    let started = Instant::now();
-    let handles = concurrently(label, targets, concurrency, move |(base, token)| {
-        let (t, rx) = (t.clone(), stop_rx.clone());
-        async move {
-            let socket = ws::connect(&base, &token).await?;
-            Ok(tokio::spawn(ws::listen(socket, rx, t)))
-        }
+    connect_listeners_with(label, targets, concurrency, |(base, token)| async move {
+        let socket = ws::connect(&base, &token).await?;
+        Ok((socket, Box::new(ws::native_reading) as Reader))
     })
-    .await?;
-    Ok(Listeners {
-        tally,
+    .await
+}
+
+/// Connects one listener per target with `connect` (which answers the open socket and how to
+/// read it), `concurrency` at a time; each starts reading at once.
+pub(crate) async fn connect_listeners_with<T, F, Fut>(
+    label: &str,
+    targets: Vec<T>,
+    concurrency: usize,
+    connect: F,
+) -> Result<Listeners>
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(ws::Ws, Reader)>> + Send + 'static,
+{
+    let (stop, _) = watch::channel(false);
+    let mut listeners = Listeners {
+        tally: Arc::new(Tally::default()),
         stop,
-        handles,
-        connect_secs: started.elapsed().as_secs_f64(),
-    })
+        handles: Vec::new(),
+        connect_secs: 0.0,
+    };
+    listeners.add(label, targets, concurrency, connect).await?;
+    Ok(listeners)
+}
+
+impl Listeners {
+    /// Connects more listeners (see [`connect_listeners_with`]) that share these ones' tally
+    /// and stop signal.
+    pub(crate) async fn add<T, F, Fut>(
+        &mut self,
+        label: &str,
+        targets: Vec<T>,
+        concurrency: usize,
+        connect: F,
+    ) -> Result<()>
+    where
+        T: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(ws::Ws, Reader)>> + Send + 'static,
+    {
+        let (t, stop_rx) = (self.tally.clone(), self.stop.subscribe());
+        let connect = Arc::new(connect);
+        let started = Instant::now();
+        let handles = concurrently(label, targets, concurrency, move |target| {
+            let (t, rx, connect) = (t.clone(), stop_rx.clone(), connect.clone());
+            async move {
+                let (socket, reader) = connect(target).await?;
+                Ok(tokio::spawn(ws::listen_with(socket, rx, t, reader)))
+            }
+        })
+        .await?;
+        self.handles.extend(handles);
+        self.connect_secs += started.elapsed().as_secs_f64();
+        Ok(())
+    }
 }
 
 /// Waits until `counter` has not moved for `quiet` (or `limit` passed); answers its value.
-async fn settle(counter: &std::sync::atomic::AtomicU64, quiet: Duration, limit: Duration) -> u64 {
+pub(crate) async fn settle(
+    counter: &std::sync::atomic::AtomicU64,
+    quiet: Duration,
+    limit: Duration,
+) -> u64 {
     let started = Instant::now();
     let (mut last, mut since) = (counter.load(Ordering::Relaxed), Instant::now());
     while started.elapsed() < limit {
@@ -79,7 +132,7 @@ async fn settle(counter: &std::sync::atomic::AtomicU64, quiet: Duration, limit: 
 }
 
 /// Latency samples per origin of what `heard` timed; also answers the early closes.
-fn collect(heard: &[Heard], origins: &[char]) -> (Vec<Samples>, Vec<String>) {
+pub(crate) fn collect(heard: &[Heard], origins: &[char]) -> (Vec<Samples>, Vec<String>) {
     let mut per = vec![Samples::default(); origins.len()];
     let mut closed = Vec::new();
     for h in heard {
@@ -95,7 +148,7 @@ fn collect(heard: &[Heard], origins: &[char]) -> (Vec<Samples>, Vec<String>) {
     (per, closed)
 }
 
-fn first_distinct(closed: &[String]) -> String {
+pub(crate) fn first_distinct(closed: &[String]) -> String {
     let mut v: Vec<&String> = closed.iter().collect();
     v.sort();
     v.dedup();
@@ -126,33 +179,44 @@ impl Fanout {
     }
 }
 
-/// `fanout`: `members` WebSocket clients in one group; the owner sends `messages` at `rate`
-/// through HTTP; every delivery is timed from the start of its send.
-pub async fn fanout(base: &str, p: Fanout) -> Result<Report> {
+/// `members` new users (names starting with `prefix`) in one group the first of them created;
+/// answers the users and the group's id.
+pub(crate) async fn one_group(
+    base: &str,
+    members: usize,
+    prefix: &str,
+) -> Result<(Vec<Api>, String)> {
     let http = http_client();
     let anon = Api::new(&http, base);
-    let tag = run_tag();
-    let a = anon.clone();
+    let tag = format!("{prefix}{}", run_tag());
     let users = concurrently(
         "register users",
-        (0..p.members).collect(),
+        (0..members).collect(),
         16,
         move |u: usize| {
-            let (a, tag) = (a.clone(), tag.clone());
-            async move { a.register(&format!("fo{tag}u{u}")).await }
+            let (a, tag) = (anon.clone(), tag.clone());
+            async move { a.register(&format!("{tag}u{u}")).await }
         },
     )
     .await?;
-    let sender = users[0].clone();
     let others: Vec<String> = users[1..].iter().map(|u| u.username.clone()).collect();
-    let group = sender
-        .create_group(&format!("fanout {}", p.members), &others)
+    let group = users[0]
+        .create_group(&format!("fanout {members}"), &others)
         .await?;
+    Ok((users, group))
+}
+
+/// `fanout`: `members` WebSocket clients in one group; the owner sends `messages` at `rate`
+/// through HTTP; every delivery is timed from the start of its send.
+pub async fn fanout(base: &str, p: Fanout) -> Result<Report> {
+    let (users, group) = one_group(base, p.members, "fo").await?;
+    let sender = users[0].clone();
     let targets = users
         .iter()
         .map(|u| (base.to_owned(), u.token.clone().unwrap_or_default()))
         .collect();
     let listeners = connect_listeners("connect WebSockets", targets, 32).await?;
+    let connect_secs = listeners.connect_secs;
     // Every connection announces its presence to the members already connected: wait until
     // that burst is over before measuring.
     let presence = settle(
@@ -161,75 +225,25 @@ pub async fn fanout(base: &str, p: Fanout) -> Result<Report> {
         Duration::from_secs(30),
     )
     .await;
-    let expected = (p.messages * p.members) as u64;
-    let progress = crate::progress::Progress::start("fanout deliveries", expected, "deliveries");
-    let watch_progress = {
-        let (t, done) = (listeners.tally.clone(), progress.done.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                done.store(t.delivered.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-        })
-    };
-    // The sender: one send per tick, each in its own task so a slow answer does not delay the
-    // next one; at most 64 in flight, and no new send after 60 s.
-    let first_send_us = now_us();
-    let send_started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / p.rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut sends = tokio::task::JoinSet::new();
-    let mut sent = 0usize;
-    for k in 0..p.messages {
-        tick.tick().await;
-        if send_started.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        let permit = in_flight.clone().acquire_owned().await?;
-        let (api, group) = (sender.clone(), group.clone());
-        sends.spawn(async move {
-            let t = Instant::now();
-            let r = api.send(&group, &ws::stamp('f', &format!("{k:06}"))).await;
-            drop(permit);
-            r.map(|_| t.elapsed())
-        });
-        sent += 1;
-    }
-    let mut send_lat = Samples::with_capacity(sent);
-    while let Some(r) = sends.join_next().await {
-        send_lat.push(r.context("send task panicked")??);
-    }
-    let send_secs = send_started.elapsed().as_secs_f64();
-    // Wait for the deliveries to arrive (at most 20 s after the last send).
-    let want = (sent * p.members) as u64;
-    let drain_started = Instant::now();
-    while listeners.tally.delivered.load(Ordering::Relaxed) < want
-        && drain_started.elapsed() < Duration::from_secs(20)
-        && !stalled(&listeners.tally)
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    watch_progress.abort();
-    progress.done.store(
-        listeners.tally.delivered.load(Ordering::Relaxed),
-        Ordering::Relaxed,
+    let ph = timed_phase(
+        "fanout deliveries",
+        listeners,
+        &sender,
+        &group,
+        (p.messages, p.rate, p.members),
+        'f',
+        None,
+    )
+    .await?;
+    let (lat, delivered, want, send, closed) = (
+        ph.latency,
+        ph.delivered,
+        ph.want,
+        ph.send,
+        ph.closed.clone(),
     );
-    progress.finish().await;
-    let last_us = listeners.tally.last_delivery_us.load(Ordering::Relaxed);
-    let connect_secs = listeners.connect_secs;
-    let heard = listeners.finish().await?;
-    let (per, closed) = collect(&heard, &['f']);
-    let lat = per[0].summary();
-    let delivered = per[0].len();
-    let deliver_secs = last_us.saturating_sub(first_send_us) as f64 / 1e6;
-    let deliveries_per_sec = ratio(delivered as f64, deliver_secs);
-    let send = Load {
-        count: send_lat.len(),
-        secs: send_secs,
-        per_sec: ratio(send_lat.len() as f64, send_secs),
-        latency: send_lat.summary(),
-    };
+    let (sent, deliver_secs, deliveries_per_sec) =
+        (ph.sent, ph.deliver_secs, ph.deliveries_per_sec);
     let mut r = Report::new(
         "fanout",
         &["measure", "count", "rate", "p50 ms", "p99 ms", "max ms"],
@@ -282,6 +296,117 @@ pub async fn fanout(base: &str, p: Fanout) -> Result<Report> {
         "goal": "p99 send → receive < 50 ms at 100 msgs/s into 1000 receivers",
     });
     Ok(r)
+}
+
+/// What one timed fan-out phase measured.
+pub(crate) struct Phase {
+    pub sent: usize,
+    pub want: u64,
+    pub delivered: usize,
+    pub latency: Summary,
+    pub deliver_secs: f64,
+    pub deliveries_per_sec: f64,
+    pub send: Load,
+    pub closed: Vec<String>,
+    pub rejected: u64,
+    /// From the first send until the deliveries stopped.
+    pub cpu: CpuUse,
+}
+
+/// One sender sends `messages` into `group` at `rate` through the native HTTP API, each stamped
+/// with `origin`, while `listeners` (`receivers` of them) time every delivery; then stops the
+/// listeners. `server_pid` is the process whose CPU time the phase reports.
+pub(crate) async fn timed_phase(
+    label: &str,
+    listeners: Listeners,
+    sender: &Api,
+    group: &str,
+    (messages, rate, receivers): (usize, f64, usize),
+    origin: char,
+    server_pid: Option<u32>,
+) -> Result<Phase> {
+    let expected = (messages * receivers) as u64;
+    let progress = crate::progress::Progress::start(label, expected, "deliveries");
+    let watch_progress = {
+        let (t, done) = (listeners.tally.clone(), progress.done.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                done.store(t.delivered.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        })
+    };
+    let meter = CpuMeter::start(server_pid);
+    // The sender: one send per tick, each in its own task so a slow answer does not delay the
+    // next one; at most 64 in flight, and no new send after 60 s.
+    let first_send_us = now_us();
+    let send_started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut sends = tokio::task::JoinSet::new();
+    let mut sent = 0usize;
+    for k in 0..messages {
+        tick.tick().await;
+        if send_started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        let permit = in_flight.clone().acquire_owned().await?;
+        let (api, group) = (sender.clone(), group.to_owned());
+        sends.spawn(async move {
+            let t = Instant::now();
+            let r = api
+                .send(&group, &ws::stamp(origin, &format!("{k:06}")))
+                .await;
+            drop(permit);
+            r.map(|_| t.elapsed())
+        });
+        sent += 1;
+    }
+    let mut send_lat = Samples::with_capacity(sent);
+    while let Some(r) = sends.join_next().await {
+        send_lat.push(r.context("send task panicked")??);
+    }
+    let send_secs = send_started.elapsed().as_secs_f64();
+    // Wait for the deliveries to arrive (at most 20 s after the last send).
+    let want = (sent * receivers) as u64;
+    let drain_started = Instant::now();
+    while listeners.tally.delivered.load(Ordering::Relaxed) < want
+        && drain_started.elapsed() < Duration::from_secs(20)
+        && !stalled(&listeners.tally)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cpu = meter.stop();
+    watch_progress.abort();
+    progress.done.store(
+        listeners.tally.delivered.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    progress.finish().await;
+    let last_us = listeners.tally.last_delivery_us.load(Ordering::Relaxed);
+    let rejected = listeners.tally.rejected.load(Ordering::Relaxed);
+    let heard = listeners.finish().await?;
+    let (per, closed) = collect(&heard, &[origin]);
+    let delivered = per[0].len();
+    let deliver_secs = last_us.saturating_sub(first_send_us) as f64 / 1e6;
+    Ok(Phase {
+        sent,
+        want,
+        delivered,
+        latency: per[0].summary(),
+        deliver_secs,
+        deliveries_per_sec: ratio(delivered as f64, deliver_secs),
+        send: Load {
+            count: send_lat.len(),
+            secs: send_secs,
+            per_sec: ratio(send_lat.len() as f64, send_secs),
+            latency: send_lat.summary(),
+        },
+        closed,
+        rejected,
+        cpu,
+    })
 }
 
 /// True when nothing was delivered for 5 s (the rest is not coming).

@@ -6,7 +6,7 @@
 //! a thousand listeners stay cheap) and keeps `receive time - send time`.
 
 use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -36,31 +36,46 @@ pub fn parse_stamp(frame: &str) -> Option<(u64, char)> {
     if !frame.contains(NEW_MESSAGE) {
         return None;
     }
-    let i = frame.find(MARK)? + MARK.len();
-    let us = frame.get(i..i + 16)?.parse().ok()?;
-    let origin = frame.get(i + 16..)?.chars().next()?;
+    find_stamp(frame)
+}
+
+/// The send time and origin of the first stamp anywhere in `text`.
+pub fn find_stamp(text: &str) -> Option<(u64, char)> {
+    let i = text.find(MARK)? + MARK.len();
+    let us = text.get(i..i + 16)?.parse().ok()?;
+    let origin = text.get(i + 16..)?.chars().next()?;
     Some((us, origin))
 }
 
 /// `ws://HOST/ws?token=T` for an `http://HOST` base.
 pub fn ws_url(base: &str, token: &str) -> String {
+    ws_path(base, &format!("/ws?token={token}"))
+}
+
+/// `ws://HOST<path>` for an `http://HOST` base.
+pub fn ws_path(base: &str, path: &str) -> String {
     let host = base
         .trim_end_matches('/')
         .trim_start_matches("http://")
         .trim_start_matches("https://");
-    format!("ws://{host}/ws?token={token}")
+    format!("ws://{host}{path}")
 }
 
-/// Opens `/ws` with `token` and waits (at most 30 s) for the `authenticated` frame.
-pub async fn connect(base: &str, token: &str) -> Result<Ws> {
+/// Opens a WebSocket at `url`.
+pub async fn open(url: &str) -> Result<Ws> {
     // The default 128 KiB read buffer is zero-filled before every read: with a thousand
     // listeners that alone would take a core from the server being measured. Frames are small.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(8 * 1024);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(ws_url(base, token), Some(config), true)
-            .await
-            .context("WebSocket handshake")?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .context("WebSocket handshake")?;
+    Ok(ws)
+}
+
+/// Opens `/ws` with `token` and waits (at most 30 s) for the `authenticated` frame.
+pub async fn connect(base: &str, token: &str) -> Result<Ws> {
+    let mut ws = open(&ws_url(base, token)).await?;
     let first = tokio::time::timeout(Duration::from_secs(30), ws.next())
         .await
         .context("no frame within 30 s of the handshake")?;
@@ -79,6 +94,8 @@ pub struct Tally {
     pub other: AtomicU64,
     /// Connections the server closed (or that failed) before the scenario ended.
     pub closed: AtomicU64,
+    /// Deliveries the client refused (see [`Reading::Rejected`]).
+    pub rejected: AtomicU64,
     /// `now_us` of the latest stamped delivery.
     pub last_delivery_us: AtomicU64,
 }
@@ -92,36 +109,78 @@ pub struct Heard {
     pub closed: Option<String>,
 }
 
-/// Reads frames until `stop` turns true or the connection ends; times stamped messages.
-pub async fn listen(
+/// What a listener makes of one message from the server.
+pub enum Reading {
+    /// A stamped delivery: its send time (`now_us`) and origin.
+    Timed(u64, char),
+    /// Any other frame (presence, conversation updates, ...).
+    Other,
+    /// A delivery the client refused (a failed integrity check, a payload it cannot decrypt).
+    Rejected,
+    /// A frame the protocol wants answered (e.g. a DDP ping): the answer.
+    Answer(Message),
+    /// Nothing for the protocol (WebSocket pings and pongs).
+    Ignored,
+}
+
+/// `/ws`'s frames: a stamped `message.new` is timed.
+pub fn native_reading(m: Message) -> Reading {
+    match m {
+        Message::Text(t) => match parse_stamp(t.as_str()) {
+            Some((at, origin)) => Reading::Timed(at, origin),
+            None => Reading::Other,
+        },
+        _ => Reading::Ignored,
+    }
+}
+
+/// Reads `/ws` frames until `stop` turns true or the connection ends; times stamped messages.
+pub async fn listen(ws: Ws, stop: tokio::sync::watch::Receiver<bool>, tally: Arc<Tally>) -> Heard {
+    listen_with(ws, stop, tally, native_reading).await
+}
+
+/// Reads frames until `stop` turns true or the connection ends; `read` says what each is.
+pub async fn listen_with<F>(
     mut ws: Ws,
     mut stop: tokio::sync::watch::Receiver<bool>,
     tally: Arc<Tally>,
-) -> Heard {
+    mut read: F,
+) -> Heard
+where
+    F: FnMut(Message) -> Reading,
+{
     let mut heard = Heard::default();
     loop {
-        tokio::select! {
+        let answer = tokio::select! {
             m = ws.next() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    let now = now_us();
-                    match parse_stamp(t.as_str()) {
-                        Some((at, origin)) => {
-                            heard
-                                .latency
-                                .push((origin, Duration::from_micros(now.saturating_sub(at))));
-                            tally.delivered.fetch_add(1, Ordering::Relaxed);
-                            tally.last_delivery_us.fetch_max(now, Ordering::Relaxed);
-                        }
-                        None => {
-                            tally.other.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
                 Some(Ok(Message::Close(frame))) => {
                     heard.closed = Some(format!("closed by the server: {frame:?}"));
                     break;
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(m)) => match read(m) {
+                    Reading::Timed(at, origin) => {
+                        let now = now_us();
+                        heard
+                            .latency
+                            .push((origin, Duration::from_micros(now.saturating_sub(at))));
+                        tally.delivered.fetch_add(1, Ordering::Relaxed);
+                        tally.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+                        None
+                    }
+                    Reading::Other => {
+                        tally.other.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    Reading::Rejected => {
+                        tally.rejected.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    Reading::Answer(reply) => {
+                        tally.other.fetch_add(1, Ordering::Relaxed);
+                        Some(reply)
+                    }
+                    Reading::Ignored => None,
+                },
                 Some(Err(e)) => {
                     heard.closed = Some(format!("error: {e}"));
                     break;
@@ -133,6 +192,13 @@ pub async fn listen(
             },
             r = stop.wait_for(|s| *s) => {
                 let _ = r;
+                break;
+            }
+        };
+        // Answered outside the select: the stop signal's borrow must not live across a send.
+        if let Some(reply) = answer {
+            if let Err(e) = ws.send(reply).await {
+                heard.closed = Some(format!("error: {e}"));
                 break;
             }
         }

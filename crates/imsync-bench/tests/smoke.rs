@@ -4,6 +4,7 @@
 //! in-process nodes on one schema for multi-node) are ignored unless asked for with `--ignored`
 //! and IMSYNC_TEST_DATABASE_URL set, as `.ci/run` does.
 
+use imsync_bench::face_fanout::{self, Face, FaceFanout};
 use imsync_bench::faces::{self, RcSync, TsddSync};
 use imsync_bench::pg::{psql, FreshDb};
 use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
@@ -278,6 +279,53 @@ async fn fanout_times_every_delivery() {
     assert_eq!(r.figures["send"]["count"], 8);
     assert_eq!(r.figures["closed_early"], 0);
     assert_eq!(cell(&r, 0, 1), "40 of 40");
+}
+
+/// A face's fan-out and the native one of the same run, each delivery of both timed.
+async fn face_fanout_times_both_phases(face: Face) {
+    let s = start().await;
+    let p = FaceFanout {
+        members: 5,
+        messages: 8,
+        rate: 200.0,
+    };
+    // In process, the server's CPU and memory are this test binary's.
+    let r = face_fanout::face_fanout(&s.base, face, p, Some(std::process::id()))
+        .await
+        .unwrap();
+    for phase in ["face", "native"] {
+        let d = &r.figures[phase]["deliveries"];
+        assert_eq!(d["expected"], 40, "{phase}");
+        assert_eq!(d["received"], 40, "{phase}");
+        assert_eq!(d["latency"]["n"], 40, "{phase}");
+        assert_eq!(r.figures[phase]["rejected"], 0, "{phase}");
+        assert_eq!(r.figures[phase]["closed_early"], 0, "{phase}");
+    }
+    assert_eq!(cell(&r, 0, 1), "40 of 40");
+    assert_eq!(cell(&r, 1, 1), "40 of 40");
+    assert!(r.figures["ratio_p99"].as_f64().unwrap() > 0.0);
+    if cfg!(target_os = "linux") {
+        assert!(r.figures["bytes_per_idle_face_connection"].is_number());
+        assert!(
+            r.figures["face"]["server_cpu_us_per_delivery"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
+    }
+    if face == Face::WuKongIm {
+        assert!(r.figures["server_crypto_us_per_recv"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddp_fanout_times_ddp_and_native_deliveries() {
+    face_fanout_times_both_phases(Face::Ddp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wk_fanout_times_decrypted_recvs_and_native_deliveries() {
+    face_fanout_times_both_phases(Face::WuKongIm).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ use imsync_store::repo::{participants, tokens};
 use imsync_store::Store;
 use parking_lot::Mutex;
 use serde_json::Value;
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -49,6 +50,38 @@ pub struct SessionKey {
 pub struct Delivered {
     pub event: Event,
     pub rendered: OnceLock<Vec<String>>,
+    typed: OnceLock<Option<EventData>>,
+    shared: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Delivered {
+    pub fn new(event: Event) -> Delivered {
+        Delivered {
+            event,
+            rendered: OnceLock::new(),
+            typed: OnceLock::new(),
+            shared: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The payload as its kind's type, parsed once for every connection it reaches; `None` if
+    /// it does not parse.
+    pub fn typed(&self) -> Option<&EventData> {
+        self.typed.get_or_init(|| self.event.typed().ok()).as_ref()
+    }
+
+    /// This delivery's one value of type `T`, shared by every connection it reaches and made
+    /// (as `T::default()`) by the first that asks: where a face keeps what it renders once per
+    /// event instead of once per connection.
+    pub fn shared<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+        let mut list = self.shared.lock();
+        if let Some(v) = list.iter().find_map(|v| v.clone().downcast::<T>().ok()) {
+            return v;
+        }
+        let v = Arc::new(T::default());
+        list.push(v.clone());
+        v
+    }
 }
 
 /// What a subscription receives.
@@ -454,10 +487,7 @@ impl Hub {
             }
         };
         if !audience.is_empty() {
-            let d = Delivery::Event(Arc::new(Delivered {
-                event: e.clone(),
-                rendered: OnceLock::new(),
-            }));
+            let d = Delivery::Event(Arc::new(Delivered::new(e.clone())));
             self.deliver(&audience, &d);
         }
         if e.kind == ev::PARTICIPANT_REMOVE {

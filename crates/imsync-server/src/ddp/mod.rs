@@ -159,7 +159,7 @@ async fn run(mut socket: WebSocket, state: AppState) {
             d = next_delivery(&mut conn.hub) => {
                 match d {
                     Some(Delivery::Event(d)) => {
-                        subscriptions::on_event(&mut conn, &d.event).await;
+                        subscriptions::on_event(&mut conn, &d).await;
                     }
                     Some(Delivery::Ephemeral(_)) => {}
                     None => {
@@ -180,7 +180,9 @@ async fn run(mut socket: WebSocket, state: AppState) {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
                         pinged = false;
-                        handle_text(&mut conn, text.as_str()).await;
+                        // Boxed: the methods' state would otherwise sit in every idle
+                        // connection's task, whose size is that of its largest await.
+                        Box::pin(handle_text(&mut conn, text.as_str())).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         last_heard = Instant::now();

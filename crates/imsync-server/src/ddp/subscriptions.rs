@@ -9,8 +9,9 @@ use super::protocol::{self, MethodError};
 use super::Conn;
 use crate::rocketchat::render;
 use imsync_core::event::EventData;
-use imsync_core::model::Event;
+use imsync_core::model::ConversationKind;
 use imsync_core::ErrorCode;
+use imsync_service::hub::Delivered;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -163,25 +164,42 @@ async fn open(conn: &mut Conn, name: &str, params: &[Value]) -> Result<Stream, M
     }
 }
 
-/// The type and name of one of the caller's rooms, cached; `None` if it is not theirs.
+/// The type and name of one of the caller's rooms, cached; `None` if it is not theirs. A group
+/// is named by its title, read alone: a room's full view (every member, the unread count) is
+/// read only for a direct room, named by the other member.
 async fn room_meta(conn: &mut Conn, rid: &str) -> Option<RoomMeta> {
     if let Some(m) = conn.streams.meta.get(rid) {
         return Some(m.clone());
     }
     let me = conn.login.as_ref()?.user.clone();
-    let view = match conn.state.service.room(&me, rid).await {
-        Ok(v) => v,
+    let lookup = |e: imsync_core::Error| {
+        if !matches!(e.code, ErrorCode::NotFound | ErrorCode::NotParticipant) {
+            tracing::warn!(error = %e.message, "DDP room lookup failed");
+        }
+    };
+    let conv = match Box::pin(conn.state.service.readable_room(&me, rid)).await {
+        Ok(c) => c,
         Err(e) => {
-            if !matches!(e.code, ErrorCode::NotFound | ErrorCode::NotParticipant) {
-                tracing::warn!(error = %e.message, "DDP room lookup failed");
-            }
+            lookup(e);
             return None;
         }
     };
-    let sub = render::subscription(&view, &me);
+    let name = match conv.kind {
+        ConversationKind::Group => conv.title.clone().unwrap_or_default(),
+        ConversationKind::Direct => match Box::pin(conn.state.service.room(&me, rid)).await {
+            Ok(view) => render::subscription(&view, &me)["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            Err(e) => {
+                lookup(e);
+                return None;
+            }
+        },
+    };
     let meta = RoomMeta {
-        t: render::room_type(&view.conversation),
-        name: sub["name"].as_str().unwrap_or_default().to_owned(),
+        t: render::room_type(&conv),
+        name,
     };
     conn.streams.meta.insert(rid.to_owned(), meta.clone());
     Some(meta)
@@ -205,37 +223,37 @@ impl RoomChange {
     }
 }
 
-/// Renders one event the hub delivered for the connection's subscriptions.
-pub(crate) async fn on_event(conn: &mut Conn, event: &Event) {
+/// Renders one event the hub delivered for the connection's subscriptions. The store reads below
+/// are boxed: a connection's task is as large as its largest await, and these are rare.
+pub(crate) async fn on_event(conn: &mut Conn, d: &Delivered) {
     if conn.streams.list.is_empty() {
         return;
     }
     let Some(me) = conn.login.as_ref().map(|l| l.user.id.clone()) else {
         return;
     };
-    let data = match event.typed() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, seq = event.seq, "DDP skipped an unreadable event");
-            return;
-        }
+    let Some(data) = d.typed() else {
+        let error = d.event.typed().err().map(|e| e.to_string());
+        tracing::warn!(?error, seq = d.event.seq, "DDP skipped an unreadable event");
+        return;
     };
     match data {
         EventData::MessageNew(m) => {
-            message_changed(conn, &m.conversation_id, &m.id).await;
+            message_new(conn, d, &m.conversation_id, &m.id).await;
             room_changed(conn, &m.conversation_id, RoomChange::Updated, false).await;
         }
         EventData::MessageEdit(m) => message_changed(conn, &m.conversation_id, &m.id).await,
         EventData::MessageDelete(m) => {
             message_changed(conn, &m.conversation_id, &m.id).await;
-            let doc = json!({ "_id": m.id });
-            let event_name = format!("{}/deleteMessage", m.conversation_id);
-            let subs = matching(conn, |s| *s == Stream::Deletes(m.conversation_id.clone()));
-            if !subs.is_empty() {
+            let rid = &m.conversation_id;
+            if conn
+                .streams
+                .any(|s| matches!(s, Stream::Deletes(r) if r == rid))
+            {
                 conn.out.push(protocol::stream_changed(
                     NOTIFY_ROOM,
-                    &event_name,
-                    vec![doc.clone()],
+                    &format!("{rid}/deleteMessage"),
+                    vec![json!({ "_id": m.id })],
                 ));
             }
         }
@@ -285,17 +303,75 @@ pub(crate) async fn on_event(conn: &mut Conn, event: &Event) {
     }
 }
 
-/// The ids of the subscriptions `f` picks.
-fn matching(conn: &Conn, f: impl Fn(&Stream) -> bool) -> Vec<String> {
-    conn.streams
-        .list
-        .iter()
-        .filter(|(_, s)| f(s))
-        .map(|(id, _)| id.clone())
-        .collect()
+/// A new message as every subscriber of its room gets it, rendered by the first connection that
+/// needs it and shared by the rest (a thousand subscribers cost one store read and one frame).
+#[derive(Default)]
+struct SharedNewMessage(tokio::sync::OnceCell<NewMessageDoc>);
+
+struct NewMessageDoc {
+    doc: Value,
+    /// The `stream-room-messages` frame of the room, the same for every subscriber.
+    room_frame: String,
 }
 
-/// A new or changed message, to the room's stream and to `__my_messages__`, in its current state.
+/// A new message, to the room's stream and to `__my_messages__`. The hub offers a `message.new`
+/// only to the members who may see it, so the rendering one of them read is everyone's.
+async fn message_new(conn: &mut Conn, d: &Delivered, rid: &str, msg_id: &str) {
+    let room = conn
+        .streams
+        .any(|s| matches!(s, Stream::Room(r) if r == rid));
+    let mine = conn.streams.any(|s| *s == Stream::MyMessages);
+    if !room && !mine {
+        return;
+    }
+    let Some(login) = conn.login.as_ref() else {
+        return;
+    };
+    let shared = d.shared::<SharedNewMessage>();
+    let service = &conn.state.service;
+    let rendered = shared
+        .0
+        .get_or_try_init(|| async {
+            let view = Box::pin(service.message_view(&login.user, msg_id)).await?;
+            let doc = message_doc(&view);
+            let room_frame = protocol::stream_changed(ROOM_MESSAGES, rid, vec![doc.clone()]);
+            Ok::<_, imsync_core::Error>(NewMessageDoc { doc, room_frame })
+        })
+        .await;
+    let rendered = match rendered {
+        Ok(r) => r,
+        Err(e) => {
+            if !matches!(e.code, ErrorCode::NotFound | ErrorCode::NotParticipant) {
+                tracing::warn!(error = %e.message, "DDP message lookup failed");
+            }
+            return;
+        }
+    };
+    if room {
+        conn.out.push(rendered.room_frame.clone());
+    }
+    if mine {
+        my_message(conn, rid, rendered.doc.clone()).await;
+    }
+}
+
+/// A message to `__my_messages__`, with what the caller's room list says of its room.
+async fn my_message(conn: &mut Conn, rid: &str, doc: Value) {
+    if let Some(meta) = room_meta(conn, rid).await {
+        let info = json!({
+            "roomParticipant": true,
+            "roomType": meta.t,
+            "roomName": meta.name,
+        });
+        conn.out.push(protocol::stream_changed(
+            ROOM_MESSAGES,
+            MY_MESSAGES,
+            vec![doc, info],
+        ));
+    }
+}
+
+/// A changed message, to the room's stream and to `__my_messages__`, in its current state.
 async fn message_changed(conn: &mut Conn, rid: &str, msg_id: &str) {
     let room = conn
         .streams
@@ -307,7 +383,7 @@ async fn message_changed(conn: &mut Conn, rid: &str, msg_id: &str) {
     let Some(me) = conn.login.as_ref().map(|l| l.user.clone()) else {
         return;
     };
-    let view = match conn.state.service.message_view(&me, msg_id).await {
+    let view = match Box::pin(conn.state.service.message_view(&me, msg_id)).await {
         Ok(v) => v,
         Err(e) => {
             if !matches!(e.code, ErrorCode::NotFound | ErrorCode::NotParticipant) {
@@ -325,26 +401,14 @@ async fn message_changed(conn: &mut Conn, rid: &str, msg_id: &str) {
         ));
     }
     if mine {
-        if let Some(meta) = room_meta(conn, rid).await {
-            let info = json!({
-                "roomParticipant": true,
-                "roomType": meta.t,
-                "roomName": meta.name,
-            });
-            conn.out.push(protocol::stream_changed(
-                ROOM_MESSAGES,
-                MY_MESSAGES,
-                vec![doc, info],
-            ));
-        }
+        my_message(conn, rid, doc).await;
     }
 }
 
 /// A room's change, to `<uid>/rooms-changed`, and to `<uid>/subscriptions-changed` when the
 /// caller's subscription changed with it.
 async fn room_changed(conn: &mut Conn, rid: &str, change: RoomChange, subscription: bool) {
-    let rooms = matching(conn, |s| matches!(s, Stream::RoomsChanged(_)));
-    if !rooms.is_empty() {
+    if conn.streams.any(|s| matches!(s, Stream::RoomsChanged(_))) {
         if let Some(doc) = room_doc(conn, rid, change, false).await {
             for e in event_names(conn, |s| match s {
                 Stream::RoomsChanged(e) => Some(e.clone()),
@@ -399,7 +463,7 @@ async fn room_doc(conn: &Conn, rid: &str, change: RoomChange, subscription: bool
             json!({ "_id": rid })
         });
     }
-    let view = conn.state.service.room(&me, rid).await.ok()?;
+    let view = Box::pin(conn.state.service.room(&me, rid)).await.ok()?;
     Some(protocol::ejson(if subscription {
         render::subscription(&view, &me)
     } else {

@@ -18,13 +18,15 @@ use x25519_dalek::{PublicKey, StaticSecret};
 type Encryptor = cbc::Encryptor<aes::Aes128>;
 type Decryptor = cbc::Decryptor<aes::Aes128>;
 
-/// Lower-case hex MD5.
+/// Lower-case hex MD5. Every RECV computes one (its `msgKey`), so the digits come from a table,
+/// not from the formatting machinery.
 pub fn md5_hex(data: &[u8]) -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = Md5::digest(data);
     let mut out = String::with_capacity(32);
     for b in digest.iter() {
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     out
 }

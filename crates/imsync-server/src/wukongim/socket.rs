@@ -109,7 +109,7 @@ pub(super) async fn connect(mut wire: Wire, state: AppState) {
         Ok(_) => return kick(wire, "CONNECT expected").await,
         Err(_) => return kick(wire, "malformed packet").await,
     };
-    let (user, session) = match state.service.authenticate_session(&c.token).await {
+    let (user, session) = match Box::pin(state.service.authenticate_session(&c.token)).await {
         Ok((u, s)) if c.uid.is_empty() || c.uid == u.id => (u, s),
         Ok(_) => {
             let _ = send_packet(
@@ -194,7 +194,9 @@ impl Conn<'_> {
                 m = wire.recv() => match m {
                     Inbound::Packet(b) => {
                         idle_timer.as_mut().reset(Instant::now() + idle);
-                        self.packet(&mut wire, &b, max).await
+                        // Boxed, like the other rare awaits here: the task of every idle
+                        // connection is as large as its largest await.
+                        Box::pin(self.packet(&mut wire, &b, max)).await
                     }
                     Inbound::Nothing => Flow::Go,
                     Inbound::Malformed => Flow::Kick("malformed packet"),
@@ -322,7 +324,10 @@ impl Conn<'_> {
             None if sub.revoked() => return Flow::Kick("session ended"),
             None => return Flow::Close(1001, "going away"),
         };
-        let Some(body) = new_message_of(&d.event) else {
+        if !d.event.event_kind().is_some_and(has_packet) {
+            return Flow::Go;
+        }
+        let Some(EventData::MessageNew(body)) = d.typed() else {
             return Flow::Go;
         };
         if let Some(i) = self.own_sent.iter().position(|s| *s == d.event.seq) {
@@ -332,8 +337,14 @@ impl Conn<'_> {
         let Some(name) = self.channel_name(&body.conversation_id).await else {
             return Flow::Go;
         };
-        let message = message_of(&d.event, body);
-        let p = self.recv(&message, &name);
+        // Rendered once for every connection; each encrypts it with its own key.
+        let shared = d.shared::<SharedPayload>();
+        let (message, plain) = shared.0.get_or_init(|| {
+            let m = message_of(&d.event, body.clone());
+            let plain = render::payload(&m).to_string();
+            (m, plain)
+        });
+        let p = self.recv(message, plain, &name);
         if send_packet(wire, &p).await {
             Flow::Go
         } else {
@@ -346,10 +357,7 @@ impl Conn<'_> {
         if let Some(n) = self.channels.get(conv) {
             return Some(n.clone());
         }
-        let c = self
-            .state
-            .service
-            .conversation(self.user, conv)
+        let c = Box::pin(self.state.service.conversation(self.user, conv))
             .await
             .ok()?;
         let peer = (c.conversation.kind == ConversationKind::Direct).then(|| {
@@ -372,15 +380,13 @@ impl Conn<'_> {
 
     /// The RECV of a message for this reader: a person channel is named by the other member,
     /// so the recipient sees the sender's uid and the sender's other devices the recipient's.
-    fn recv(&self, m: &Message, name: &ChannelName) -> Packet {
+    fn recv(&self, m: &Message, plain: &str, name: &ChannelName) -> Packet {
         let channel_id = match name.kind {
             ConversationKind::Direct => name.peer.clone().unwrap_or_default(),
             ConversationKind::Group => m.conversation_id.clone(),
         };
         let channel_type = render::channel_type(name.kind) as u8;
-        let payload = self
-            .cipher
-            .encrypt_b64(render::payload(m).to_string().as_bytes());
+        let payload = self.cipher.encrypt_b64(plain.as_bytes());
         let client_msg_no = render::client_msg_no(m);
         let message_seq = u32::try_from(m.msg_seq).unwrap_or(u32::MAX);
         let timestamp = u32::try_from(m.created_at / 1000).unwrap_or(0);
@@ -413,12 +419,12 @@ impl Conn<'_> {
     }
 }
 
-/// The message a `message.new` event carries; `None` for every other kind, which has no packet
-/// here (clients learn edits, deletions, reactions and reads through REST sync).
-fn new_message_of(e: &Event) -> Option<MessageBody> {
-    let kind = e.event_kind()?;
+/// Whether an event of this kind has a packet here: only a new message does (clients learn
+/// edits, deletions, reactions and reads through REST sync). Exhaustive, so that a new kind is
+/// decided here.
+fn has_packet(kind: EventKind) -> bool {
     match kind {
-        EventKind::MessageNew => {}
+        EventKind::MessageNew => true,
         EventKind::MessageEdit
         | EventKind::MessageDelete
         | EventKind::MessageReaction
@@ -433,27 +439,14 @@ fn new_message_of(e: &Event) -> Option<MessageBody> {
         | EventKind::ConversationExtra
         | EventKind::ConversationHide
         | EventKind::ParticipantAdd
-        | EventKind::ParticipantRemove => return None,
-    }
-    match e.typed().ok()? {
-        EventData::MessageNew(body) => Some(body),
-        EventData::MessageEdit(_)
-        | EventData::MessageDelete(_)
-        | EventData::MessageReaction(_)
-        | EventData::MessageHide(_)
-        | EventData::MessageRead(_)
-        | EventData::ConversationCreate(_)
-        | EventData::ConversationUpdate(_)
-        | EventData::ConversationArchive(_)
-        | EventData::ConversationUnarchive(_)
-        | EventData::ConversationRead(_)
-        | EventData::ConversationSettings(_)
-        | EventData::ConversationExtra(_)
-        | EventData::ConversationHide(_)
-        | EventData::ParticipantAdd(_)
-        | EventData::ParticipantRemove(_) => None,
+        | EventKind::ParticipantRemove => false,
     }
 }
+
+/// A new message as the TangSengDaoDao renderers take it, and its payload's JSON text: the same
+/// for every connection that receives it.
+#[derive(Default)]
+struct SharedPayload(std::sync::OnceLock<(Message, String)>);
 
 /// The stored message of a `message.new`, as the TangSengDaoDao renderers take it.
 fn message_of(e: &Event, b: MessageBody) -> Message {
