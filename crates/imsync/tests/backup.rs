@@ -127,15 +127,16 @@ async fn a_backup_under_write_load_is_a_consistent_data_dir() {
     let bob = login_as(&restored, &bob).await;
     let (feed, _) = drain(&bob, 0, &[1, 7, 50, 200]).await;
     let seqs: Vec<i64> = feed.iter().map(seq).collect();
-    assert_eq!(seqs.first(), Some(&1), "the restored feed does not start at 1");
+    assert_eq!(
+        seqs.first(),
+        Some(&1),
+        "the restored feed does not start at 1"
+    );
     assert!(
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "the restored feed has gaps or repeats: {seqs:?}"
     );
-    let messages: Vec<&Value> = feed
-        .iter()
-        .filter(|e| e["type"] == "message.new")
-        .collect();
+    let messages: Vec<&Value> = feed.iter().filter(|e| e["type"] == "message.new").collect();
     let contents: Vec<&str> = messages
         .iter()
         .map(|e| e["data"]["content"].as_str().unwrap())
