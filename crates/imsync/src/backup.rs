@@ -60,6 +60,10 @@ fn refuse_non_empty(dest: &Path) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) if dest.exists() && !dest.is_dir() => bail!(
+            "{} exists and is not a directory; give a new or empty directory",
+            dest.display()
+        ),
         Err(e) => Err(e).with_context(|| format!("reading {}", dest.display())),
     }
 }

@@ -31,8 +31,9 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the schema migrations and exit.
     Migrate(ServeArgs),
-    /// Copy the SQLite database (and attachments) into DEST while the server may be running;
-    /// restoring is starting the server with `--data-dir DEST`.
+    /// Copy the SQLite database and attachments into DEST, also while the server runs.
+    ///
+    /// Restoring is starting the server with `--data-dir DEST`.
     Backup(BackupArgs),
 }
 

@@ -98,7 +98,7 @@ async fn a_backup_under_write_load_is_a_consistent_data_dir() {
             n
         })
     };
-    while acked.load(Ordering::SeqCst) < 300 {
+    while acked.load(Ordering::SeqCst) < 1000 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let acked_before = acked.load(Ordering::SeqCst);
@@ -202,6 +202,16 @@ async fn a_non_empty_destination_is_refused() {
         "DEST was written to"
     );
     assert_eq!(std::fs::read(dest.join("keep.txt")).unwrap(), b"mine");
+
+    let file = dest.join("keep.txt");
+    let out = backup(&[
+        &file.display().to_string(),
+        "--data-dir",
+        &live.display().to_string(),
+    ]);
+    let line = refusal(&out);
+    assert!(line.contains("not a directory"), "{line}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
 
     // An empty directory is fine.
     let empty = dir.path().join("empty");
