@@ -1,6 +1,7 @@
 //! `imsync`: the server binary.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod config;
 
 use anyhow::Context;
@@ -30,6 +31,19 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the schema migrations and exit.
     Migrate(ServeArgs),
+    /// Copy the SQLite database and attachments into DEST, also while the server runs.
+    ///
+    /// Restoring is starting the server with `--data-dir DEST`.
+    Backup(BackupArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// A new or empty directory to hold the copy.
+    dest: std::path::PathBuf,
+    /// Where the database is, as given to `serve`.
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 fn main() -> ExitCode {
@@ -37,13 +51,18 @@ fn main() -> ExitCode {
     let (args, migrate_only) = match cli.command {
         Some(Command::Serve(a)) => (a, false),
         Some(Command::Migrate(a)) => (a, true),
+        Some(Command::Backup(a)) => return report(backup(a)),
         // No command means `serve`, still reading its settings from the environment.
         None => match Cli::parse_from(["imsync", "serve"]).command {
             Some(Command::Serve(a)) => (a, false),
             _ => unreachable!("parsed as serve"),
         },
     };
-    match start(args, migrate_only) {
+    report(start(args, migrate_only))
+}
+
+fn report(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // What went wrong and what to do, on one line: `anyhow`'s report would add a
@@ -52,6 +71,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(args.serve)?;
+    let copied = backup::run(&config, &args.dest)?;
+    println!(
+        "imsync: backed up {} database pages and {} attachment files into {}",
+        copied.pages,
+        copied.files,
+        args.dest.display()
+    );
+    Ok(())
 }
 
 fn start(args: ServeArgs, migrate_only: bool) -> anyhow::Result<()> {
