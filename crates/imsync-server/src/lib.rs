@@ -8,6 +8,7 @@ mod auth;
 mod ddp;
 mod error;
 mod extract;
+mod files;
 mod metrics;
 mod native;
 mod ratelimit;

@@ -62,6 +62,8 @@ pub struct Options {
     pub shutdown_grace: Option<Duration>,
     /// Also serve the WuKongIM socket on a TCP listener of its own.
     pub wukongim_tcp: bool,
+    /// The file size limit; the service's default unless set.
+    pub max_file_bytes: Option<u64>,
 }
 
 impl TestServer {
@@ -97,6 +99,10 @@ impl TestServer {
                     .map_or(imsync_service::ServiceConfig::default().token_ttl_ms, |d| {
                         d.as_millis() as i64
                     }),
+                files_dir: Some(dir.path().join("files")),
+                max_file_bytes: o
+                    .max_file_bytes
+                    .unwrap_or(imsync_service::DEFAULT_MAX_FILE_BYTES),
                 ..Default::default()
             },
         );
