@@ -1,0 +1,504 @@
+//! Files over HTTP: the native upload flows (presign → multipart POST → confirm; init → parts →
+//! complete), sending a file in a message, and downloads with their authorization (member,
+//! non-member, member removed before or after the file was sent), `Range`, content type and
+//! disposition, and the size limit. The streaming test runs the real binary and watches its
+//! memory while 200 MiB go through.
+
+mod common;
+mod support;
+
+use common::{Api, ChildServer, Options, TestServer};
+use reqwest::{multipart, Method, StatusCode};
+use serde_json::{json, Value};
+
+fn error_code(b: &Value) -> &str {
+    b["error"]["code"].as_str().unwrap_or("")
+}
+
+/// Presigns, uploads and confirms `bytes`; answers the confirmed upload.
+async fn upload(api: &Api, name: &str, mime: &str, bytes: Vec<u8>) -> Value {
+    let (s, b) = api
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": name, "fileSize": bytes.len(), "mimeType": mime}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (id, url) = (
+        b["data"]["uploadId"].as_str().unwrap().to_owned(),
+        b["data"]["url"].as_str().unwrap().to_owned(),
+    );
+    assert!(url.starts_with('/'), "a relative upload URL: {url}");
+    let (s, b) = post_form(api, &url, name, mime, bytes).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = api
+        .post("/api/im/files/confirm", json!({"uploadId": id}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["uploadId"], id);
+    b["data"].clone()
+}
+
+async fn post_form(
+    api: &Api,
+    url: &str,
+    name: &str,
+    mime: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    let part = multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(mime)
+        .unwrap();
+    let resp = api
+        .http
+        .post(format!("{}{url}", api.base))
+        .bearer_auth(api.token.as_deref().unwrap())
+        .multipart(multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
+}
+
+/// Sends a confirmed upload as a Prismer SDK `send_file` does.
+async fn send_file(api: &Api, conv: &str, up: &Value) -> (StatusCode, Value) {
+    api.post(
+        &format!("/api/im/messages/{conv}"),
+        json!({
+            "content": up["fileName"],
+            "type": "file",
+            "metadata": {
+                "uploadId": up["uploadId"],
+                "fileUrl": up["cdnUrl"],
+                "fileName": up["fileName"],
+                "fileSize": up["fileSize"],
+                "mimeType": up["mimeType"],
+            },
+        }),
+    )
+    .await
+}
+
+async fn download(api: &Api, url: &str, range: Option<&str>) -> reqwest::Response {
+    let mut req = api
+        .http
+        .get(format!("{}{url}", api.base))
+        .bearer_auth(api.token.as_deref().unwrap());
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    req.send().await.unwrap()
+}
+
+fn text_bytes() -> Vec<u8> {
+    (0..10_000u32).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn a_file_sent_in_a_group_is_read_by_its_members_only() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let carol = srv.user("carol").await;
+    let dave = srv.user("dave").await;
+    let g = alice.group("team", &["bob", "dave"]).await;
+    let bytes = text_bytes();
+
+    let up = upload(&alice, "notes.txt", "text/plain", bytes.clone()).await;
+    assert_eq!(up["fileSize"], bytes.len());
+    let url = up["cdnUrl"].as_str().unwrap().to_owned();
+    // Before it is sent, only its uploader may read it.
+    assert_eq!(download(&bob, &url, None).await.status(), 404);
+    assert_eq!(download(&alice, &url, None).await.status(), 200);
+
+    let (s, m) = send_file(&alice, &g, &up).await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    let m = m["data"]["message"].clone();
+    assert_eq!(m["type"], "file");
+    assert_eq!(m["metadata"]["uploadId"], up["uploadId"]);
+
+    // A member: the same bytes, as an attachment.
+    let r = download(&bob, &url, None).await;
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/plain");
+    assert!(
+        h["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"notes.txt\""),
+        "{:?}",
+        h["content-disposition"]
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
+
+    // A non-member: 403 in the native format.
+    let r = download(&carol, &url, None).await;
+    assert_eq!(r.status(), 403);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["ok"], false);
+    assert_eq!(error_code(&b), "FORBIDDEN");
+
+    // One range: 206 with its Content-Range; one past the end: 416 in the native format.
+    let r = download(&bob, &url, Some("bytes=100-199")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 100-199/10000");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[100..200].to_vec());
+    let r = download(&bob, &url, Some("bytes=-10")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[9990..].to_vec());
+    let r = download(&bob, &url, Some("bytes=20000-")).await;
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], "bytes */10000");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(error_code(&b), "RANGE_NOT_SATISFIABLE");
+
+    // Dave is removed: the file sent while he was a member stays his to read, one sent after
+    // his removal is not.
+    let (s, b) = alice
+        .delete(&format!("/api/im/groups/{g}/members/{}", dave.user_id))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let later = upload(&alice, "later.txt", "text/plain", b"after".to_vec()).await;
+    let (s, _) = send_file(&alice, &g, &later).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let later_url = later["cdnUrl"].as_str().unwrap();
+    assert_eq!(download(&dave, &url, None).await.status(), 200);
+    let r = download(&dave, later_url, None).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(download(&bob, later_url, None).await.status(), 200);
+
+    // Deleting the message takes the file away from the members, not from its uploader.
+    let mid = m["id"].as_str().unwrap();
+    let (s, b) = alice.delete(&format!("/api/im/messages/{g}/{mid}")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(download(&bob, &url, None).await.status(), 403);
+    assert_eq!(download(&alice, &url, None).await.status(), 200);
+
+    // Without a token: 401.
+    let r = reqwest::get(format!("{}{url}", srv.base)).await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn only_sniffed_images_are_served_inline() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&[0u8; 64]);
+    let up = upload(&alice, "pic.png", "image/png", png.clone()).await;
+    let r = download(&alice, up["cdnUrl"].as_str().unwrap(), None).await;
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("inline;"));
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+
+    // Declared an image, but is a page: an attachment, never rendered.
+    let fake = upload(
+        &alice,
+        "pic.png",
+        "image/png",
+        b"<html><script>alert(1)</script>".to_vec(),
+    )
+    .await;
+    let r = download(&alice, fake["cdnUrl"].as_str().unwrap(), None).await;
+    let h = r.headers();
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    // SVG can carry scripts: never inline.
+    let svg = upload(&alice, "a.svg", "image/svg+xml", b"<svg/>".to_vec()).await;
+    let r = download(&alice, svg["cdnUrl"].as_str().unwrap(), None).await;
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
+}
+
+#[tokio::test]
+async fn the_size_limit_is_enforced_in_the_native_format() {
+    let srv = TestServer::start_with(Options {
+        max_file_bytes: Some(4096),
+        ..Default::default()
+    })
+    .await;
+    let alice = srv.user("alice").await;
+
+    let (s, b) = alice
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": "big.bin", "fileSize": 5000, "mimeType": "application/octet-stream"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert_eq!(error_code(&b), "PAYLOAD_TOO_LARGE");
+
+    // Announced small, sent larger: refused, and nothing is kept to confirm.
+    let (s, b) = alice
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": "a.bin", "fileSize": 100, "mimeType": "application/octet-stream"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
+    let url = b["data"]["url"].as_str().unwrap().to_owned();
+    let (s, b) = post_form(&alice, &url, "a.bin", "application/octet-stream", vec![7; 101]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert_eq!(b["ok"], false);
+    let (s, b) = alice
+        .post("/api/im/files/confirm", json!({"uploadId": id}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // A body over the whole limit is cut off by the route's own limit, in the same format.
+    let (s, b) = post_form(&alice, &url, "a.bin", "application/octet-stream", vec![7; 80_000]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert_eq!(error_code(&b), "PAYLOAD_TOO_LARGE");
+
+    // Bad announcements.
+    for body in [
+        json!({"fileName": "", "fileSize": 1, "mimeType": "text/plain"}),
+        json!({"fileName": "../x", "fileSize": 1, "mimeType": "text/plain"}),
+        json!({"fileName": "x", "fileSize": -1, "mimeType": "text/plain"}),
+        json!({"fileName": "x", "fileSize": 1, "mimeType": "not a type"}),
+        json!({"fileName": "x"}),
+    ] {
+        let (s, b) = alice.post("/api/im/files/presign", body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {b}");
+        assert_eq!(b["ok"], false);
+    }
+    let (s, b) = alice.get("/api/im/files/types").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"]["maxFileSize"], 4096);
+}
+
+#[tokio::test]
+async fn a_large_file_goes_up_in_parts() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let g = alice.group("team", &["bob"]).await;
+    let size = 12 * 1024 * 1024 + 123;
+    let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 256) as u8).collect();
+    let (s, b) = alice
+        .post(
+            "/api/im/files/upload/init",
+            json!({"fileName": "big.bin", "fileSize": size, "mimeType": "application/octet-stream"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
+    let parts = b["data"]["parts"].as_array().unwrap().clone();
+    assert_eq!(parts.len(), 3);
+    let chunk = 5 * 1024 * 1024;
+    let mut etags = Vec::new();
+    for p in &parts {
+        let n = p["partNumber"].as_u64().unwrap() as usize;
+        let data = bytes[(n - 1) * chunk..(n * chunk).min(size)].to_vec();
+        let r = alice
+            .http
+            .put(format!("{}{}", alice.base, p["url"].as_str().unwrap()))
+            .bearer_auth(alice.token.as_deref().unwrap())
+            .header("content-type", "application/octet-stream")
+            .body(data)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+        etags.push(json!({"partNumber": n, "etag": etag}));
+    }
+    // A part of the wrong size, a part number out of range.
+    let r = alice
+        .http
+        .put(format!("{}{}", alice.base, parts[0]["url"].as_str().unwrap()))
+        .bearer_auth(alice.token.as_deref().unwrap())
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (s, _) = alice
+        .request(
+            Method::PUT,
+            &format!("/api/im/files/upload/{id}/parts/4"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // The short part overwrote part 1: put it back.
+    let r = alice
+        .http
+        .put(format!("{}{}", alice.base, parts[0]["url"].as_str().unwrap()))
+        .bearer_auth(alice.token.as_deref().unwrap())
+        .body(bytes[..chunk].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let mut wrong = etags.clone();
+    wrong[1]["etag"] = json!("\"0000\"");
+    let (s, b) = alice
+        .post(
+            "/api/im/files/upload/complete",
+            json!({"uploadId": id, "parts": wrong}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = alice
+        .post(
+            "/api/im/files/upload/complete",
+            json!({"uploadId": id, "parts": etags}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["fileSize"], size);
+    let up = b["data"].clone();
+    let (s, _) = send_file(&alice, &g, &up).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let r = download(&bob, up["cdnUrl"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().to_vec() == bytes);
+
+    let (s, b) = alice.get("/api/im/files/quota").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"]["used"], size);
+    assert_eq!(b["data"]["fileCount"], 1);
+}
+
+#[tokio::test]
+async fn a_message_may_only_carry_a_file_its_sender_may_read() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let g = bob.group("bobs", &["alice"]).await;
+    let up = upload(&alice, "mine.txt", "text/plain", b"mine".to_vec()).await;
+    // Bob never received it: he cannot send it on.
+    let (s, b) = send_file(&bob, &g, &up).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // Once Alice sent it to him, he may.
+    let (s, _) = send_file(&alice, &g, &up).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, b) = send_file(&bob, &g, &up).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // Others cannot delete it; its uploader can, and then it is gone for everyone.
+    let id = up["uploadId"].as_str().unwrap();
+    let (s, _) = bob.delete(&format!("/api/im/files/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = alice.delete(&format!("/api/im/files/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = up["cdnUrl"].as_str().unwrap();
+    assert_eq!(download(&bob, url, None).await.status(), 404);
+    assert_eq!(download(&alice, url, None).await.status(), 404);
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+#[tokio::test]
+async fn a_200_mib_upload_streams_through_the_server() {
+    const SIZE: u64 = 200 * 1024 * 1024;
+    const CHUNK: usize = 256 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let limit = (SIZE + 1024).to_string();
+    let mut server = ChildServer::spawn_with(
+        dir.path(),
+        common::free_port(),
+        &[
+            "--max-file-bytes",
+            &limit,
+            "--body-timeout-secs",
+            "600",
+        ],
+    )
+    .await;
+    let mut alice = support::register(&server.base, "alice").await;
+    alice.http = reqwest::Client::new();
+    // Warm the upload path once so that what it allocates for good is in the baseline.
+    upload(&alice, "warm.bin", "application/octet-stream", vec![1; 1 << 20]).await;
+
+    let pid = server.child.id();
+    let baseline = vm_rss_kib(pid);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(vm_rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+
+    let (s, b) = alice
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": "huge.bin", "fileSize": SIZE, "mimeType": "application/octet-stream"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
+    let url = b["data"]["url"].as_str().unwrap().to_owned();
+    let chunks = (0..SIZE / CHUNK as u64).map(|i| {
+        Ok::<_, std::io::Error>(vec![(i % 251) as u8; CHUNK])
+    });
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let part = multipart::Part::stream_with_length(body, SIZE).file_name("huge.bin");
+    let resp = alice
+        .http
+        .post(format!("{}{url}", alice.base))
+        .bearer_auth(alice.token.as_deref().unwrap())
+        .multipart(multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let (s, b) = alice
+        .post("/api/im/files/confirm", json!({"uploadId": id}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["fileSize"], SIZE);
+
+    // The download streams too, and ends with the last chunk's bytes.
+    let r = download(&alice, b["data"]["cdnUrl"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let (mut got, mut last) = (0u64, 0u8);
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.unwrap();
+        got += chunk.len() as u64;
+        last = *chunk.last().unwrap_or(&last);
+    }
+    assert_eq!(got, SIZE);
+    assert_eq!(last, ((SIZE / CHUNK as u64 - 1) % 251) as u8);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let growth_kib = peak.load(std::sync::atomic::Ordering::Relaxed) - baseline;
+    println!("RSS baseline {baseline} KiB, growth during 200 MiB up and down {growth_kib} KiB");
+    assert!(
+        growth_kib < 32 * 1024,
+        "the server's RSS grew by {growth_kib} KiB while 200 MiB went through"
+    );
+    server.kill9();
+}
+
