@@ -33,7 +33,10 @@ pub fn multipart_error(e: MultipartError) -> Error {
             "The upload is larger than allowed",
         )
     } else {
-        Error::invalid(format!("Could not read the multipart body: {}", e.body_text()))
+        Error::invalid(format!(
+            "Could not read the multipart body: {}",
+            e.body_text()
+        ))
     }
 }
 

@@ -251,7 +251,14 @@ async fn the_size_limit_is_enforced_in_the_native_format() {
     assert_eq!(s, StatusCode::OK);
     let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
     let url = b["data"]["url"].as_str().unwrap().to_owned();
-    let (s, b) = post_form(&alice, &url, "a.bin", "application/octet-stream", vec![7; 101]).await;
+    let (s, b) = post_form(
+        &alice,
+        &url,
+        "a.bin",
+        "application/octet-stream",
+        vec![7; 101],
+    )
+    .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
     assert_eq!(b["ok"], false);
     let (s, b) = alice
@@ -259,7 +266,14 @@ async fn the_size_limit_is_enforced_in_the_native_format() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     // A body over the whole limit is cut off by the route's own limit, in the same format.
-    let (s, b) = post_form(&alice, &url, "a.bin", "application/octet-stream", vec![7; 80_000]).await;
+    let (s, b) = post_form(
+        &alice,
+        &url,
+        "a.bin",
+        "application/octet-stream",
+        vec![7; 80_000],
+    )
+    .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
     assert_eq!(error_code(&b), "PAYLOAD_TOO_LARGE");
 
@@ -319,7 +333,11 @@ async fn a_large_file_goes_up_in_parts() {
     // A part of the wrong size, a part number out of range.
     let r = alice
         .http
-        .put(format!("{}{}", alice.base, parts[0]["url"].as_str().unwrap()))
+        .put(format!(
+            "{}{}",
+            alice.base,
+            parts[0]["url"].as_str().unwrap()
+        ))
         .bearer_auth(alice.token.as_deref().unwrap())
         .body(vec![1u8; 10])
         .send()
@@ -338,7 +356,11 @@ async fn a_large_file_goes_up_in_parts() {
     // The short part overwrote part 1: put it back.
     let r = alice
         .http
-        .put(format!("{}{}", alice.base, parts[0]["url"].as_str().unwrap()))
+        .put(format!(
+            "{}{}",
+            alice.base,
+            parts[0]["url"].as_str().unwrap()
+        ))
         .bearer_auth(alice.token.as_deref().unwrap())
         .body(bytes[..chunk].to_vec())
         .send()
@@ -420,18 +442,19 @@ async fn a_200_mib_upload_streams_through_the_server() {
     let mut server = ChildServer::spawn_with(
         dir.path(),
         common::free_port(),
-        &[
-            "--max-file-bytes",
-            &limit,
-            "--body-timeout-secs",
-            "600",
-        ],
+        &["--max-file-bytes", &limit, "--body-timeout-secs", "600"],
     )
     .await;
     let mut alice = support::register(&server.base, "alice").await;
     alice.http = reqwest::Client::new();
     // Warm the upload path once so that what it allocates for good is in the baseline.
-    upload(&alice, "warm.bin", "application/octet-stream", vec![1; 1 << 20]).await;
+    upload(
+        &alice,
+        "warm.bin",
+        "application/octet-stream",
+        vec![1; 1 << 20],
+    )
+    .await;
 
     let pid = server.child.id();
     let baseline = vm_rss_kib(pid);
@@ -456,9 +479,8 @@ async fn a_200_mib_upload_streams_through_the_server() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
     let url = b["data"]["url"].as_str().unwrap().to_owned();
-    let chunks = (0..SIZE / CHUNK as u64).map(|i| {
-        Ok::<_, std::io::Error>(vec![(i % 251) as u8; CHUNK])
-    });
+    let chunks =
+        (0..SIZE / CHUNK as u64).map(|i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; CHUNK]));
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let part = multipart::Part::stream_with_length(body, SIZE).file_name("huge.bin");
     let resp = alice
@@ -502,3 +524,250 @@ async fn a_200_mib_upload_streams_through_the_server() {
     server.kill9();
 }
 
+/// A request with the headers a face authenticates with.
+async fn face_get(
+    srv: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> reqwest::Response {
+    let http = reqwest::Client::new();
+    let mut req = match &body {
+        Some(b) => http.post(format!("{}{path}", srv.base)).json(b),
+        None => http.get(format!("{}{path}", srv.base)),
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+fn rc(api: &Api) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-user-id", api.user_id.clone()),
+        ("x-auth-token", api.token.clone().unwrap()),
+    ]
+}
+
+fn refs<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    h.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The message of a TangSengDaoDao channel page with `seq`.
+async fn tsdd_message(srv: &TestServer, api: &Api, group: &str, seq: i64) -> Value {
+    let token = api.token.clone().unwrap();
+    let r = face_get(
+        srv,
+        "/v1/message/channel/sync",
+        &[("token", &token)],
+        Some(
+            json!({"channel_id": group, "channel_type": 2, "start_message_seq": 0,
+                    "end_message_seq": 0, "limit": 50, "pull_mode": 1}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    b["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_seq"] == seq)
+        .cloned()
+        .unwrap_or_else(|| panic!("no message {seq} in {b}"))
+}
+
+#[tokio::test]
+async fn a_file_is_the_same_file_on_every_face() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let carol = srv.user("carol").await;
+    let g = alice.group("team", &["bob"]).await;
+    let bytes = text_bytes();
+
+    // Sent through the native face.
+    let up = upload(&alice, "notes.txt", "text/plain", bytes.clone()).await;
+    let (s, m) = send_file(&alice, &g, &up).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let m = m["data"]["message"].clone();
+    let id = up["uploadId"].as_str().unwrap();
+
+    // Rocket.Chat: file, files and attachments, and the attachment's link downloads it.
+    let bob_rc = rc(&bob);
+    let r = face_get(
+        &srv,
+        &format!(
+            "/api/v1/chat.getMessage?msgId={}",
+            m["id"].as_str().unwrap()
+        ),
+        &refs(&bob_rc),
+        None,
+    )
+    .await;
+    let b: Value = r.json().await.unwrap();
+    let doc = &b["message"];
+    assert_eq!(doc["file"]["_id"], id, "{b}");
+    assert_eq!(doc["file"]["name"], "notes.txt");
+    assert_eq!(doc["files"][0]["_id"], id);
+    let a = &doc["attachments"][0];
+    assert_eq!(a["title"], "notes.txt");
+    assert_eq!(a["type"], "file");
+    assert_eq!(a["title_link_download"], true);
+    let link = a["title_link"].as_str().unwrap();
+    assert_eq!(link, format!("/file-upload/{id}/notes.txt"));
+    let r = face_get(&srv, link, &refs(&bob_rc), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
+    let carol_rc = rc(&carol);
+    let r = face_get(&srv, link, &refs(&carol_rc), None).await;
+    assert_eq!(r.status(), 403);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["success"], false, "{b}");
+    assert_eq!(face_get(&srv, link, &[], None).await.status(), 401);
+
+    // TangSengDaoDao: a file payload (type 8) whose url is under the face's base.
+    let p = &tsdd_message(&srv, &bob, &g, m["seq"].as_i64().unwrap()).await["payload"];
+    assert_eq!(p["type"], 8, "{p}");
+    assert_eq!(p["name"], "notes.txt");
+    assert_eq!(p["size"], bytes.len());
+    let url = p["url"].as_str().unwrap();
+    assert_eq!(url, format!("file/preview/{id}"));
+    let bob_token = bob.token.clone().unwrap();
+    let r = face_get(&srv, &format!("/v1/{url}"), &[("token", &bob_token)], None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
+    let carol_token = carol.token.clone().unwrap();
+    let r = face_get(
+        &srv,
+        &format!("/v1/{url}"),
+        &[("token", &carol_token)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let b: Value = r.json().await.unwrap();
+    assert!(b["msg"].is_string(), "{b}");
+
+    // Rocket.Chat rooms.upload: the file and its message in one request, seen natively.
+    let png = {
+        let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+        v.extend_from_slice(&[3u8; 100]);
+        v
+    };
+    let form = multipart::Form::new()
+        .part(
+            "file",
+            multipart::Part::bytes(png.clone())
+                .file_name("pic.png")
+                .mime_str("image/png")
+                .unwrap(),
+        )
+        .text("msg", "look")
+        .text("description", "a picture");
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/api/v1/rooms.upload/{g}", srv.base))
+        .multipart(form);
+    for (k, v) in &bob_rc {
+        req = req.header(*k, v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["success"], true, "{b}");
+    let doc = &b["message"];
+    assert_eq!(doc["msg"], "look");
+    assert_eq!(doc["attachments"][0]["description"], "a picture");
+    assert_eq!(doc["attachments"][0]["image_type"], "image/png");
+    let rc_id = doc["file"]["_id"].as_str().unwrap().to_owned();
+    let history = support::history_all(&alice, &g).await;
+    let native = history
+        .iter()
+        .find(|m| m["id"] == doc["_id"])
+        .expect("the upload's message in native history");
+    assert_eq!(native["type"], "image");
+    assert_eq!(native["metadata"]["uploadId"], rc_id.as_str());
+    let r = download(
+        &alice,
+        native["metadata"]["fileUrl"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+    // Not a member: refused, and no file is left behind.
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/api/v1/rooms.upload/{g}", srv.base))
+        .multipart(multipart::Form::new().part(
+            "file",
+            multipart::Part::bytes(vec![1u8; 10]).file_name("x.bin"),
+        ));
+    for (k, v) in &carol_rc {
+        req = req.header(*k, v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let (_, q) = carol.get("/api/im/files/quota").await;
+    assert_eq!(q["data"]["fileCount"], 0, "{q}");
+
+    // TangSengDaoDao's upload: ask where, upload, send a file payload naming it.
+    let r = face_get(
+        &srv,
+        "/v1/file/upload?type=chat&path=/chat/2/g/report.txt",
+        &[("token", &bob_token)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    let upload_url = b["url"].as_str().unwrap().to_owned();
+    assert!(upload_url.starts_with(&srv.base), "{upload_url}");
+    let r = reqwest::Client::new()
+        .post(&upload_url)
+        .header("token", &bob_token)
+        .multipart(
+            multipart::Form::new().part(
+                "file",
+                multipart::Part::bytes(b"tsdd bytes".to_vec())
+                    .file_name("report.txt")
+                    .mime_str("text/plain")
+                    .unwrap(),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    let path = b["path"].as_str().unwrap().to_owned();
+    let r = face_get(
+        &srv,
+        "/v1/message/send",
+        &[("token", &bob_token)],
+        Some(
+            json!({"channel_id": g, "channel_type": 2, "client_msg_no": "f1",
+                    "payload": {"type": 8, "url": path, "name": "report.txt", "size": 10}}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let history = support::history_all(&alice, &g).await;
+    let native = history.last().unwrap();
+    assert_eq!(native["type"], "file");
+    let url = native["metadata"]["fileUrl"].as_str().unwrap();
+    let r = download(&alice, url, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), b"tsdd bytes".to_vec());
+    assert_eq!(download(&carol, url, None).await.status(), 403);
+    // A payload naming someone else's unsent upload is refused.
+    let r = face_get(
+        &srv,
+        "/v1/message/send",
+        &[("token", &carol_token)],
+        Some(json!({"channel_id": carol.user_id, "channel_type": 1,
+                    "payload": {"type": 8, "url": path, "name": "x", "size": 1}})),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+}

@@ -16,7 +16,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use imsync_core::model::User;
 use imsync_core::Error;
-use imsync_service::files::{FileRecord, NewFile, INLINE_TYPES, PART_BYTES};
+use imsync_service::files::{content_url, FileRecord, NewFile, INLINE_TYPES, PART_BYTES};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -47,11 +47,6 @@ struct PartRef {
 struct CompleteBody {
     upload_id: String,
     parts: Vec<PartRef>,
-}
-
-/// Where a file is downloaded from, on every face.
-pub fn content_url(id: &str) -> String {
-    format!("/api/im/files/{id}/content")
 }
 
 /// A confirmed upload as the SDK's `upload()` returns it.
@@ -226,24 +221,28 @@ async fn content(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    serve(&state, &me, &id, &headers, crate::error::Face::Native).await
+    serve(&state, &me, &id, &headers, |e| {
+        crate::error::Face::Native.error(e)
+    })
+    .await
 }
 
-/// A download for any face: the file if the caller may read it, else the face's error.
+/// A download for any face: the file if the caller may read it, else the error as the face
+/// renders it.
 pub async fn serve(
     state: &AppState,
     me: &User,
     id: &str,
     headers: &HeaderMap,
-    face: crate::error::Face,
+    render: impl Fn(Error) -> Response,
 ) -> Response {
     let d = match state.service.open_file(me, id).await {
         Ok(d) => d,
-        Err(e) => return face.error(e),
+        Err(e) => return render(e),
     };
     let len = d.file.size as u64;
     match crate::files::download(d, headers).await {
         Ok(r) => r.into_response(),
-        Err(e) => unsatisfied(face.error(e), Some(len)),
+        Err(e) => unsatisfied(render(e), Some(len)),
     }
 }

@@ -98,9 +98,9 @@ impl Disk {
             let mut buf = vec![0u8; 256 * 1024];
             for (i, etag) in etags.iter().enumerate() {
                 let path = self.part_path(id, i as u32 + 1)?;
-                let mut part = tokio::fs::File::open(&path).await.map_err(|_| {
-                    Error::param(format!("part {} was not uploaded", i + 1))
-                })?;
+                let mut part = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|_| Error::param(format!("part {} was not uploaded", i + 1)))?;
                 let mut md5 = Md5::new();
                 loop {
                     let n = part
@@ -179,7 +179,12 @@ impl Disk {
     }
 }
 
-async fn copy_into<S>(mut file: tokio::fs::File, path: &Path, body: S, limit: u64) -> Result<Written>
+async fn copy_into<S>(
+    mut file: tokio::fs::File,
+    path: &Path,
+    body: S,
+    limit: u64,
+) -> Result<Written>
 where
     S: Stream<Item = Result<Bytes>> + Send,
 {

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use imsync_core::model::{Message, User};
 use imsync_core::{ids, time::now_ms, Error, ErrorCode, Result};
-pub use imsync_store::repo::files::{FileRecord, FileState};
 use imsync_store::repo::files::{self, FileLink};
+pub use imsync_store::repo::files::{FileRecord, FileState};
 use imsync_store::repo::messages;
 use imsync_store::SqlConn;
 use std::path::PathBuf;
@@ -113,7 +113,10 @@ impl NewFile {
                 "fileName must have 1 to {MAX_NAME_LEN} characters"
             )));
         }
-        if name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+        if name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+        {
             return Err(Error::param(
                 "fileName may not contain control characters or slashes",
             ));
@@ -178,6 +181,44 @@ fn may_read(c: &mut dyn SqlConn, me: &str, f: &FileRecord) -> Result<()> {
     Err(Error::forbidden(
         "You may not read the conversation this file was sent in",
     ))
+}
+
+/// Where a file is downloaded from: the one URL every face's messages carry (relative to the
+/// server; the Rocket.Chat and TangSengDaoDao faces also serve it under their own paths).
+pub fn content_url(id: &str) -> String {
+    format!("/api/im/files/{id}/content")
+}
+
+/// The upload id in a URL a face handed out for a file (the native content URL, or the
+/// TangSengDaoDao preview path), absolute or relative.
+pub fn upload_id_in_url(url: &str) -> Option<&str> {
+    let plain = |id: &str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if let Some((_, rest)) = url.split_once("/api/im/files/") {
+        return rest.strip_suffix("/content").filter(|id| plain(id));
+    }
+    let rest = url.split_once("file/preview/")?.1;
+    let id = rest.split('/').next()?;
+    plain(id).then_some(id)
+}
+
+/// The native type of a message carrying `f`: an image when it is one that is shown inline.
+pub fn message_kind(f: &FileRecord) -> &'static str {
+    if f.inline_ok {
+        "image"
+    } else {
+        "file"
+    }
+}
+
+/// The metadata of a message carrying `f`, as the Prismer SDK's `send_file` writes it.
+pub fn message_metadata(f: &FileRecord) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("uploadId".into(), f.id.clone().into());
+    m.insert("fileUrl".into(), content_url(&f.id).into());
+    m.insert("fileName".into(), f.name.clone().into());
+    m.insert("fileSize".into(), f.size.into());
+    m.insert("mimeType".into(), f.mime.clone().into());
+    m
 }
 
 /// The upload a message's metadata names (`uploadId`, as the Prismer SDK sends it).
@@ -284,7 +325,9 @@ impl Service {
             return Err(Error::param(format!("partNumber must be 1 to {parts}")));
         }
         let expected = PART_BYTES.min(size - (n as u64 - 1) * PART_BYTES);
-        let written = disk.store(&disk.part_path(&f.id, n)?, body, expected).await?;
+        let written = disk
+            .store(&disk.part_path(&f.id, n)?, body, expected)
+            .await?;
         if written.size != expected {
             return Err(Error::param(format!(
                 "part {n} must have {expected} bytes, not {}",
@@ -320,7 +363,9 @@ impl Service {
         let etags: Vec<String> = etags.into_iter().map(|(_, e)| e).collect();
         let written = disk.join_parts(&f.id, &etags).await?;
         if written.size != f.declared_size as u64 {
-            return Err(Error::param("the parts do not add up to the announced size"));
+            return Err(Error::param(
+                "the parts do not add up to the announced size",
+            ));
         }
         self.record_upload(f, written.size, &written.head, true)
             .await
@@ -449,5 +494,26 @@ impl Service {
             })
             .await?;
         Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_are_found_in_the_urls_handed_out() {
+        assert_eq!(upload_id_in_url("/api/im/files/Ab1/content"), Some("Ab1"));
+        assert_eq!(
+            upload_id_in_url("http://h:1/api/im/files/Ab1/content"),
+            Some("Ab1")
+        );
+        assert_eq!(upload_id_in_url("file/preview/Ab1"), Some("Ab1"));
+        assert_eq!(
+            upload_id_in_url("http://h/v1/file/preview/Ab1/x.png"),
+            Some("Ab1")
+        );
+        assert_eq!(upload_id_in_url("/api/im/files/../x/content"), None);
+        assert_eq!(upload_id_in_url("https://elsewhere/x.png"), None);
     }
 }

@@ -154,18 +154,17 @@ pub fn link(c: &mut dyn SqlConn, l: &FileLink) -> Result<()> {
 }
 
 pub fn links(c: &mut dyn SqlConn, file_id: &str) -> Result<Vec<FileLink>> {
-    Ok(c
-        .query(
-            "SELECT file_id, message_id, conv_id, event_seq FROM file_links WHERE file_id = $1 \
+    Ok(c.query(
+        "SELECT file_id, message_id, conv_id, event_seq FROM file_links WHERE file_id = $1 \
              ORDER BY event_seq",
-            args![file_id],
-        )?
-        .iter()
-        .map(|r| FileLink {
-            file_id: r.string(0),
-            message_id: r.string(1),
-            conv_id: r.string(2),
-            event_seq: r.i64(3),
-        })
-        .collect())
+        args![file_id],
+    )?
+    .iter()
+    .map(|r| FileLink {
+        file_id: r.string(0),
+        message_id: r.string(1),
+        conv_id: r.string(2),
+        event_seq: r.i64(3),
+    })
+    .collect())
 }
