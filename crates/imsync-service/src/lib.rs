@@ -97,14 +97,16 @@ impl Service {
         // Each face that acts on registration installs its hook here.
         let registration_hooks: Vec<Arc<dyn RegistrationHook>> =
             rocketchat::registration_hooks(&config);
-        Service {
+        let service = Service {
             store,
             files: files::FileStore::new(config.files_dir.clone(), config.max_file_bytes),
             config: Arc::new(config),
             hub,
             sessions: Arc::default(),
             registration_hooks: registration_hooks.into(),
-        }
+        };
+        service.spawn_file_collector();
+        service
     }
 
     pub fn hub(&self) -> &hub::Hub {

@@ -771,3 +771,93 @@ async fn a_file_is_the_same_file_on_every_face() {
     .await;
     assert_eq!(r.status(), 400);
 }
+
+fn files_on_disk(srv: &TestServer) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(srv.dir.path().join("files"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn the_collector_removes_what_no_message_needs() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let g = alice.group("team", &["bob"]).await;
+    let now = imsync_core::time::now_ms();
+    let day = imsync_service::files::GRACE_MS.max(imsync_service::files::ORPHAN_MS);
+
+    // Kept: a file in a live message, a confirmed file not sent yet.
+    let kept = upload(&alice, "kept.txt", "text/plain", b"kept".to_vec()).await;
+    send_file(&alice, &g, &kept).await;
+    let unsent = upload(&alice, "unsent.txt", "text/plain", b"unsent".to_vec()).await;
+    // Collected: a file whose only message is deleted, an upload never confirmed, an upload
+    // never sent at all, and stray bytes.
+    let dropped = upload(&alice, "dropped.txt", "text/plain", b"dropped".to_vec()).await;
+    let (_, m) = send_file(&alice, &g, &dropped).await;
+    let mid = m["data"]["message"]["id"].as_str().unwrap().to_owned();
+    alice.delete(&format!("/api/im/messages/{g}/{mid}")).await;
+    let (_, b) = alice
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": "half.txt", "fileSize": 4, "mimeType": "text/plain"}),
+        )
+        .await;
+    let half_url = b["data"]["url"].as_str().unwrap().to_owned();
+    post_form(
+        &alice,
+        &half_url,
+        "half.txt",
+        "text/plain",
+        b"half".to_vec(),
+    )
+    .await;
+    alice
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": "never.txt", "fileSize": 4, "mimeType": "text/plain"}),
+        )
+        .await;
+    std::fs::write(srv.dir.path().join("files/strayBytes"), b"x").unwrap();
+    let half_id = half_url.rsplit('/').next().unwrap().to_owned();
+    let id = |v: &Value| v["uploadId"].as_str().unwrap().to_owned();
+    let mut before = vec![
+        id(&kept),
+        id(&unsent),
+        id(&dropped),
+        half_id.clone(),
+        "strayBytes".to_owned(),
+    ];
+    before.sort();
+    assert_eq!(files_on_disk(&srv), before);
+
+    // Within the grace, nothing goes; the deleted message's file still serves its uploader.
+    let s = srv.service.sweep_files(now).await.unwrap();
+    assert_eq!(s, imsync_service::files::Swept::default());
+    assert_eq!(files_on_disk(&srv).len(), 5);
+
+    let s = srv.service.sweep_files(now + day + 60_000).await.unwrap();
+    assert_eq!((s.unreferenced, s.stale, s.stray), (1, 2, 1), "{s:?}");
+    let mut after = vec![id(&kept), id(&unsent)];
+    after.sort();
+    assert_eq!(files_on_disk(&srv), after);
+    assert_eq!(
+        download(&bob, kept["cdnUrl"].as_str().unwrap(), None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        download(&alice, dropped["cdnUrl"].as_str().unwrap(), None)
+            .await
+            .status(),
+        404
+    );
+    let (_, q) = alice.get("/api/im/files/quota").await;
+    assert_eq!(q["data"]["fileCount"], 2, "{q}");
+}

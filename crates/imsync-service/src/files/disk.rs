@@ -49,12 +49,20 @@ impl Disk {
         Disk { root }
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn parts_root(&self) -> PathBuf {
+        self.root.join("parts")
+    }
+
     pub fn path(&self, id: &str) -> Result<PathBuf> {
         Ok(self.root.join(check_id(id)?))
     }
 
     fn parts_dir(&self, id: &str) -> Result<PathBuf> {
-        Ok(self.root.join("parts").join(check_id(id)?))
+        Ok(self.parts_root().join(check_id(id)?))
     }
 
     pub fn part_path(&self, id: &str, n: u32) -> Result<PathBuf> {

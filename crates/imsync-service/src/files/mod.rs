@@ -9,6 +9,9 @@
 //! refused, and one who saw it before their removal keeps it, as they keep the message.
 
 mod disk;
+mod sweep;
+
+pub use sweep::{Swept, GRACE_MS, ORPHAN_MS};
 
 use crate::visibility::Sight;
 use crate::Service;
@@ -482,9 +485,9 @@ impl Service {
             FileState::Uploaded
         };
         let g = f.clone();
-        self.store
+        let recorded = self
+            .store
             .write(move |c| {
-                // The record may have gone (deleted meanwhile): then so must the bytes.
                 owned(c, &g.owner_id, &g.id)?;
                 files::set_uploaded(c, &g.id, g.size, g.inline_ok, g.updated_at)?;
                 if confirm {
@@ -492,7 +495,14 @@ impl Service {
                 }
                 Ok(())
             })
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            if e.code == ErrorCode::NotFound {
+                // The record went meanwhile (deleted, or collected): so do the bytes.
+                self.files.disk()?.remove(&f.id).await;
+            }
+            return Err(e);
+        }
         Ok(f)
     }
 }

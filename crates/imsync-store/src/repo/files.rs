@@ -168,3 +168,31 @@ pub fn links(c: &mut dyn SqlConn, file_id: &str) -> Result<Vec<FileLink>> {
     })
     .collect())
 }
+
+/// Uploads never finished (pending, or uploaded and never confirmed) last touched before
+/// `before`.
+pub fn stale_uploads(c: &mut dyn SqlConn, before: i64, limit: i64) -> Result<Vec<String>> {
+    Ok(c.query(
+        "SELECT id FROM files WHERE state <> $1 AND updated_at < $2 ORDER BY updated_at \
+             LIMIT $3",
+        args![FileState::Ready.as_str(), before, limit],
+    )?
+    .iter()
+    .map(|r| r.string(0))
+    .collect())
+}
+
+/// Files sent in messages that are all deleted (or gone), the last of them before `before`.
+pub fn unreferenced(c: &mut dyn SqlConn, before: i64, limit: i64) -> Result<Vec<String>> {
+    Ok(c.query(
+        "SELECT f.id FROM files f WHERE f.state = $1 \
+             AND EXISTS (SELECT 1 FROM file_links l WHERE l.file_id = f.id) \
+             AND NOT EXISTS (SELECT 1 FROM file_links l JOIN messages m ON m.id = l.message_id \
+                 WHERE l.file_id = f.id AND (m.deleted_at IS NULL OR m.deleted_at >= $2)) \
+             LIMIT $3",
+        args![FileState::Ready.as_str(), before, limit],
+    )?
+    .iter()
+    .map(|r| r.string(0))
+    .collect())
+}

@@ -38,6 +38,8 @@ pub struct TestServer {
     /// The WuKongIM TCP listener, when `Options::wukongim_tcp` asked for one.
     pub wukongim_tcp: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
+    /// The service behind the server, for tests that drive what no request does.
+    pub service: imsync_service::Service,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
 }
@@ -125,7 +127,7 @@ impl TestServer {
         };
         let wukongim_tcp = tcp_listener.as_ref().map(|l| l.local_addr().unwrap());
         let state = imsync_server::AppState::new(imsync_server::AppParts {
-            service,
+            service: service.clone(),
             metrics: imsync_server::install_recorder(),
             config: Arc::new(imsync_server::ServerConfig {
                 max_body_bytes: o.max_body_bytes.unwrap_or(1024 * 1024),
@@ -166,6 +168,7 @@ impl TestServer {
             wukongim_tcp,
             base: format!("http://{addr}"),
             dir,
+            service,
             shutdown: Some(tx),
             serving: Some(serving),
         }
