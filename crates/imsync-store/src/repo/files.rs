@@ -138,7 +138,8 @@ pub fn delete(c: &mut dyn SqlConn, id: &str) -> Result<bool> {
 /// Bytes and count of a user's stored files (uploaded or confirmed).
 pub fn usage(c: &mut dyn SqlConn, owner_id: &str) -> Result<(i64, i64)> {
     let row = c.query_opt(
-        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM files WHERE owner_id = $1 AND state <> $2",
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT), COUNT(*) FROM files \
+         WHERE owner_id = $1 AND state <> $2",
         args![owner_id, FileState::Pending.as_str()],
     )?;
     Ok(row.map_or((0, 0), |r| (r.i64(0), r.i64(1))))
