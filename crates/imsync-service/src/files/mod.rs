@@ -503,6 +503,8 @@ impl Service {
             }
             return Err(e);
         }
+        metrics::counter!("imsync_files_stored_total").increment(1);
+        metrics::counter!("imsync_file_bytes_stored_total").increment(size);
         Ok(f)
     }
 }

@@ -128,6 +128,8 @@ impl Service {
             }
         }
         swept.stray = self.sweep_stray(disk, now).await?;
+        let removed = swept.unreferenced + swept.stale + swept.stray;
+        metrics::counter!("imsync_files_collected_total").increment(removed as u64);
         Ok(swept)
     }
 
