@@ -41,6 +41,7 @@ error_codes! {
     UsernameTaken => ("USERNAME_TAKEN", 409),
     IdempotencyKeyReused => ("IDEMPOTENCY_KEY_REUSED", 409),
     PayloadTooLarge => ("PAYLOAD_TOO_LARGE", 413),
+    RangeNotSatisfiable => ("RANGE_NOT_SATISFIABLE", 416),
     RateLimited => ("RATE_LIMITED", 429),
     Internal => ("INTERNAL_ERROR", 500),
     Unavailable => ("SERVICE_UNAVAILABLE", 503),

@@ -238,6 +238,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/openapi.json", get(openapi_json))
         .merge(native)
+        .merge(crate::native::files::router(state.service.max_file_bytes()))
         .merge(crate::realtime::router())
         .merge(crate::rocketchat::router())
         .merge(crate::ddp::router())

@@ -72,8 +72,8 @@ impl Face {
             path.strip_prefix(prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         };
-        // `/websocket` is Rocket.Chat's realtime (DDP) endpoint.
-        if under("/api/v1") || under("/websocket") {
+        // `/websocket` is Rocket.Chat's realtime (DDP) endpoint, `/file-upload` its downloads.
+        if under("/api/v1") || under("/websocket") || under("/file-upload") {
             Face::RocketChat
         } else if under("/v1") {
             Face::Tsdd

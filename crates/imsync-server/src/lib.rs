@@ -10,6 +10,7 @@ mod ddp;
 mod error;
 mod extract;
 mod face_errors;
+mod files;
 mod metrics;
 mod native;
 mod ratelimit;

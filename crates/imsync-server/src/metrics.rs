@@ -65,6 +65,21 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "gauge",
         "Average writes per batch since the server started",
     ),
+    (
+        "imsync_files_stored_total",
+        "counter",
+        "Files stored (uploads completed) by this node",
+    ),
+    (
+        "imsync_file_bytes_stored_total",
+        "counter",
+        "Bytes of the files stored by this node",
+    ),
+    (
+        "imsync_files_collected_total",
+        "counter",
+        "Files removed by the collector: their messages deleted, uploads never finished, stray bytes",
+    ),
 ];
 
 /// The realtime protocols whose open connections are counted.

@@ -6,6 +6,7 @@
 mod accounts;
 mod contacts;
 mod conversations;
+pub mod files;
 pub mod hub;
 mod messages;
 pub mod payload;
@@ -38,6 +39,9 @@ use imsync_core::Result;
 use imsync_store::Store;
 use std::sync::Arc;
 
+/// The default file size limit: what the Prismer SDK allows.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 50 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub registration_open: bool,
@@ -49,6 +53,10 @@ pub struct ServiceConfig {
     pub default_channel: Option<String>,
     /// Rocket.Chat's `Threads_enabled` setting: when off, its thread endpoints refuse.
     pub threads_enabled: bool,
+    /// Where uploaded files are kept; `None` turns the file calls off (they answer 503).
+    pub files_dir: Option<std::path::PathBuf>,
+    /// The largest file accepted, in bytes.
+    pub max_file_bytes: u64,
 }
 
 impl Default for ServiceConfig {
@@ -59,6 +67,8 @@ impl Default for ServiceConfig {
             realtime_queue: hub::DEFAULT_QUEUE,
             default_channel: Some("GENERAL".to_owned()),
             threads_enabled: true,
+            files_dir: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
@@ -75,6 +85,7 @@ pub struct Service {
     hub: hub::Hub,
     sessions: Arc<sessions::SessionCache>,
     registration_hooks: Arc<[Arc<dyn RegistrationHook>]>,
+    files: files::FileStore,
 }
 
 impl Service {
@@ -86,13 +97,16 @@ impl Service {
         // Each face that acts on registration installs its hook here.
         let registration_hooks: Vec<Arc<dyn RegistrationHook>> =
             rocketchat::registration_hooks(&config);
-        Service {
+        let service = Service {
             store,
+            files: files::FileStore::new(config.files_dir.clone(), config.max_file_bytes),
             config: Arc::new(config),
             hub,
             sessions: Arc::default(),
             registration_hooks: registration_hooks.into(),
-        }
+        };
+        service.spawn_file_collector();
+        service
     }
 
     pub fn hub(&self) -> &hub::Hub {

@@ -252,6 +252,9 @@ pub(crate) fn send_in(
     message.version = e.seq;
     convs::message_appended(c, &head, slot, e.seq)?;
     messages::insert(c, &message)?;
+    if crate::files::upload_id_of(&message).is_some() {
+        crate::files::attach_in(c, me, &message)?;
+    }
     if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
         if !idempotency::record(c, &me.id, &head.id, key, &message.id, fingerprint, now)? {
             // Another node committed the same key first: this attempt rolls back and the caller

@@ -112,6 +112,8 @@ settings! {
     token_ttl_secs: u64 = "604800", env "IMSYNC_TOKEN_TTL_SECS";
     /// Largest accepted request body in bytes.
     max_body_bytes: usize = "1048576", env "IMSYNC_MAX_BODY_BYTES";
+    /// Largest accepted file upload in bytes; uploads have their own limit, not the body's.
+    max_file_bytes: u64 = "52428800", env "IMSYNC_MAX_FILE_BYTES";
     /// Requests per second per client address; 0 turns the limit off.
     rate_limit: u32 = "0", env "IMSYNC_RATE_LIMIT";
     /// Reverse proxies (CIDR blocks or addresses, comma-separated) whose X-Forwarded-For names
@@ -248,6 +250,8 @@ impl Config {
             token_ttl_ms: (self.token_ttl_secs as i64).saturating_mul(1000),
             // An empty id turns the default channel off.
             default_channel: (!default_channel.is_empty()).then(|| default_channel.to_owned()),
+            files_dir: Some(self.data_dir.join("files")),
+            max_file_bytes: self.max_file_bytes,
             ..Default::default()
         }
     }

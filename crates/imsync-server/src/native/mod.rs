@@ -4,6 +4,7 @@
 mod accounts;
 mod contacts;
 mod conversations;
+pub mod files;
 mod groups;
 mod messages;
 mod render;

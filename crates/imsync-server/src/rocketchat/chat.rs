@@ -38,7 +38,7 @@ const POST_BY_CHANNEL: &[super::params::Prop] = &[
 ];
 
 /// A view of a message the caller just wrote: no reactions or replies yet.
-fn fresh(message: Message, me: &User) -> MessageView {
+pub(super) fn fresh(message: Message, me: &User) -> MessageView {
     MessageView {
         message,
         sender: Some(me.clone()),
@@ -60,7 +60,7 @@ fn extra_fields(src: &Map<String, Value>) -> Value {
 }
 
 /// A send's errors as Rocket.Chat words them.
-fn send_error(e: Error) -> RcError {
+pub(super) fn send_error(e: Error) -> RcError {
     match e.code {
         ErrorCode::NotFound => RcError::meteor("error-invalid-room", "Invalid room"),
         ErrorCode::NotParticipant | ErrorCode::Forbidden => RcError::not_allowed(),

@@ -102,6 +102,9 @@ impl From<Error> for RcError {
             }
             ErrorCode::PayloadTooLarge => RcError::Status(StatusCode::PAYLOAD_TOO_LARGE, e.message),
             ErrorCode::RateLimited => RcError::Status(StatusCode::TOO_MANY_REQUESTS, e.message),
+            ErrorCode::RangeNotSatisfiable => {
+                RcError::Status(StatusCode::RANGE_NOT_SATISFIABLE, e.message)
+            }
             ErrorCode::Internal => RcError::Status(StatusCode::INTERNAL_SERVER_ERROR, e.message),
             ErrorCode::Unavailable => RcError::Status(StatusCode::SERVICE_UNAVAILABLE, e.message),
         }

@@ -9,6 +9,7 @@ mod browse;
 mod chat;
 mod directory;
 pub(crate) mod error;
+mod files;
 pub(crate) mod params;
 pub(crate) mod render;
 mod rooms;
@@ -101,6 +102,15 @@ pub fn router() -> Router<AppState> {
     for (name, m) in routes {
         r = r.route(&format!("/api/v1/{name}"), with_fallback(m));
     }
-    r.route("/api/info", with_fallback(get(directory::info)))
-        .route("/api/v1/{*rest}", axum::routing::any(no_endpoint))
+    r.route(
+        "/api/v1/rooms.upload/{rid}",
+        // The file's own limit applies (the service's), not the JSON body limit.
+        with_fallback(post(files::rooms_upload)).layer(axum::extract::DefaultBodyLimit::disable()),
+    )
+    .route(
+        "/file-upload/{id}/{name}",
+        with_fallback(get(files::file_upload)),
+    )
+    .route("/api/info", with_fallback(get(directory::info)))
+    .route("/api/v1/{*rest}", axum::routing::any(no_endpoint))
 }

@@ -69,6 +69,11 @@ pub fn message(v: &MessageView) -> Value {
             }
         }
     }
+    if let Some(f) = file_fields(m) {
+        for (k, v) in f {
+            o.entry(k).or_insert(v);
+        }
+    }
     if let Some(p) = &m.parent_id {
         o.insert("tmid".into(), json!(p));
     }
@@ -107,6 +112,8 @@ pub fn message(v: &MessageView) -> Value {
         o.insert("t".into(), json!("rm"));
         o.insert("msg".into(), json!(""));
         o.insert("attachments".into(), json!([]));
+        o.remove("file");
+        o.remove("files");
         o.remove("reactions");
         o.insert("editedAt".into(), json!(iso(at)));
         o.insert(
@@ -115,6 +122,56 @@ pub fn message(v: &MessageView) -> Value {
         );
     }
     Value::Object(o)
+}
+
+/// Where Rocket.Chat clients fetch an uploaded file.
+pub fn file_url(id: &str, name: &str) -> String {
+    let mut encoded = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("/file-upload/{id}/{encoded}")
+}
+
+/// A file message's `file`, `files` and `attachments`, as Rocket.Chat writes them for an upload,
+/// from the metadata every face's file messages carry (`uploadId`, `fileName`, …).
+fn file_fields(m: &Message) -> Option<Vec<(String, Value)>> {
+    let md = m.metadata.as_object()?;
+    let id = md.get("uploadId")?.as_str()?;
+    let name = md.get("fileName").and_then(Value::as_str).unwrap_or(id);
+    let mime = md
+        .get("mimeType")
+        .and_then(Value::as_str)
+        .unwrap_or("application/octet-stream");
+    let size = md.get("fileSize").cloned().unwrap_or(json!(0));
+    let file = json!({ "_id": id, "name": name, "type": mime, "size": size });
+    let url = file_url(id, name);
+    let mut attachment = json!({
+        "ts": iso(m.created_at),
+        "title": name,
+        "title_link": url,
+        "title_link_download": true,
+        "type": "file",
+        "format": name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_uppercase()).unwrap_or_default(),
+        "size": size,
+    });
+    if let Some(d) = md.get("description").and_then(Value::as_str) {
+        attachment["description"] = json!(d);
+    }
+    if m.kind == "image" {
+        attachment["image_url"] = json!(url);
+        attachment["image_type"] = json!(mime);
+        attachment["image_size"] = size.clone();
+    }
+    Some(vec![
+        ("file".into(), file.clone()),
+        ("files".into(), json!([file])),
+        ("attachments".into(), json!([attachment])),
+    ])
 }
 
 /// The trash time of a deleted message: its last change (see `repo::message_changes`).

@@ -1,5 +1,5 @@
 use super::error::{bad, ok_status, TsddAuth, TsddError, TsddJson, TsddResult};
-use super::render::{self, CONTENT_EDIT_KEY, PAYLOAD_KEY};
+use super::render::{self, CONTENT_EDIT_KEY};
 use super::{channel, message_id};
 use crate::app::AppState;
 use crate::extract::UnusedBody;
@@ -47,7 +47,7 @@ pub async fn send(
     let new = NewMessage {
         content,
         kind: Some(render::native_kind(content_type).to_owned()),
-        metadata: Some(json!({ PAYLOAD_KEY: payload })),
+        metadata: Some(render::posted_metadata(payload)),
         idempotency_key: Some(b.client_msg_no.trim().to_owned()).filter(|k| !k.is_empty()),
         ..Default::default()
     };

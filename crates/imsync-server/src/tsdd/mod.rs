@@ -4,6 +4,7 @@
 
 mod conversations;
 pub(crate) mod error;
+mod files;
 mod messages;
 mod reactions;
 pub(crate) mod render;
@@ -42,6 +43,18 @@ pub fn router() -> Router<AppState> {
             put(conversations::clear_unread),
         )
         .route("/v1/message/send", post(messages::send))
+        .route(
+            "/v1/file/upload",
+            axum::routing::get(files::upload_url)
+                // The file's own limit applies (the service's), not the JSON body limit.
+                .post(files::upload)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/v1/file/preview/{id}", axum::routing::get(files::preview))
+        .route(
+            "/v1/file/preview/{id}/{*name}",
+            axum::routing::get(files::preview_named),
+        )
         .route("/v1/message/channel/sync", post(messages::channel_sync))
         .route("/v1/message/extra/sync", post(messages::extra_sync))
         .route("/v1/message/revoke", post(messages::revoke))

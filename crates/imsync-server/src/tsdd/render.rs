@@ -77,6 +77,43 @@ fn omit_empty(v: &mut Value, keys: &[&str]) {
     }
 }
 
+/// Where this face's clients fetch a file: relative to their API base (`…/v1/`).
+pub fn preview_path(id: &str) -> String {
+    format!("file/preview/{id}")
+}
+
+/// The metadata linking a message posted through this face to the upload its payload's `url`
+/// names, so that every face sees a file message and its download is authorised by it.
+pub fn file_metadata(payload: &Map<String, Value>) -> Map<String, Value> {
+    let mut md = Map::new();
+    let Some(id) = payload
+        .get("url")
+        .and_then(Value::as_str)
+        .and_then(imsync_service::files::upload_id_in_url)
+    else {
+        return md;
+    };
+    md.insert("uploadId".into(), json!(id));
+    md.insert(
+        "fileUrl".into(),
+        json!(imsync_service::files::content_url(id)),
+    );
+    if let Some(name) = payload.get("name").filter(|v| v.is_string()) {
+        md.insert("fileName".into(), name.clone());
+    }
+    if let Some(size) = payload.get("size").filter(|v| v.is_number()) {
+        md.insert("fileSize".into(), size.clone());
+    }
+    md
+}
+
+/// A posted payload as a message's metadata: kept whole, with the link to its file if any.
+pub fn posted_metadata(payload: Map<String, Value>) -> Value {
+    let mut md = file_metadata(&payload);
+    md.insert(PAYLOAD_KEY.into(), Value::Object(payload));
+    Value::Object(md)
+}
+
 pub fn payload(m: &Message) -> Value {
     let code = content_type(&m.kind);
     if m.is_deleted() || m.revoked {
@@ -89,6 +126,16 @@ pub fn payload(m: &Message) -> Value {
     let mut p = Map::new();
     p.insert("type".into(), json!(code));
     p.insert("content".into(), json!(m.content));
+    if let Some(id) = m.metadata.get("uploadId").and_then(Value::as_str) {
+        // The fields of TangSengDaoDao's file and image contents, with a URL under its base.
+        p.insert("url".into(), json!(preview_path(id)));
+        if let Some(name) = m.metadata.get("fileName") {
+            p.insert("name".into(), name.clone());
+        }
+        if let Some(size) = m.metadata.get("fileSize") {
+            p.insert("size".into(), size.clone());
+        }
+    }
     if let Some(meta) = m.metadata.as_object() {
         for (k, v) in meta {
             if !k.starts_with('_') && !p.contains_key(k) {

@@ -27,7 +27,7 @@ use imsync_core::model::{ConversationKind, Event, Message, User};
 use imsync_core::{ErrorCode, Seq};
 use imsync_service::hub::{Delivery, Subscription};
 use imsync_service::{Channel, NewMessage};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use tokio::time::Instant;
 
@@ -523,7 +523,7 @@ fn new_message(plain: &[u8], client_msg_no: &str) -> Option<NewMessage> {
     Some(NewMessage {
         content,
         kind: Some(render::native_kind(content_type).to_owned()),
-        metadata: Some(json!({ render::PAYLOAD_KEY: payload })),
+        metadata: Some(render::posted_metadata(payload)),
         idempotency_key: Some(client_msg_no.trim().to_owned()).filter(|k| !k.is_empty()),
         ..Default::default()
     })

@@ -3,6 +3,7 @@
 pub mod contacts;
 pub mod conversations;
 pub mod events;
+pub mod files;
 pub mod idempotency;
 pub mod messages;
 pub mod participants;

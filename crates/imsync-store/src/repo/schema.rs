@@ -224,6 +224,33 @@ CREATE TABLE blocks (
 );
 CREATE INDEX blocks_blocked ON blocks(blocked_id);
 "#,
+    // Files: one row per upload (its bytes live in the file store, not here), and the messages
+    // that carry it, whose conversations decide who may download it.
+    r#"
+CREATE TABLE files (
+    id TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    declared_size INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    inline_ok INTEGER NOT NULL DEFAULT 0,
+    multipart INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX files_owner ON files(owner_id, state);
+CREATE INDEX files_state ON files(state, updated_at);
+CREATE TABLE file_links (
+    file_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    conv_id TEXT NOT NULL,
+    event_seq INTEGER NOT NULL,
+    PRIMARY KEY (file_id, message_id)
+);
+CREATE INDEX file_links_message ON file_links(message_id);
+"#,
 ];
 
 /// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock

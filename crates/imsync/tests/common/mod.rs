@@ -38,6 +38,8 @@ pub struct TestServer {
     /// The WuKongIM TCP listener, when `Options::wukongim_tcp` asked for one.
     pub wukongim_tcp: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
+    /// The service behind the server, for tests that drive what no request does.
+    pub service: imsync_service::Service,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
 }
@@ -64,6 +66,8 @@ pub struct Options {
     pub wukongim_tcp: bool,
     /// `--trusted-proxies`.
     pub trusted_proxies: Option<&'static str>,
+    /// The file size limit; the service's default unless set.
+    pub max_file_bytes: Option<u64>,
 }
 
 impl TestServer {
@@ -99,6 +103,10 @@ impl TestServer {
                     .map_or(imsync_service::ServiceConfig::default().token_ttl_ms, |d| {
                         d.as_millis() as i64
                     }),
+                files_dir: Some(dir.path().join("files")),
+                max_file_bytes: o
+                    .max_file_bytes
+                    .unwrap_or(imsync_service::DEFAULT_MAX_FILE_BYTES),
                 ..Default::default()
             },
         );
@@ -121,7 +129,7 @@ impl TestServer {
         };
         let wukongim_tcp = tcp_listener.as_ref().map(|l| l.local_addr().unwrap());
         let state = imsync_server::AppState::new(imsync_server::AppParts {
-            service,
+            service: service.clone(),
             metrics: imsync_server::install_recorder(),
             config: Arc::new(imsync_server::ServerConfig {
                 max_body_bytes: o.max_body_bytes.unwrap_or(1024 * 1024),
@@ -166,6 +174,7 @@ impl TestServer {
             wukongim_tcp,
             base: format!("http://{addr}"),
             dir,
+            service,
             shutdown: Some(tx),
             serving: Some(serving),
         }

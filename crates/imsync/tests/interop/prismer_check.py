@@ -19,6 +19,10 @@ conversationId, senderId and content, and parse as the SDK's own MessageNewPaylo
 `error` or unexpected `disconnected` event meanwhile. Every wait has a timeout, and a watchdog
 ends the process with a clear message if an SDK call blocks.
 
+Files through the SDK's FilesClient: send_file (presign, multipart POST, confirm, a `file`
+message), a 12 MB upload in parts, types, quota and delete; another member downloads each file
+from the message's fileUrl with their own token and gets the same bytes, a non-member gets 403.
+
 Exits 0 when every check passes; otherwise prints what failed and exits 1.
 """
 
@@ -503,6 +507,79 @@ def realtime_async_checks(base, alice, alice_id, bob_id, bob_token, group_id):
         asyncio.run(run())
 
 
+def file_checks(base, alice, bob, bob_token, carol_token, group_id):
+    """The SDK's file calls: send_file (presign, multipart POST to the relative URL, confirm,
+    then a `file` message), a file over 10 MB (init, 5 MiB PUT parts with their ETags,
+    complete), types, quota and delete. Another member downloads each file from the message's
+    fileUrl with their own token and gets the same bytes; a non-member is refused."""
+    import httpx
+
+    def fetch(url, token):
+        return httpx.get(f"{base}{url}", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    step("files: types and quota")
+    types = ok_data(alice.im.files.types(), "files.types")
+    check(isinstance(types.get("allowedMimeTypes"), list), "types: allowedMimeTypes", types)
+    quota = ok_data(alice.im.files.quota(), "files.quota")
+    check(quota.get("used") == 0 and quota.get("fileCount") == 0, "quota before uploads", quota)
+
+    step("files: send_file, and another member downloads it from the message's fileUrl")
+    small = os.urandom(300_000)
+    sent = alice.im.files.send_file(
+        group_id, small, file_name="report.bin", mime_type="application/octet-stream"
+    )
+    upload, message = sent["upload"], sent["message"]["message"]
+    check(message.get("type") == "file", "send_file: the message type is not file", message)
+    meta = message.get("metadata") or {}
+    check(meta.get("uploadId") == upload["uploadId"], "send_file: metadata.uploadId", message)
+    check(meta.get("fileSize") == len(small), "send_file: metadata.fileSize", message)
+    seen = [m for m in history_ids(bob, group_id) if m.get("id") == message["id"]]
+    check(seen, "bob's history lacks the file message")
+    url = (seen[0].get("metadata") or {}).get("fileUrl")
+    check(url, "the file message in bob's history has no fileUrl", seen[0])
+    got = fetch(url, bob_token)
+    check(got.status_code == 200, f"bob's download answered {got.status_code}", got.text[:200])
+    check(got.content == small, "bob downloaded other bytes than alice uploaded")
+    check(
+        got.headers.get("content-disposition", "").startswith("attachment"),
+        "a binary file is not served as an attachment",
+        dict(got.headers),
+    )
+    refused = fetch(url, carol_token)
+    check(refused.status_code == 403, f"a non-member's download answered {refused.status_code}")
+    check(refused.json().get("ok") is False, "a refused download is not the error envelope")
+
+    step("files: a 12 MB file goes up in 5 MiB parts")
+    big = os.urandom(12 * 1024 * 1024 + 17)
+    up = alice.im.files.upload(big, file_name="big.bin", mime_type="application/octet-stream")
+    check(up.get("fileSize") == len(big), "multipart upload: fileSize", up)
+    sent = ok_data(
+        alice.im.messages.send(
+            group_id,
+            "big.bin",
+            type="file",
+            metadata={
+                "uploadId": up["uploadId"],
+                "fileUrl": up["cdnUrl"],
+                "fileName": up["fileName"],
+                "fileSize": up["fileSize"],
+                "mimeType": up["mimeType"],
+            },
+        ),
+        "send the big file",
+    )
+    got = fetch(up["cdnUrl"], bob_token)
+    check(got.status_code == 200 and got.content == big, "bob's download of the big file differs")
+    quota = ok_data(alice.im.files.quota(), "files.quota after uploads")
+    check(quota.get("used") == len(small) + len(big), "quota.used after two uploads", quota)
+
+    step("files: delete")
+    ok_data(alice.im.files.delete(up["uploadId"]), "files.delete")
+    gone = fetch(up["cdnUrl"], bob_token)
+    check(gone.status_code == 404, f"a deleted file answered {gone.status_code}")
+    return sent
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: prismer_check.py BASE_URL", file=sys.stderr)
@@ -514,6 +591,8 @@ def main():
     step("register two users anonymously")
     alice, alice_id, _ = register(base, f"alice_{suffix}", "Alice")
     bob, bob_id, bob_token = register(base, f"bob_{suffix}", "Bob")
+    carol, _, carol_token = register(base, f"carol_{suffix}", "Carol")
+    carol.close()
     try:
         step("create a group")
         group = ok_data(alice.im.groups.create(f"team-{suffix}", [bob_id]), "groups.create")
@@ -584,6 +663,7 @@ def main():
             ok_data(alice.im.messages.send(group_id, f"bulk {i}"), f"bulk send {i}")
 
         sync_checks(base, alice, alice_id, bob_id, bob_token, group_id, msg["id"], kept["id"])
+        file_checks(base, alice, bob, bob_token, carol_token, group_id)
 
         realtime_sync_checks(base, alice, alice_id, bob_id, bob_token, group_id)
         realtime_async_checks(base, alice, alice_id, bob_id, bob_token, group_id)

@@ -1,0 +1,300 @@
+//! The local file store: one file per upload under its root, named by the upload's id.
+//!
+//! Bytes arrive as a stream and go to a temporary file under `tmp/` chunk by chunk, never whole
+//! in memory; only a complete upload within its limit is renamed into place, so a reader never
+//! sees a partial file and a failed upload leaves at most a temporary file (removed on the
+//! spot, or by the collector if the process died). Multipart uploads keep each part under
+//! `parts/<id>/<n>` until they are joined.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use imsync_core::{Error, ErrorCode, Result};
+use md5::{Digest, Md5};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a stored stream was.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    pub size: u64,
+    /// Hex MD5 of the bytes (a part's ETag, as S3 gives it).
+    pub md5: String,
+    /// The first bytes, for sniffing.
+    pub head: Vec<u8>,
+}
+
+/// How many leading bytes [`Written::head`] keeps.
+const HEAD_LEN: usize = 16;
+
+#[derive(Debug)]
+pub(crate) struct Disk {
+    root: PathBuf,
+}
+
+/// Ids come from the store, but a path is only ever built from a plain one.
+fn check_id(id: &str) -> Result<&str> {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(id)
+    } else {
+        Err(Error::not_found("File"))
+    }
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::internal(format!("{what} {}: {e}", path.display()))
+}
+
+impl Disk {
+    pub fn new(root: PathBuf) -> Disk {
+        Disk { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn parts_root(&self) -> PathBuf {
+        self.root.join("parts")
+    }
+
+    pub fn path(&self, id: &str) -> Result<PathBuf> {
+        Ok(self.root.join(check_id(id)?))
+    }
+
+    fn parts_dir(&self, id: &str) -> Result<PathBuf> {
+        Ok(self.parts_root().join(check_id(id)?))
+    }
+
+    pub fn part_path(&self, id: &str, n: u32) -> Result<PathBuf> {
+        Ok(self.parts_dir(id)?.join(n.to_string()))
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    async fn temp_file(&self) -> Result<(PathBuf, tokio::fs::File)> {
+        let dir = self.tmp_dir();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("creating", &dir, e))?;
+        let path = dir.join(imsync_core::ids::new_id());
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| io_error("creating", &path, e))?;
+        Ok((path, file))
+    }
+
+    /// Streams `body` into `dest` (replacing it), refusing it once it passes `limit` bytes.
+    /// A body that fails or is refused leaves `dest` as it was.
+    pub async fn store<S>(&self, dest: &Path, body: S, limit: u64) -> Result<Written>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let (tmp, file) = self.temp_file().await?;
+        let written = copy_into(file, &tmp, body, limit).await;
+        self.finish(tmp, dest, written).await
+    }
+
+    /// Joins the parts `1..=count` of `id` into its file, checking each part's MD5 against
+    /// `etags`; answers the joined file's size and head. The parts are removed afterwards.
+    pub async fn join_parts(&self, id: &str, etags: &[String]) -> Result<Written> {
+        let (tmp, mut out) = self.temp_file().await?;
+        let joined = async {
+            let mut size = 0u64;
+            let mut head = Vec::with_capacity(HEAD_LEN);
+            let mut buf = vec![0u8; 256 * 1024];
+            for (i, etag) in etags.iter().enumerate() {
+                let path = self.part_path(id, i as u32 + 1)?;
+                let mut part = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|_| Error::param(format!("part {} was not uploaded", i + 1)))?;
+                let mut md5 = Md5::new();
+                loop {
+                    let n = part
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| io_error("reading", &path, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    md5.update(&buf[..n]);
+                    keep_head(&mut head, &buf[..n]);
+                    out.write_all(&buf[..n])
+                        .await
+                        .map_err(|e| io_error("writing", &tmp, e))?;
+                    size += n as u64;
+                }
+                if hex(&md5.finalize()) != etag.trim_matches('"') {
+                    return Err(Error::param(format!(
+                        "part {}'s etag does not match the part uploaded",
+                        i + 1
+                    )));
+                }
+            }
+            out.sync_all()
+                .await
+                .map_err(|e| io_error("syncing", &tmp, e))?;
+            Ok(Written {
+                size,
+                md5: String::new(),
+                head,
+            })
+        }
+        .await;
+        let written = self.finish(tmp, &self.path(id)?, joined).await?;
+        self.remove_parts(id).await;
+        Ok(written)
+    }
+
+    async fn finish(&self, tmp: PathBuf, dest: &Path, written: Result<Written>) -> Result<Written> {
+        let renamed = match written {
+            Ok(w) => {
+                if let Some(dir) = dest.parent() {
+                    tokio::fs::create_dir_all(dir)
+                        .await
+                        .map_err(|e| io_error("creating", dir, e))?;
+                }
+                tokio::fs::rename(&tmp, dest)
+                    .await
+                    .map(|_| w)
+                    .map_err(|e| io_error("renaming into", dest, e))
+            }
+            Err(e) => Err(e),
+        };
+        if renamed.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        renamed
+    }
+
+    /// Removes a file and whatever parts it had; a missing one is no error.
+    pub async fn remove(&self, id: &str) {
+        if let Ok(path) = self.path(id) {
+            if let Err(e) = tokio::fs::remove_file(&path).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove a file");
+                }
+            }
+        }
+        self.remove_parts(id).await;
+    }
+
+    async fn remove_parts(&self, id: &str) {
+        if let Ok(dir) = self.parts_dir(id) {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        }
+    }
+}
+
+async fn copy_into<S>(
+    mut file: tokio::fs::File,
+    path: &Path,
+    body: S,
+    limit: u64,
+) -> Result<Written>
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+{
+    let mut body = std::pin::pin!(body);
+    let mut size = 0u64;
+    let mut md5 = Md5::new();
+    let mut head = Vec::with_capacity(HEAD_LEN);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(Error::new(
+                ErrorCode::PayloadTooLarge,
+                format!("The upload is larger than the {limit} bytes allowed"),
+            ));
+        }
+        md5.update(&chunk);
+        keep_head(&mut head, &chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| io_error("writing", path, e))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| io_error("syncing", path, e))?;
+    Ok(Written {
+        size,
+        md5: hex(&md5.finalize()),
+        head,
+    })
+}
+
+fn keep_head(head: &mut Vec<u8>, chunk: &[u8]) {
+    let room = HEAD_LEN.saturating_sub(head.len());
+    head.extend_from_slice(&chunk[..room.min(chunk.len())]);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    imsync_core::ids::hex(bytes)
+}
+
+/// The image type the leading bytes show, among those served inline.
+pub fn sniff_image(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes>> {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stream_over_its_limit_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::new(dir.path().to_path_buf());
+        let dest = disk.path("abc").unwrap();
+        let w = disk
+            .store(&dest, chunks(&[b"hello ", b"world"]), 11)
+            .await
+            .unwrap();
+        assert_eq!((w.size, w.head.as_slice()), (11, &b"hello world"[..]));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
+        let e = disk
+            .store(&dest, chunks(&[b"hello ", b"world!"]), 11)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
+        assert_eq!(std::fs::read_dir(disk.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn paths_are_built_from_plain_ids_only() {
+        let disk = Disk::new(PathBuf::from("/x"));
+        for bad in ["", "../a", "a/b", ".", "a.b"] {
+            assert!(disk.path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(disk.path("Ab09").unwrap(), PathBuf::from("/x/Ab09"));
+    }
+
+    #[test]
+    fn images_are_sniffed() {
+        assert_eq!(sniff_image(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff_image(b"<html><script>"), None);
+    }
+}
