@@ -3,7 +3,7 @@
 
 Usage: prismer_check.py BASE_URL        e.g. prismer_check.py http://127.0.0.1:8080
 
-Covers the calls of specs/native.md as the SDK makes them: anonymous register, me, group create,
+Covers the native API (docs/native.md) as the SDK calls it: anonymous register, me, group create,
 send with an explicit idempotency key twice (one message), history, edit, delete, the error
 envelope, a direct message, then the offline layer of AsyncPrismerClient: outbox send, and
 OfflineManager.sync() to completion over several pages (the SDK asks for 100 events a page).
