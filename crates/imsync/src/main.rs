@@ -3,6 +3,7 @@
 
 mod backup;
 mod config;
+mod healthcheck;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,11 @@ enum Command {
     ///
     /// Restoring is starting the server with `--data-dir DEST`.
     Backup(BackupArgs),
+    /// Ask the server at `--listen` whether it is up: exit 0 when `/healthz` answers 200.
+    ///
+    /// For container health checks and service managers; a wildcard `--listen` is probed on
+    /// loopback.
+    Healthcheck(ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -52,6 +58,9 @@ fn main() -> ExitCode {
         Some(Command::Serve(a)) => (a, false),
         Some(Command::Migrate(a)) => (a, true),
         Some(Command::Backup(a)) => return report(backup(a)),
+        Some(Command::Healthcheck(a)) => {
+            return report(Config::resolve(a).and_then(|c| healthcheck::run(&c.listen)))
+        }
         // No command means `serve`, still reading its settings from the environment.
         None => match Cli::parse_from(["imsync", "serve"]).command {
             Some(Command::Serve(a)) => (a, false),
