@@ -311,7 +311,13 @@ mod tests {
         let recv = recv_verify(123, 4, "cmn1", 1_700_000_000, "u1", "u1", 1, PAYLOAD);
         assert_eq!(c.msg_key(&recv), "cc79db17ae469b6b0f48b5c087756164");
         // The verify string in pieces gives the same key as whole.
-        let key = c.msg_key_of(&[b"123", b"4cmn11700000000u1", b"", b"u11", PAYLOAD.as_bytes()]);
+        let key = c.msg_key_of(&[
+            b"123",
+            b"4cmn11700000000u1",
+            b"",
+            b"u11",
+            PAYLOAD.as_bytes(),
+        ]);
         assert_eq!(&key, b"cc79db17ae469b6b0f48b5c087756164");
     }
 
@@ -326,12 +332,18 @@ mod tests {
             assert_eq!(text.len(), 6 + encrypted_b64_len(n), "{n}");
             assert_eq!(&text[6..], c.encrypt_b64(&plain).as_bytes());
             assert_eq!(c.decrypt_b64_in(&text[6..], &mut buf), Some(&plain[..]));
-            assert_eq!(c.msg_key_of(&[&plain]), c.msg_key_of(&[&plain[..n / 2], &plain[n / 2..]]));
+            assert_eq!(
+                c.msg_key_of(&[&plain]),
+                c.msg_key_of(&[&plain[..n / 2], &plain[n / 2..]])
+            );
         }
         // Another key's text does not decrypt to the same plaintext.
         let other = Cipher::new([1; 16], [2; 16]);
         let text = other.encrypt_b64(b"secret");
-        assert_ne!(c.decrypt_b64(text.as_bytes()).as_deref(), Some(&b"secret"[..]));
+        assert_ne!(
+            c.decrypt_b64(text.as_bytes()).as_deref(),
+            Some(&b"secret"[..])
+        );
     }
 
     #[test]

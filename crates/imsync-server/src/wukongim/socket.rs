@@ -419,14 +419,14 @@ impl Conn<'_> {
         let Some(template) = template else {
             return Flow::Go;
         };
-        let packet = match template.encode_for(&self.cipher, &self.user.id, channel_id, channel_type)
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(?e, "WuKongIM RECV could not be encoded");
-                return Flow::Go;
-            }
-        };
+        let packet =
+            match template.encode_for(&self.cipher, &self.user.id, channel_id, channel_type) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(?e, "WuKongIM RECV could not be encoded");
+                    return Flow::Go;
+                }
+            };
         if wire.feed(packet).await {
             Flow::Go
         } else {
