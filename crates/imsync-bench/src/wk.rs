@@ -7,7 +7,7 @@ use crate::ws::{self, find_stamp, Reading, Ws};
 use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use imsync_server::wukongim::codec::{self, Connect, Packet, Recv};
-use imsync_server::wukongim::crypto::{recv_verify, Cipher, ServerKeys};
+use imsync_server::wukongim::crypto::{Cipher, ServerKeys};
 use rand::Rng;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -164,6 +164,7 @@ pub fn recv_crypto_us(plain: &[u8], rounds: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imsync_server::wukongim::crypto::recv_verify;
 
     fn r_payload(r: &Recv) -> String {
         String::from_utf8(r.payload.clone()).unwrap()

@@ -180,13 +180,12 @@ impl Cipher {
     pub fn decrypt_b64_in<'b>(&self, text: &[u8], buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
         buf.clear();
         STANDARD.decode_vec(text, buf).ok()?;
-        if buf.is_empty() || buf.len() % 16 != 0 {
+        if buf.is_empty() || !buf.len().is_multiple_of(16) {
             return None;
         }
         Decryptor::inner_iv_init(self.aes.clone(), &self.iv.into())
             .decrypt_padded_mut::<Pkcs7>(buf)
             .ok()
-            .map(|p| &*p)
     }
 
     /// The plaintext of base64 ciphertext; `None` for anything that is not.
