@@ -436,19 +436,15 @@ impl Conn<'_> {
 
     /// Looks up and caches how this reader names a conversation; false when it cannot see it.
     async fn load_channel_name(&mut self, conv: &str) -> bool {
-        let Ok(c) = Box::pin(self.state.service.conversation(self.user, conv)).await else {
+        let Ok((kind, peer)) = Box::pin(self.state.service.channel_of(self.user, conv)).await
+        else {
             return false;
         };
-        let peer = (c.conversation.kind == ConversationKind::Direct).then(|| {
-            c.members
-                .iter()
-                .map(|m| m.user.id.clone())
-                .find(|id| *id != self.user.id)
-                .unwrap_or_else(|| self.user.id.clone())
-        });
         let name = ChannelName {
-            kind: c.conversation.kind,
-            peer,
+            kind,
+            peer: peer.or_else(|| {
+                (kind == ConversationKind::Direct).then(|| self.user.id.clone())
+            }),
         };
         if self.channels.len() >= CHANNEL_CACHE {
             self.channels.clear();
