@@ -442,9 +442,7 @@ impl Conn<'_> {
         };
         let name = ChannelName {
             kind,
-            peer: peer.or_else(|| {
-                (kind == ConversationKind::Direct).then(|| self.user.id.clone())
-            }),
+            peer: peer.or_else(|| (kind == ConversationKind::Direct).then(|| self.user.id.clone())),
         };
         if self.channels.len() >= CHANNEL_CACHE {
             self.channels.clear();
