@@ -384,6 +384,28 @@ impl Service {
             .await
     }
 
+    /// How `me` names a conversation on the channel-based faces: its kind and, for a direct
+    /// one, the other member (`None` in a chat with oneself). What a connection needs to
+    /// address a delivery, without the member list that [`Service::conversation`] loads, which
+    /// for a large group is most of the work.
+    pub async fn channel_of(
+        &self,
+        me: &User,
+        id: &str,
+    ) -> Result<(ConversationKind, Option<String>)> {
+        let (me, id) = (me.id.clone(), id.to_owned());
+        self.store
+            .read(move |c| {
+                let (conv, _) = require_participant(c, &id, &me)?;
+                let peer = match conv.kind {
+                    ConversationKind::Direct => participants::peer_of(c, &conv.id, &me)?,
+                    ConversationKind::Group => None,
+                };
+                Ok((conv.kind, peer))
+            })
+            .await
+    }
+
     /// The caller's conversations, most recently active first.
     pub async fn conversations(&self, me: &User) -> Result<Vec<ConversationSummary>> {
         let me = me.id.clone();

@@ -8,27 +8,32 @@
 //! the packet's fields to the connection's key.
 
 use aes::cipher::block_padding::Pkcs7;
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
+use aes::Aes128;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use md5::{Digest, Md5};
 use rand::Rng;
+use std::cell::RefCell;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-type Encryptor = cbc::Encryptor<aes::Aes128>;
-type Decryptor = cbc::Decryptor<aes::Aes128>;
+type Encryptor = cbc::Encryptor<Aes128>;
+type Decryptor = cbc::Decryptor<Aes128>;
 
-/// Lower-case hex MD5. Every RECV computes one (its `msgKey`), so the digits come from a table,
-/// not from the formatting machinery.
+/// Lower-case hex MD5.
 pub fn md5_hex(data: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digest = Md5::digest(data);
-    let mut out = String::with_capacity(32);
-    for b in digest.iter() {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    hex_of(&Md5::digest(data))
+        .iter()
+        .map(|b| char::from(*b))
+        .collect()
+}
+
+/// The AES key of a shared secret: the ASCII of the first 16 hex digits of the MD5 of its base64.
+fn session_key(shared: &[u8]) -> [u8; 16] {
+    let hex = hex_of(&Md5::digest(STANDARD.encode(shared)));
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&hex[..16]);
+    key
 }
 
 /// The server's half of a connection's key exchange.
@@ -71,53 +76,158 @@ impl ServerKeys {
         if !shared.was_contributory() {
             return None;
         }
-        let hex = md5_hex(STANDARD.encode(shared.as_bytes()).as_bytes());
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&hex.as_bytes()[..16]);
         let salt = self.salt.as_bytes();
         if salt.len() < 16 {
             return None;
         }
         let mut iv = [0u8; 16];
         iv.copy_from_slice(&salt[..16]);
-        Some(Cipher { key, iv })
+        Some(Cipher::new(session_key(shared.as_bytes()), iv))
     }
 }
 
-/// A connection's AES-128-CBC key and IV.
+/// A connection's AES-128-CBC key, expanded once, and IV. Every RECV encrypts its payload and
+/// its `msgKey` with it, so the key schedule is not redone per packet, and the fast paths below
+/// write into buffers the caller or the thread keeps instead of allocating per step.
 #[derive(Clone)]
 pub struct Cipher {
-    key: [u8; 16],
+    aes: Aes128,
     iv: [u8; 16],
+}
+
+/// Scratch space for encryption, reused by every connection a thread serves.
+struct Scratch {
+    plain: Vec<u8>,
+    text: Vec<u8>,
+}
+
+/// A scratch buffer larger than this (a big message went through) is given back after use.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            plain: Vec::new(),
+            text: Vec::new(),
+        })
+    };
+}
+
+/// The length of the PKCS#7-padded ciphertext of `n` bytes.
+fn padded_len(n: usize) -> usize {
+    (n / 16 + 1) * 16
+}
+
+/// The length of the base64 text of the ciphertext of `n` bytes, as [`Cipher::encrypt_b64_to`]
+/// appends it.
+pub fn encrypted_b64_len(n: usize) -> usize {
+    padded_len(n).div_ceil(3) * 4
+}
+
+fn hex_of(digest: &[u8]) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in digest.iter().take(16).enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    out
 }
 
 impl Cipher {
     pub fn new(key: [u8; 16], iv: [u8; 16]) -> Cipher {
-        Cipher { key, iv }
+        Cipher {
+            aes: Aes128::new(&key.into()),
+            iv,
+        }
+    }
+
+    fn encryptor(&self) -> Encryptor {
+        Encryptor::inner_iv_init(self.aes.clone(), &self.iv.into())
+    }
+
+    /// Encrypts `buf[..len]` in place (`buf` holds the padded length) and appends the base64 of
+    /// the ciphertext to `out`.
+    fn seal_b64(&self, buf: &mut Vec<u8>, len: usize, out: &mut Vec<u8>) {
+        buf.resize(padded_len(len), 0);
+        let Ok(ct) = self.encryptor().encrypt_padded_mut::<Pkcs7>(buf, len) else {
+            unreachable!("the buffer holds the padded length");
+        };
+        let at = out.len();
+        out.resize(at + encrypted_b64_len(len), 0);
+        let written = STANDARD.encode_slice(ct, &mut out[at..]);
+        debug_assert_eq!(written.ok(), Some(out.len() - at));
+    }
+
+    /// Appends the base64 of the ciphertext of `plain` to `out`.
+    pub fn encrypt_b64_to(&self, plain: &[u8], out: &mut Vec<u8>) {
+        with_scratch(|s| {
+            s.plain.clear();
+            s.plain.extend_from_slice(plain);
+            self.seal_b64(&mut s.plain, plain.len(), out);
+        });
     }
 
     /// Base64 of the ciphertext.
     pub fn encrypt_b64(&self, plain: &[u8]) -> String {
-        let ct = Encryptor::new(&self.key.into(), &self.iv.into())
-            .encrypt_padded_vec_mut::<Pkcs7>(plain);
-        STANDARD.encode(ct)
+        let mut out = Vec::with_capacity(encrypted_b64_len(plain.len()));
+        self.encrypt_b64_to(plain, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The plaintext of base64 ciphertext, decrypted in `buf` (which keeps its allocation for
+    /// the next call); `None` for anything that is not.
+    pub fn decrypt_b64_in<'b>(&self, text: &[u8], buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+        buf.clear();
+        STANDARD.decode_vec(text, buf).ok()?;
+        if buf.is_empty() || !buf.len().is_multiple_of(16) {
+            return None;
+        }
+        Decryptor::inner_iv_init(self.aes.clone(), &self.iv.into())
+            .decrypt_padded_mut::<Pkcs7>(buf)
+            .ok()
     }
 
     /// The plaintext of base64 ciphertext; `None` for anything that is not.
     pub fn decrypt_b64(&self, text: &[u8]) -> Option<Vec<u8>> {
-        let ct = STANDARD.decode(text).ok()?;
-        if ct.is_empty() || ct.len() % 16 != 0 {
-            return None;
-        }
-        Decryptor::new(&self.key.into(), &self.iv.into())
-            .decrypt_padded_vec_mut::<Pkcs7>(&ct)
-            .ok()
+        let mut buf = Vec::new();
+        let n = self.decrypt_b64_in(text, &mut buf)?.len();
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    /// The `msgKey` (lower-case hex) of the verify string that is `parts` one after the other,
+    /// without building the string.
+    pub fn msg_key_of(&self, parts: &[&[u8]]) -> [u8; 32] {
+        with_scratch(|s| {
+            s.plain.clear();
+            for p in parts {
+                s.plain.extend_from_slice(p);
+            }
+            s.text.clear();
+            let len = s.plain.len();
+            self.seal_b64(&mut s.plain, len, &mut s.text);
+            hex_of(&Md5::digest(&s.text))
+        })
     }
 
     /// The `msgKey` of a verify string.
     pub fn msg_key(&self, verify: &str) -> String {
-        md5_hex(self.encrypt_b64(verify.as_bytes()).as_bytes())
+        let key = self.msg_key_of(&[verify.as_bytes()]);
+        key.iter().map(|b| char::from(*b)).collect()
     }
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(|s| {
+        let r = f(s);
+        for b in [&mut s.plain, &mut s.text] {
+            if b.capacity() > SCRATCH_KEEP {
+                *b = Vec::new();
+            }
+        }
+        r
+    })
 }
 
 /// SEND's verify string: clientSeq, clientMsgNo, channelID, channelType and the payload text.
@@ -173,8 +283,13 @@ mod tests {
         assert_eq!(client_pub, CLIENT_PUBLIC);
         let c = k.agree(CLIENT_PUBLIC).unwrap();
         // md5("qE3Hw8jwWLGy3EzR6bXcCnmH+ItqlWTN4zkfxCEVnnc=") starts 8e65549ac3e59ba4.
-        assert_eq!(&c.key, b"8e65549ac3e59ba4");
+        let shared = k
+            .secret
+            .diffie_hellman(&PublicKey::from(&StaticSecret::from(client)));
+        assert_eq!(&session_key(shared.as_bytes()), b"8e65549ac3e59ba4");
         assert_eq!(&c.iv, b"0123456789abcdef");
+        let same = Cipher::new(*b"8e65549ac3e59ba4", *b"0123456789abcdef");
+        assert_eq!(c.encrypt_b64(b"x"), same.encrypt_b64(b"x"));
     }
 
     #[test]
@@ -194,6 +309,40 @@ mod tests {
         assert_eq!(c.msg_key(&send), "149884248ce2504eb16f86a3a61cf2f4");
         let recv = recv_verify(123, 4, "cmn1", 1_700_000_000, "u1", "u1", 1, PAYLOAD);
         assert_eq!(c.msg_key(&recv), "cc79db17ae469b6b0f48b5c087756164");
+        // The verify string in pieces gives the same key as whole.
+        let key = c.msg_key_of(&[
+            b"123",
+            b"4cmn11700000000u1",
+            b"",
+            b"u11",
+            PAYLOAD.as_bytes(),
+        ]);
+        assert_eq!(&key, b"cc79db17ae469b6b0f48b5c087756164");
+    }
+
+    #[test]
+    fn buffers_are_reused_and_large_inputs_round_trip() {
+        let c = keys().agree(CLIENT_PUBLIC).unwrap();
+        let mut buf = Vec::new();
+        for n in [0usize, 1, 15, 16, 17, 47, 48, 100_000] {
+            let plain: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            let mut text = b"prefix".to_vec();
+            c.encrypt_b64_to(&plain, &mut text);
+            assert_eq!(text.len(), 6 + encrypted_b64_len(n), "{n}");
+            assert_eq!(&text[6..], c.encrypt_b64(&plain).as_bytes());
+            assert_eq!(c.decrypt_b64_in(&text[6..], &mut buf), Some(&plain[..]));
+            assert_eq!(
+                c.msg_key_of(&[&plain]),
+                c.msg_key_of(&[&plain[..n / 2], &plain[n / 2..]])
+            );
+        }
+        // Another key's text does not decrypt to the same plaintext.
+        let other = Cipher::new([1; 16], [2; 16]);
+        let text = other.encrypt_b64(b"secret");
+        assert_ne!(
+            c.decrypt_b64(text.as_bytes()).as_deref(),
+            Some(&b"secret"[..])
+        );
     }
 
     #[test]

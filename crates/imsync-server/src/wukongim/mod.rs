@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod crypto;
+mod recv;
 mod rest;
 mod socket;
 mod tcp;

@@ -11,9 +11,10 @@
 //! idle timeout is closed; so is one whose queue of deliveries overflows (it reconnects and
 //! catches up over REST); one whose session ends gets DISCONNECT, which the SDK takes as a kick.
 
-use super::codec::{self, Connack, Disconnect, Packet, Recv, Sendack};
-use super::crypto::{recv_verify, send_verify, Cipher, ServerKeys};
-use super::wire::{Inbound, Wire, CLOSE_IDLE, CLOSE_LAGGING, CLOSE_PROTOCOL};
+use super::codec::{self, Connack, Disconnect, Packet, Sendack};
+use super::crypto::{send_verify, Cipher, ServerKeys};
+use super::recv::RecvTemplate;
+use super::wire::{Inbound, Wire, CLOSE_IDLE, CLOSE_LAGGING, CLOSE_PROTOCOL, WRITE_BATCH};
 use crate::app::AppState;
 use crate::metrics::{OpenConnection, Protocol};
 use crate::tsdd::error::{bad, TsddResult};
@@ -22,6 +23,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::response::Response;
+use futures_util::FutureExt;
 use imsync_core::event::{EventData, EventKind, MessageBody};
 use imsync_core::model::{ConversationKind, Event, Message, User};
 use imsync_core::{ErrorCode, Seq};
@@ -29,6 +31,7 @@ use imsync_service::hub::{Delivery, Subscription};
 use imsync_service::{Channel, NewMessage};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::Instant;
 
 /// The socket must say CONNECT within this long.
@@ -37,6 +40,10 @@ const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
 const OWN_SENT: usize = 256;
 /// Conversations whose kind and members a connection keeps for naming channels.
 const CHANNEL_CACHE: usize = 4096;
+/// Deliveries handled in a row before the client's side is looked at: a connection that falls
+/// behind writes what is queued in batches (one write each) instead of one packet per wake-up,
+/// and a stream of deliveries still cannot starve the client's packets or the idle check.
+const DELIVERY_STREAK: u32 = 32;
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -49,9 +56,11 @@ pub async fn upgrade(
         ))
     })?;
     let max = state.config.max_body_bytes;
+    // RECVs queued together go out in one write (see `Conn::deliver_queued`), up to
+    // WRITE_BATCH bytes; a lone packet is written at once all the same, as every send flushes.
     let ws = ws
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BATCH)
         .max_message_size(max)
         .max_frame_size(max);
     Ok(ws.on_upgrade(move |socket| async move {
@@ -159,7 +168,6 @@ pub(super) async fn connect(mut wire: Wire, state: AppState) {
 }
 
 /// A conversation as one reader names it on this protocol.
-#[derive(Clone)]
 struct ChannelName {
     kind: ConversationKind,
     /// For a person channel: the member who is not the reader (the reader for a chat with
@@ -185,25 +193,47 @@ enum Flow {
 impl Conn<'_> {
     async fn run(&mut self, mut wire: Wire, mut sub: Subscription) {
         let idle = self.state.config.ws_idle_timeout;
+        // One timer for the connection's life, moved only when the client shows activity.
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
         let max = self.state.config.max_body_bytes;
+        let mut streak = 0u32;
         let flow = loop {
-            let flow = tokio::select! {
-                d = sub.rx.recv() => self.deliver(&mut wire, &sub, d).await,
-                m = wire.recv() => match m {
-                    Inbound::Packet(b) => {
-                        idle_timer.as_mut().reset(Instant::now() + idle);
-                        // Boxed, like the other rare awaits here: the task of every idle
-                        // connection is as large as its largest await.
-                        Box::pin(self.packet(&mut wire, &b, max)).await
+            let inbound = if streak >= DELIVERY_STREAK {
+                streak = 0;
+                if Instant::now() >= idle_timer.deadline() {
+                    break Flow::Close(CLOSE_IDLE, "idle timeout");
+                }
+                wire.recv().now_or_never()
+            } else {
+                // Deliveries first, so that a wake-up for one does not also try the socket.
+                tokio::select! {
+                    biased;
+                    d = sub.rx.recv() => {
+                        let (flow, n) = self.deliver_queued(&mut wire, &mut sub, d).await;
+                        streak += n;
+                        match flow {
+                            Flow::Go => continue,
+                            other => break other,
+                        }
                     }
-                    Inbound::Nothing => Flow::Go,
-                    Inbound::Malformed => Flow::Kick("malformed packet"),
-                    Inbound::Refuse(code, reason) => Flow::Close(code, reason),
-                    Inbound::Closed => Flow::Stop,
-                },
-                _ = &mut idle_timer => Flow::Close(CLOSE_IDLE, "idle timeout"),
+                    m = wire.recv() => Some(m),
+                    _ = &mut idle_timer => break Flow::Close(CLOSE_IDLE, "idle timeout"),
+                }
+            };
+            let Some(m) = inbound else { continue };
+            streak = 0;
+            let flow = match m {
+                Inbound::Packet(b) => {
+                    idle_timer.as_mut().reset(Instant::now() + idle);
+                    // Boxed, like the other rare awaits here: the task of every idle
+                    // connection is as large as its largest await.
+                    Box::pin(self.packet(&mut wire, &b, max)).await
+                }
+                Inbound::Nothing => Flow::Go,
+                Inbound::Malformed => Flow::Kick("malformed packet"),
+                Inbound::Refuse(code, reason) => Flow::Close(code, reason),
+                Inbound::Closed => Flow::Stop,
             };
             match flow {
                 Flow::Go => continue,
@@ -216,6 +246,35 @@ impl Conn<'_> {
             Flow::Close(code, reason) => wire.close(code, reason).await,
             Flow::Kick(reason) => kick(wire, reason).await,
         }
+    }
+
+    /// Delivers `first` and whatever else is already queued (at most [`DELIVERY_STREAK`]),
+    /// written out together; answers how the connection goes on and how many it took.
+    async fn deliver_queued(
+        &mut self,
+        wire: &mut Wire,
+        sub: &mut Subscription,
+        first: Option<Delivery>,
+    ) -> (Flow, u32) {
+        let mut next = first;
+        let mut taken = 0;
+        let flow = loop {
+            taken += 1;
+            let flow = self.deliver(wire, sub, next).await;
+            if !matches!(flow, Flow::Go) || taken >= DELIVERY_STREAK {
+                break flow;
+            }
+            next = match sub.rx.try_recv() {
+                Ok(d) => Some(d),
+                Err(TryRecvError::Empty) => break Flow::Go,
+                // Said by the next `deliver`, after what is queued went out.
+                Err(TryRecvError::Disconnected) => None,
+            };
+        };
+        if matches!(flow, Flow::Stop) || !wire.flush().await {
+            return (Flow::Stop, taken);
+        }
+        (flow, taken)
     }
 
     /// One packet from the client.
@@ -314,7 +373,7 @@ impl Conn<'_> {
         }
     }
 
-    /// One delivery from the hub.
+    /// Queues the packet of one delivery from the hub (the caller flushes).
     async fn deliver(&mut self, wire: &mut Wire, sub: &Subscription, d: Option<Delivery>) -> Flow {
         let d = match d {
             Some(Delivery::Event(d)) => d,
@@ -334,88 +393,62 @@ impl Conn<'_> {
             self.own_sent.remove(i);
             return Flow::Go;
         }
-        let Some(name) = self.channel_name(&body.conversation_id).await else {
+        let conv = &body.conversation_id;
+        if !self.channels.contains_key(conv) && !self.load_channel_name(conv).await {
+            return Flow::Go;
+        }
+        let Some(name) = self.channels.get(conv) else {
             return Flow::Go;
         };
-        // Rendered once for every connection; each encrypts it with its own key.
-        let shared = d.shared::<SharedPayload>();
-        let (message, plain) = shared.0.get_or_init(|| {
+        // A person channel is named by the other member, so the recipient sees the sender's
+        // uid and the sender's other devices the recipient's.
+        let channel_id = match name.kind {
+            ConversationKind::Direct => name.peer.as_deref().unwrap_or_default(),
+            ConversationKind::Group => conv.as_str(),
+        };
+        let channel_type = render::channel_type(name.kind) as u8;
+        // Made once for every connection; each encrypts it with its own key.
+        let shared = d.shared::<SharedRecv>();
+        let template = shared.0.get_or_init(|| {
             let m = message_of(&d.event, body.clone());
             let plain = render::payload(&m).to_string();
-            (m, plain)
+            RecvTemplate::new(&m, plain, &render::client_msg_no(&m))
+                .inspect_err(|e| tracing::warn!(?e, "WuKongIM RECV could not be encoded"))
+                .ok()
         });
-        let p = self.recv(message, plain, &name);
-        if send_packet(wire, &p).await {
+        let Some(template) = template else {
+            return Flow::Go;
+        };
+        let packet =
+            match template.encode_for(&self.cipher, &self.user.id, channel_id, channel_type) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(?e, "WuKongIM RECV could not be encoded");
+                    return Flow::Go;
+                }
+            };
+        if wire.feed(packet).await {
             Flow::Go
         } else {
             Flow::Stop
         }
     }
 
-    /// How this reader names a conversation, looked up once.
-    async fn channel_name(&mut self, conv: &str) -> Option<ChannelName> {
-        if let Some(n) = self.channels.get(conv) {
-            return Some(n.clone());
-        }
-        let c = Box::pin(self.state.service.conversation(self.user, conv))
-            .await
-            .ok()?;
-        let peer = (c.conversation.kind == ConversationKind::Direct).then(|| {
-            c.members
-                .iter()
-                .map(|m| m.user.id.clone())
-                .find(|id| *id != self.user.id)
-                .unwrap_or_else(|| self.user.id.clone())
-        });
+    /// Looks up and caches how this reader names a conversation; false when it cannot see it.
+    async fn load_channel_name(&mut self, conv: &str) -> bool {
+        let Ok((kind, peer)) = Box::pin(self.state.service.channel_of(self.user, conv)).await
+        else {
+            return false;
+        };
         let name = ChannelName {
-            kind: c.conversation.kind,
-            peer,
+            kind,
+            peer: peer.or_else(|| (kind == ConversationKind::Direct).then(|| self.user.id.clone())),
         };
         if self.channels.len() >= CHANNEL_CACHE {
             self.channels.clear();
         }
-        self.channels.insert(conv.to_owned(), name.clone());
-        Some(name)
-    }
-
-    /// The RECV of a message for this reader: a person channel is named by the other member,
-    /// so the recipient sees the sender's uid and the sender's other devices the recipient's.
-    fn recv(&self, m: &Message, plain: &str, name: &ChannelName) -> Packet {
-        let channel_id = match name.kind {
-            ConversationKind::Direct => name.peer.clone().unwrap_or_default(),
-            ConversationKind::Group => m.conversation_id.clone(),
-        };
-        let channel_type = render::channel_type(name.kind) as u8;
-        let payload = self.cipher.encrypt_b64(plain.as_bytes());
-        let client_msg_no = render::client_msg_no(m);
-        let message_seq = u32::try_from(m.msg_seq).unwrap_or(u32::MAX);
-        let timestamp = u32::try_from(m.created_at / 1000).unwrap_or(0);
-        let verify = recv_verify(
-            m.event_seq,
-            message_seq,
-            &client_msg_no,
-            timestamp,
-            &m.sender_id,
-            &channel_id,
-            channel_type,
-            &payload,
-        );
-        let own = m.sender_id == self.user.id;
-        Packet::Recv(Recv {
-            // The red-dot flag for others' messages: they count as unread.
-            flags: if own { 0 } else { 0b0010 },
-            setting: 0,
-            msg_key: self.cipher.msg_key(&verify),
-            from_uid: m.sender_id.clone(),
-            channel_id,
-            channel_type,
-            client_msg_no,
-            message_id: m.event_seq,
-            message_seq,
-            timestamp,
-            topic: None,
-            payload: payload.into_bytes(),
-        })
+        self.channels.insert(conv.to_owned(), name);
+        true
     }
 }
 
@@ -443,10 +476,10 @@ fn has_packet(kind: EventKind) -> bool {
     }
 }
 
-/// A new message as the TangSengDaoDao renderers take it, and its payload's JSON text: the same
-/// for every connection that receives it.
+/// The RECV of a new message, as far as it is the same for every connection that receives it
+/// (`None` when it cannot be encoded).
 #[derive(Default)]
-struct SharedPayload(std::sync::OnceLock<(Message, String)>);
+struct SharedRecv(std::sync::OnceLock<Option<RecvTemplate>>);
 
 /// The stored message of a `message.new`, as the TangSengDaoDao renderers take it.
 fn message_of(e: &Event, b: MessageBody) -> Message {

@@ -9,6 +9,7 @@ use super::codec;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use bytes::BytesMut;
+use futures_util::SinkExt;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -64,9 +65,24 @@ impl Wire {
 
     /// Sends one encoded packet; false when the peer is gone (or, on TCP, stopped reading).
     pub async fn send(&mut self, packet: Vec<u8>) -> bool {
+        self.feed(packet).await && self.flush().await
+    }
+
+    /// Queues one encoded packet for the next [`Wire::flush`], which writes every packet
+    /// queued since the last one at once (it may go out earlier when much is queued); false
+    /// when the peer is gone.
+    pub async fn feed(&mut self, packet: Vec<u8>) -> bool {
         match self {
-            Wire::Ws(ws) => ws.send(WsMessage::Binary(packet.into())).await.is_ok(),
-            Wire::Tcp(t) => t.send(&packet).await,
+            Wire::Ws(ws) => ws.feed(WsMessage::Binary(packet.into())).await.is_ok(),
+            Wire::Tcp(t) => t.feed(packet).await,
+        }
+    }
+
+    /// Writes what [`Wire::feed`] queued.
+    pub async fn flush(&mut self) -> bool {
+        match self {
+            Wire::Ws(ws) => SinkExt::flush(ws).await.is_ok(),
+            Wire::Tcp(t) => t.flush().await,
         }
     }
 
@@ -99,11 +115,16 @@ fn too_big(e: axum::Error) -> bool {
 /// How much a TCP read asks for at a time: the buffer grows by this much only while a packet
 /// is incomplete, so it never holds much more than the largest packet allowed.
 const READ_CHUNK: usize = 4096;
+/// Queued packets past this many bytes are written without waiting for the flush; the same
+/// bound as the WebSocket's write buffer, so a busy connection keeps no more than this.
+pub const WRITE_BATCH: usize = 8 * 1024;
 
 /// A TCP stream cut into packets by [`codec::frame_len`].
 pub struct TcpWire {
     stream: TcpStream,
     buf: BytesMut,
+    /// Packets fed and not yet written.
+    out: Vec<u8>,
     max: usize,
     /// A packet not written within this long means the client stopped reading: the
     /// connection ends (a WebSocket's would wait for the lagging close instead).
@@ -116,6 +137,7 @@ impl TcpWire {
         TcpWire {
             stream,
             buf: BytesMut::new(),
+            out: Vec::new(),
             max,
             write_timeout,
         }
@@ -137,10 +159,27 @@ impl TcpWire {
         }
     }
 
-    async fn send(&mut self, packet: &[u8]) -> bool {
-        matches!(
-            tokio::time::timeout(self.write_timeout, self.stream.write_all(packet)).await,
+    async fn feed(&mut self, packet: Vec<u8>) -> bool {
+        if self.out.is_empty() {
+            self.out = packet;
+        } else {
+            self.out.extend_from_slice(&packet);
+        }
+        self.out.len() <= WRITE_BATCH || self.flush().await
+    }
+
+    async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let written = matches!(
+            tokio::time::timeout(self.write_timeout, self.stream.write_all(&self.out)).await,
             Ok(Ok(()))
-        )
+        );
+        self.out.clear();
+        if self.out.capacity() > WRITE_BATCH * 2 {
+            self.out = Vec::new();
+        }
+        written
     }
 }
