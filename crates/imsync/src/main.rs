@@ -3,6 +3,7 @@
 
 mod backup;
 mod config;
+mod user;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,15 @@ enum Command {
     ///
     /// Restoring is starting the server with `--data-dir DEST`.
     Backup(BackupArgs),
+    /// Manage accounts on the server's database, stopped or running: add, list, disable,
+    /// enable, reset-password, logout, promote, demote.
+    ///
+    /// This is how a server with `--registration closed` gets its first admin:
+    /// `imsync user add NAME --admin`, with the same database settings as `serve`.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -52,6 +62,10 @@ fn main() -> ExitCode {
         Some(Command::Serve(a)) => (a, false),
         Some(Command::Migrate(a)) => (a, true),
         Some(Command::Backup(a)) => return report(backup(a)),
+        Some(Command::User { command }) => {
+            init_cli_logging();
+            return report(user::run(command));
+        }
         // No command means `serve`, still reading its settings from the environment.
         None => match Cli::parse_from(["imsync", "serve"]).command {
             Some(Command::Serve(a)) => (a, false),
@@ -110,6 +124,17 @@ fn init_logging(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// A command's own output is on stdout; what the store warns of goes to stderr.
+fn init_cli_logging() {
+    let filter = EnvFilter::try_from_env("IMSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Binds `addr` for `flag`, saying in words what to do when it cannot be.
@@ -188,22 +213,12 @@ fn check_data_dir(path: &Path, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
-    let backend = config.backend()?;
-    // The ports first: a server that cannot listen must not have created or migrated anything.
-    let listeners = match migrate_only {
-        true => None,
-        false => {
-            let http = listen(&config.listen, "--listen").await?;
-            let tcp = match config.wukongim_tcp_listen.as_deref() {
-                Some(addr) => Some(listen(addr, "--wukongim-tcp-listen").await?),
-                None => None,
-            };
-            Some((http, tcp))
-        }
-    };
-    let metrics = imsync_server::install_recorder();
-    let store = match backend {
+/// Opens (creating and migrating where needed) the database the settings name.
+async fn open_store(
+    config: &Config,
+    backend: config::Backend,
+) -> anyhow::Result<imsync_store::Store> {
+    match backend {
         config::Backend::Sqlite(o) => {
             let flag = match config.database_url {
                 Some(_) => "--database-url",
@@ -226,7 +241,25 @@ async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
                 })
         }
     }
-    .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))?;
+    .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))
+}
+
+async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
+    let backend = config.backend()?;
+    // The ports first: a server that cannot listen must not have created or migrated anything.
+    let listeners = match migrate_only {
+        true => None,
+        false => {
+            let http = listen(&config.listen, "--listen").await?;
+            let tcp = match config.wukongim_tcp_listen.as_deref() {
+                Some(addr) => Some(listen(addr, "--wukongim-tcp-listen").await?),
+                None => None,
+            };
+            Some((http, tcp))
+        }
+    };
+    let metrics = imsync_server::install_recorder();
+    let store = open_store(&config, backend).await?;
     let Some((listener, tcp_listener)) = listeners else {
         tracing::info!(storage = store.description(), "migrations applied");
         return Ok(());
