@@ -458,7 +458,7 @@ async fn bootstrap_and_manage(db: Db) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_closed_sqlite_server_is_bootstrapped_from_the_cli_and_managed_over_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    bootstrap_and_manage(Db::Sqlite(dir.path().join("data"))).await;
+    bootstrap_and_manage(Db::Sqlite(dir.path().to_owned())).await;
 }
 
 #[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
@@ -468,7 +468,7 @@ async fn a_closed_postgres_server_is_bootstrapped_from_the_cli_and_managed_over_
         .expect("this test needs IMSYNC_TEST_DATABASE_URL=postgres://... (see .ci/run)");
     let dir = tempfile::tempdir().unwrap();
     bootstrap_and_manage(Db::Postgres {
-        dir: dir.path().join("data"),
+        dir: dir.path().to_owned(),
         url,
     })
     .await;
@@ -509,7 +509,7 @@ async fn closed_with(ws: &mut Ws) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cli_ends_sessions_of_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::suite(&dir.path().join("data"));
+    let db = Db::suite(dir.path());
     let server = db.serve(&[]).await;
     let base = server.base.as_str();
     let (s, b) = Api::new(base, None)
