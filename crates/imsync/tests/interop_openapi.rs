@@ -1,7 +1,8 @@
 //! The native face's OpenAPI document against third-party validators and the real server:
 //! `/openapi.json` of the real `imsync` binary must pass openapi-spec-validator (PyPI
 //! `openapi-spec-validator`, which brings `jsonschema`), and the answers of every native endpoint
-//! must match the response schemas it documents (tests/interop/openapi_check.py says how). The
+//! must match the response schemas it documents (tests/interop/openapi_check.py says how), the
+//! admin API's as an admin made with `imsync user add --admin`, as an operator would. The
 //! validators are installed into a virtualenv under the cargo target dir, reused while it still
 //! imports them. Needs python3 with venv and pip, and access to PyPI on the first run; without
 //! them this test fails rather than skips.
