@@ -10,7 +10,7 @@
 mod common;
 
 use common::{free_port, postgres_url, schema_for, Api, ChildServer};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -205,6 +205,29 @@ async fn tsdd_sync(base: &str, token: &str) -> StatusCode {
         .status()
 }
 
+/// A DDP `login` on `/websocket` with these params: the `result` frame's `error`, `Null` when
+/// it succeeded.
+async fn ddp_login(base: &str, params: Value) -> Value {
+    let url = format!("ws://{}/websocket", base.trim_start_matches("http://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ddp");
+    let connect = json!({"msg": "connect", "version": "1", "support": ["1"]});
+    ws.send(Message::text(connect.to_string())).await.unwrap();
+    let call = json!({"msg": "method", "method": "login", "params": [params], "id": "1"});
+    ws.send(Message::text(call.to_string())).await.unwrap();
+    loop {
+        let frame = tokio::time::timeout(ENDS_WITHIN, ws.next())
+            .await
+            .expect("a DDP answer")
+            .expect("a frame")
+            .expect("a frame");
+        let Ok(text) = frame.to_text() else { continue };
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        if v["msg"] == "result" && v["id"] == "1" {
+            return v.get("error").cloned().unwrap_or(Value::Null);
+        }
+    }
+}
+
 /// Waits until `check` answers true; fails after [`ENDS_WITHIN`].
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -372,6 +395,23 @@ async fn bootstrap_and_manage(db: Db) {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert_eq!(b["status"], json!(400), "{b}");
     assert!(b["msg"].as_str().unwrap().contains("disabled"), "{b}");
+    let digest = imsync_core::ids::token_hash("alice-pass-1");
+    let error = ddp_login(
+        base,
+        json!({"user": {"username": "alice"}, "password": {"digest": digest, "algorithm": "sha-256"}}),
+    )
+    .await;
+    assert_eq!(
+        (&error["error"], &error["reason"]),
+        (&json!(403), &json!("This account is disabled")),
+        "{error}"
+    );
+    let error = ddp_login(base, json!({"resume": alice.token.clone().unwrap()})).await;
+    assert_eq!(
+        error["error"],
+        json!(403),
+        "a disabled account's token resumed: {error}"
+    );
     // The CLI sees what the API did.
     let listed: Value = serde_json::from_str(&db.user_ok(&["list", "--json"], "")).unwrap();
     assert_eq!(listed[1]["username"], json!("alice"));
