@@ -626,3 +626,69 @@ async fn the_cli_ends_sessions_of_a_running_server() {
     assert!(err.contains("no database at"), "{err}");
     assert!(!missing.exists(), "a mistyped directory became a database");
 }
+
+/// Drives `imsync user add` at a terminal (a pseudo-terminal): it types each password once the
+/// terminal stops echoing, as a person would see it.
+const AT_A_TERMINAL: &str = r#"
+import os, pty, select, sys, termios, time
+
+exe, data = sys.argv[1], sys.argv[2]
+env = {k: v for k, v in os.environ.items() if k != "IMSYNC_DATABASE_URL"}
+
+def add(first, second):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(exe, [exe, "user", "add", "dave", "--data-dir", data], env)
+    out = b""
+    def read_until(marker):
+        nonlocal out
+        deadline = time.time() + 30
+        while marker not in out:
+            left = deadline - time.time()
+            assert left > 0 and select.select([fd], [], [], left)[0], f"no {marker!r} in {out!r}"
+            out += os.read(fd, 1024)
+    def type_unechoed(password):
+        deadline = time.time() + 30
+        while termios.tcgetattr(fd)[3] & termios.ECHO:
+            assert time.time() < deadline, "the terminal kept echoing"
+            time.sleep(0.01)
+        os.write(fd, password + b"\n")
+    read_until(b"Password for dave: ")
+    type_unechoed(first)
+    read_until(b"again: ")
+    type_unechoed(second)
+    deadline = time.time() + 30
+    while True:
+        left = deadline - time.time()
+        assert left > 0 and select.select([fd], [], [], left)[0], f"no end after {out!r}"
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+code, out = add(b"first-password", b"second-password")
+assert code == 1 and "the passwords differ" in out, (code, out)
+code, out = add(b"dave-password-1", b"dave-password-1")
+assert code == 0 and "imsync: created dave" in out, (code, out)
+assert "dave-password-1" not in out, f"the password was echoed: {out!r}"
+print("ok")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_is_asked_twice_without_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", AT_A_TERMINAL, env!("CARGO_BIN_EXE_imsync")])
+        .arg(dir.path())
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    let db = Db::Sqlite(dir.path().to_owned());
+    let server = db.serve(&[]).await;
+    logged_in(&server.base, "dave", "dave-password-1").await;
+}
