@@ -2,7 +2,8 @@
 //! `imsync user add --admin`, the admin API (create, list, disable and enable, role changes,
 //! password resets, ending sessions), a disabled account refused by the native, Rocket.Chat and
 //! TangSengDaoDao logins and its tokens by every face, and `imsync user` run from another process
-//! against a running server, whose tokens and realtime connections it ends.
+//! against a running server, whose tokens and realtime connections it ends; and the password
+//! prompt at a terminal.
 //!
 //! The bootstrap runs on SQLite always, and on PostgreSQL in an ignored test (`.ci/run` runs it
 //! with IMSYNC_TEST_DATABASE_URL); the running-server test follows the suite's backend.
