@@ -35,6 +35,7 @@ error_codes! {
     NotSender => ("NOT_SENDER", 403),
     Blocked => ("BLOCKED", 403),
     RegistrationClosed => ("REGISTRATION_CLOSED", 403),
+    AccountDisabled => ("ACCOUNT_DISABLED", 403),
     NotFound => ("NOT_FOUND", 404),
     MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405),
     Conflict => ("CONFLICT", 409),

@@ -118,7 +118,11 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+// The body is read although unused: the document is large enough that, with a request body left
+// unread, the connection's close could reset it before the client had read it all.
+async fn openapi_json(
+    _body: crate::extract::UnusedBody<crate::error::ApiError>,
+) -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi())
 }
 

@@ -62,6 +62,10 @@ fn session_key(hash: String, expires_at: i64) -> SessionKey {
     }
 }
 
+fn account_disabled() -> Error {
+    Error::new(ErrorCode::AccountDisabled, "This account is disabled")
+}
+
 /// Marks a password hash whose input is the hex SHA-256 of the password rather than the
 /// password itself. Both a plain password and its SHA-256 digest (what Rocket.Chat's DDP
 /// clients send) can be checked against such a hash. Hashes without the mark are argon2 of the
@@ -100,7 +104,7 @@ fn argon2_verify(input: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn hash_password(password: &str) -> Result<String> {
+pub(crate) fn hash_password(password: &str) -> Result<String> {
     Ok(format!(
         "{DIGEST_HASH_PREFIX}{}",
         argon2_hash(&password_digest(password))?
@@ -173,7 +177,7 @@ impl Service {
         Ok((user, hash, expires_at))
     }
 
-    fn new_user(&self, a: &NewAccount) -> Result<User> {
+    pub(crate) fn new_user(&self, a: &NewAccount) -> Result<User> {
         validate::username(&a.username)?;
         let display_name = a.display_name.clone().unwrap_or_else(|| a.username.clone());
         validate::non_blank("displayName", &display_name)?;
@@ -299,7 +303,12 @@ impl Service {
                 "Invalid username or password",
             )
         };
-        let Some((user_id, Some(hash))) = found else {
+        let Some(users::Credentials {
+            user_id,
+            password_hash: Some(hash),
+            disabled,
+        }) = found
+        else {
             return Err(bad());
         };
         let owned = match password {
@@ -319,10 +328,20 @@ impl Service {
         if !ok {
             return Err(bad());
         }
+        // Said only to whoever knows the password: to anyone else the account looks like any
+        // other that refused them.
+        if disabled {
+            return Err(account_disabled());
+        }
         let this = self.clone();
         self.store
             .write(move |c| {
-                let user = users::get(c, &user_id)?.ok_or_else(bad)?;
+                let account = users::account(c, &user_id)?.ok_or_else(bad)?;
+                // Disabled while the password was being checked.
+                if account.disabled_at.is_some() {
+                    return Err(account_disabled());
+                }
+                let user = account.user;
                 if let Some(h) = &rehash {
                     users::set_password_hash(c, &user.id, h)?;
                 }
@@ -518,7 +537,7 @@ mod tests {
             .read(|c| users::credentials(c, "old"))
             .await
             .unwrap()
-            .and_then(|(_, h)| h)
+            .and_then(|c| c.password_hash)
             .unwrap();
         assert!(stored.starts_with(DIGEST_HASH_PREFIX), "{stored}");
         let s = service

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+pub mod admin;
 mod contacts;
 mod conversations;
 pub mod files;
@@ -22,6 +23,7 @@ pub use accounts::{NewAccount, Password, ProfilePatch, Session, Stats};
 pub use contacts::{FriendView, RequestOutcome, RequestView};
 pub use conversations::{ConversationPatch, ConversationSummary, ConversationWithMembers, Member};
 pub use imsync_store::repo::events::RawEvent;
+pub use imsync_store::repo::users::Account;
 pub use messages::{HistoryPage, NewMessage, SendOutcome};
 pub use rocketchat::{
     ChangeSet, MessageView, PublicRoom, RoomChanges, RoomView, ThreadChanges, ThreadFilter,

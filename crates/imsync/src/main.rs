@@ -4,6 +4,7 @@
 mod backup;
 mod config;
 mod healthcheck;
+mod user;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,6 +42,15 @@ enum Command {
     /// For container health checks and service managers; a wildcard `--listen` is probed on
     /// loopback.
     Healthcheck(ServeArgs),
+    /// Manage accounts on the server's database, stopped or running: add, list, disable,
+    /// enable, reset-password, logout, promote, demote.
+    ///
+    /// This is how a server with `--registration closed` gets its first admin:
+    /// `imsync user add NAME --admin`, with the same database settings as `serve`.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -60,6 +70,10 @@ fn main() -> ExitCode {
         Some(Command::Backup(a)) => return report(backup(a)),
         Some(Command::Healthcheck(a)) => {
             return report(Config::resolve(a).and_then(|c| healthcheck::run(&c.listen)))
+        }
+        Some(Command::User { command }) => {
+            init_cli_logging();
+            return report(user::run(command));
         }
         // No command means `serve`, still reading its settings from the environment.
         None => match Cli::parse_from(["imsync", "serve"]).command {
@@ -119,6 +133,17 @@ fn init_logging(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// A command's own output is on stdout; what the store warns of goes to stderr.
+fn init_cli_logging() {
+    let filter = EnvFilter::try_from_env("IMSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Binds `addr` for `flag`, saying in words what to do when it cannot be.
@@ -197,22 +222,12 @@ fn check_data_dir(path: &Path, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
-    let backend = config.backend()?;
-    // The ports first: a server that cannot listen must not have created or migrated anything.
-    let listeners = match migrate_only {
-        true => None,
-        false => {
-            let http = listen(&config.listen, "--listen").await?;
-            let tcp = match config.wukongim_tcp_listen.as_deref() {
-                Some(addr) => Some(listen(addr, "--wukongim-tcp-listen").await?),
-                None => None,
-            };
-            Some((http, tcp))
-        }
-    };
-    let metrics = imsync_server::install_recorder();
-    let store = match backend {
+/// Opens (creating and migrating where needed) the database the settings name.
+async fn open_store(
+    config: &Config,
+    backend: config::Backend,
+) -> anyhow::Result<imsync_store::Store> {
+    match backend {
         config::Backend::Sqlite(o) => {
             let flag = match config.database_url {
                 Some(_) => "--database-url",
@@ -235,7 +250,25 @@ async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
                 })
         }
     }
-    .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))?;
+    .map_err(|e| anyhow::anyhow!("opening the database: {}", e.message))
+}
+
+async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
+    let backend = config.backend()?;
+    // The ports first: a server that cannot listen must not have created or migrated anything.
+    let listeners = match migrate_only {
+        true => None,
+        false => {
+            let http = listen(&config.listen, "--listen").await?;
+            let tcp = match config.wukongim_tcp_listen.as_deref() {
+                Some(addr) => Some(listen(addr, "--wukongim-tcp-listen").await?),
+                None => None,
+            };
+            Some((http, tcp))
+        }
+    };
+    let metrics = imsync_server::install_recorder();
+    let store = open_store(&config, backend).await?;
     let Some((listener, tcp_listener)) = listeners else {
         tracing::info!(storage = store.description(), "migrations applied");
         return Ok(());

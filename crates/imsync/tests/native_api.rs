@@ -3771,6 +3771,12 @@ async fn metrics_and_openapi() {
         ("/api/im/users/by-username/{username}", "get"),
         ("/api/im/presence/batch", "post"),
         ("/api/im/sync", "get"),
+        ("/api/im/admin/users", "get"),
+        ("/api/im/admin/users", "post"),
+        ("/api/im/admin/users/{id}", "get"),
+        ("/api/im/admin/users/{id}", "patch"),
+        ("/api/im/admin/users/{id}/reset-password", "post"),
+        ("/api/im/admin/users/{id}/logout", "post"),
     ];
     for (path, method) in expected {
         assert!(

@@ -412,6 +412,7 @@ async fn login(conn: &mut Conn, params: &[Value]) -> MethodResult {
             Err(e) if matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable) => {
                 return Err(internal(e))
             }
+            Err(e) if e.code == ErrorCode::AccountDisabled => return Err(login_failed(&e.message)),
             Err(_) => {
                 return Err(match service.user_by_username(&name).await {
                     Ok(_) => login_failed("Incorrect password"),

@@ -2,6 +2,7 @@
 //! `{ok:true, data, meta?}` or the error envelope of [`crate::error`].
 
 mod accounts;
+mod admin;
 mod contacts;
 mod conversations;
 pub mod files;
@@ -49,6 +50,9 @@ use utoipa_axum::routes;
         users::PresenceBody,
         contacts::FriendRequestBody,
         contacts::RemarkBody,
+        admin::CreateUserBody,
+        admin::UpdateUserBody,
+        admin::ResetPasswordBody,
     )),
     tags((name = "im", description = "The native IM API"))
 )]
@@ -107,6 +111,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(users::by_username))
         .routes(routes!(users::presence))
         .routes(routes!(sync::sync))
+        .routes(routes!(admin::list, admin::create))
+        .routes(routes!(admin::get, admin::update))
+        .routes(routes!(admin::reset_password))
+        .routes(routes!(admin::logout))
 }
 
 /// The success envelope of every native response: `{ok:true, data}`.

@@ -93,6 +93,7 @@ impl From<Error> for RcError {
             ErrorCode::RegistrationClosed | ErrorCode::Blocked => {
                 RcError::meteor("error-not-allowed", e.message)
             }
+            ErrorCode::AccountDisabled => RcError::meteor("error-user-is-not-activated", e.message),
             ErrorCode::NotFound => RcError::meteor("error-not-found", e.message),
             ErrorCode::Conflict | ErrorCode::UsernameTaken | ErrorCode::IdempotencyKeyReused => {
                 RcError::meteor("error-duplicate", e.message)

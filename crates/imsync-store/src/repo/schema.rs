@@ -251,6 +251,12 @@ CREATE TABLE file_links (
 );
 CREATE INDEX file_links_message ON file_links(message_id);
 "#,
+    // Administration: an admin may manage accounts; a disabled account cannot log in and its
+    // tokens stop authenticating, until it is enabled again.
+    r#"
+ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+"#,
 ];
 
 /// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock

@@ -15,11 +15,11 @@ pub fn insert(
     Ok(())
 }
 
-/// The owner and expiry of a token, if it exists and its user is live.
+/// The owner and expiry of a token, if it exists and its user is live and not disabled.
 pub fn lookup(c: &mut dyn SqlConn, hash: &str) -> Result<Option<(String, i64)>> {
     Ok(c.query_opt(
         "SELECT t.user_id, t.expires_at FROM tokens t JOIN users u ON u.id = t.user_id \
-         WHERE t.hash = $1 AND u.deleted_at IS NULL",
+         WHERE t.hash = $1 AND u.deleted_at IS NULL AND u.disabled_at IS NULL",
         args![hash],
     )?
     .map(|r| (r.string(0), r.i64(1))))
@@ -32,7 +32,7 @@ pub fn lookup_for_refresh(
 ) -> Result<Option<(String, i64, Option<i64>)>> {
     Ok(c.query_opt(
         "SELECT t.user_id, t.expires_at, t.refresh_until FROM tokens t \
-         JOIN users u ON u.id = t.user_id WHERE t.hash = $1 AND u.deleted_at IS NULL",
+         JOIN users u ON u.id = t.user_id WHERE t.hash = $1 AND u.deleted_at IS NULL AND u.disabled_at IS NULL",
         args![hash],
     )?
     .map(|r| (r.string(0), r.i64(1), r.opt_i64(2))))
@@ -54,13 +54,13 @@ pub fn delete(c: &mut dyn SqlConn, hash: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn delete_for_user(c: &mut dyn SqlConn, user_id: &str) -> Result<()> {
-    c.execute("DELETE FROM tokens WHERE user_id = $1", args![user_id])?;
-    Ok(())
+/// Ends every session of a user; answers how many there were.
+pub fn delete_for_user(c: &mut dyn SqlConn, user_id: &str) -> Result<u64> {
+    c.execute("DELETE FROM tokens WHERE user_id = $1", args![user_id])
 }
 
 /// Which of these token hashes still name a live session at `now`: not expired, not revoked,
-/// their user not deleted. Asked in chunks, so any number of hashes takes few statements.
+/// their user neither deleted nor disabled. Asked in chunks, so any number of hashes takes few statements.
 pub fn live_among(
     c: &mut dyn SqlConn,
     hashes: &[String],
@@ -71,7 +71,7 @@ pub fn live_among(
         let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT t.hash FROM tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.expires_at > $1 AND u.deleted_at IS NULL AND t.hash IN ({})",
+             WHERE t.expires_at > $1 AND u.deleted_at IS NULL AND u.disabled_at IS NULL AND t.hash IN ({})",
             marks.join(", ")
         );
         let mut params: Vec<crate::Value> = vec![now.into()];

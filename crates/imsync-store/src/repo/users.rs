@@ -69,16 +69,26 @@ pub fn username_taken(c: &mut dyn SqlConn, username: &str) -> Result<bool> {
     .is_some())
 }
 
-/// The user id and password hash for a login, by username.
-pub fn credentials(
-    c: &mut dyn SqlConn,
-    username: &str,
-) -> Result<Option<(String, Option<String>)>> {
+/// What a login checks, by username.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+}
+
+/// The credentials of a live account, by username.
+pub fn credentials(c: &mut dyn SqlConn, username: &str) -> Result<Option<Credentials>> {
     Ok(c.query_opt(
-        "SELECT id, password_hash FROM users WHERE username_key = $1 AND deleted_at IS NULL",
+        "SELECT id, password_hash, disabled_at IS NOT NULL FROM users \
+         WHERE username_key = $1 AND deleted_at IS NULL",
         args![username_key(username)],
     )?
-    .map(|r| (r.string(0), r.opt_string(1))))
+    .map(|r| Credentials {
+        user_id: r.string(0),
+        password_hash: r.opt_string(1),
+        disabled: r.bool(2),
+    }))
 }
 
 /// Replaces a live account's password hash.
@@ -141,4 +151,84 @@ pub fn page(c: &mut dyn SqlConn, offset: i64, limit: i64) -> Result<(Vec<User>, 
 pub fn count(c: &mut dyn SqlConn) -> Result<i64> {
     Ok(c.query_opt("SELECT count(*) FROM users", &[])?
         .map_or(0, |r| r.i64(0)))
+}
+
+/// A live account as an administrator sees it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user: User,
+    pub admin: bool,
+    /// When it was disabled; `None` while it may log in.
+    pub disabled_at: Option<i64>,
+}
+
+fn account_from_row(r: &Row) -> Account {
+    Account {
+        user: from_row(r),
+        admin: r.bool(11),
+        disabled_at: r.opt_i64(12),
+    }
+}
+
+/// A live account by id.
+pub fn account(c: &mut dyn SqlConn, id: &str) -> Result<Option<Account>> {
+    let sql = format!(
+        "SELECT {COLUMNS}, admin, disabled_at FROM users WHERE id = $1 AND deleted_at IS NULL"
+    );
+    Ok(c.query_opt(&sql, args![id])?.map(|r| account_from_row(&r)))
+}
+
+/// A page of the live accounts, oldest first, and how many there are.
+pub fn account_page(c: &mut dyn SqlConn, offset: i64, limit: i64) -> Result<(Vec<Account>, i64)> {
+    let sql = format!(
+        "SELECT {COLUMNS}, admin, disabled_at FROM users WHERE deleted_at IS NULL \
+         ORDER BY created_at ASC, id ASC LIMIT $1 OFFSET $2"
+    );
+    let rows = c.query(&sql, args![limit.max(0), offset.max(0)])?;
+    let total = c
+        .query_opt("SELECT count(*) FROM users WHERE deleted_at IS NULL", &[])?
+        .map_or(0, |r| r.i64(0));
+    Ok((rows.iter().map(account_from_row).collect(), total))
+}
+
+/// Live, enabled admins: who can still manage the server.
+pub fn active_admin_count(c: &mut dyn SqlConn) -> Result<i64> {
+    Ok(c.query_opt(
+        "SELECT count(*) FROM users \
+             WHERE admin = 1 AND deleted_at IS NULL AND disabled_at IS NULL",
+        &[],
+    )?
+    .map_or(0, |r| r.i64(0)))
+}
+
+/// Whether a live, enabled account has the admin role.
+pub fn is_active_admin(c: &mut dyn SqlConn, id: &str) -> Result<bool> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM users \
+         WHERE id = $1 AND admin = 1 AND deleted_at IS NULL AND disabled_at IS NULL",
+        args![id],
+    )?
+    .is_some())
+}
+
+pub fn set_admin(c: &mut dyn SqlConn, id: &str, admin: bool, at: i64) -> Result<()> {
+    c.execute(
+        "UPDATE users SET admin = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL",
+        args![id, admin, at],
+    )?;
+    Ok(())
+}
+
+/// Disables the account as of `disabled_at`, or enables it with `None`.
+pub fn set_disabled(
+    c: &mut dyn SqlConn,
+    id: &str,
+    disabled_at: Option<i64>,
+    at: i64,
+) -> Result<()> {
+    c.execute(
+        "UPDATE users SET disabled_at = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL",
+        args![id, disabled_at, at],
+    )?;
+    Ok(())
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Check imsync's /openapi.json with third-party validators, and hold it to the server's answers.
 
-Usage: openapi_check.py BASE_URL        e.g. openapi_check.py http://127.0.0.1:8080
+Usage: openapi_check.py BASE_URL ADMIN_USERNAME ADMIN_PASSWORD
+       e.g. openapi_check.py http://127.0.0.1:8080 root 'the password'
+The admin account (made with `imsync user add NAME --admin`) drives the admin API.
 
 1. The served document passes openapi-spec-validator (PyPI `openapi-spec-validator`), which
    among other things refuses repeated operationIds, and every 2xx response of every operation
@@ -220,7 +222,7 @@ class Checker:
         return answer
 
 
-def run(base):
+def run(base, admin_name, admin_password):
     server = Server(base)
     status, doc = server.call("GET", "/openapi.json")
     if status != 200:
@@ -354,6 +356,25 @@ def run(base):
     c.call("POST", "/api/im/logout", token=refreshed, expect=200)
     c.call("DELETE", "/api/im/me", token=carol, expect=200)
 
+    # The admin API, as the admin the server was bootstrapped with.
+    admin = c.call("POST", "/api/im/users/login", body={"username": admin_name, "password": admin_password},
+                   expect=200)["data"]["token"]
+    c.call("GET", "/api/im/admin/users", "/api/im/admin/users?limit=2&offset=1", token=admin, expect=200)
+    erin = c.call("POST", "/api/im/admin/users", token=admin,
+                  body={"username": f"erin-{run_id}", "password": "erin password", "displayName": "Erin",
+                        "role": "human", "admin": False}, expect=201)["data"]["id"]
+    c.call("GET", "/api/im/admin/users/{id}", f"/api/im/admin/users/{erin}", token=admin, expect=200)
+    c.call("PATCH", "/api/im/admin/users/{id}", f"/api/im/admin/users/{erin}", token=admin,
+           body={"disabled": True}, expect=200)
+    c.call("PATCH", "/api/im/admin/users/{id}", f"/api/im/admin/users/{erin}", token=admin,
+           body={"disabled": False, "admin": True}, expect=200)
+    c.call("POST", "/api/im/admin/users/{id}/reset-password", f"/api/im/admin/users/{erin}/reset-password",
+           token=admin, body={"password": "erin password 2"}, expect=200)
+    c.call("POST", "/api/im/admin/users/{id}/logout", f"/api/im/admin/users/{erin}/logout", token=admin,
+           expect=200)
+    c.call("GET", "/api/im/admin/users", token=bob, expect=403)
+    c.call("GET", "/api/im/admin/users/{id}", "/api/im/admin/users/no-such-user", token=admin, expect=404)
+
     # Failures answer a status their operation documents too.
     c.call("GET", "/api/im/conversations/{id}", "/api/im/conversations/no-such-id", token=alice, expect=404)
     c.call("POST", "/api/im/users/login", body={"username": pw["username"], "password": "wrong"}, expect=401)
@@ -371,11 +392,11 @@ def run(base):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 4:
         print(__doc__)
         sys.exit(2)
     try:
-        run(sys.argv[1])
+        run(sys.argv[1], sys.argv[2], sys.argv[3])
     except Exception as e:
         import traceback
 
