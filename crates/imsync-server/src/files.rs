@@ -1,4 +1,4 @@
-//! File transfer for every face: the download (streamed from the store, with single `Range`
+//! File transfer for every face: the download (streamed from the file store, with single `Range`
 //! requests, inline only for sniffed images, an attachment otherwise) and the streams the
 //! upload handlers hand to the service.
 
@@ -9,8 +9,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use imsync_core::{Error, ErrorCode, Result};
 use imsync_service::files::FileDownload;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 /// Room for a multipart request's boundaries and text fields beyond the file itself.
 pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
@@ -92,30 +90,18 @@ fn range_of(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>> {
 /// Streams a file the caller may read; errors come back for the face to render (a 416 also
 /// carries `Content-Range`, as the caller must set it on the face's error: see [`unsatisfied`]).
 pub async fn download(d: FileDownload, headers: &HeaderMap) -> Result<Response> {
-    let mut file = tokio::fs::File::open(&d.path).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+    let len = d.file.size as u64;
+    let range = range_of(headers, len)?;
+    let (status, count) = match range {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
+        None => (StatusCode::OK, len),
+    };
+    let bytes = d.read(range).await.inspect_err(|e| {
+        if e.code == ErrorCode::NotFound {
             tracing::warn!(id = %d.file.id, "a confirmed file's bytes are missing");
-            Error::not_found("File")
-        } else {
-            Error::internal(format!("opening {}: {e}", d.path.display()))
         }
     })?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| Error::internal(format!("reading {}: {e}", d.path.display())))?
-        .len();
-    let range = range_of(headers, len)?;
-    let (status, start, count) = match range {
-        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
-        None => (StatusCode::OK, 0, len),
-    };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| Error::internal(format!("seeking {}: {e}", d.path.display())))?;
-    }
-    let body = Body::from_stream(ReaderStream::with_capacity(file.take(count), 64 * 1024));
+    let body = Body::from_stream(bytes);
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     let (kind, mime) = if d.file.inline_ok {
