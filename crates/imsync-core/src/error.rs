@@ -37,6 +37,7 @@ error_codes! {
     RegistrationClosed => ("REGISTRATION_CLOSED", 403),
     NotFound => ("NOT_FOUND", 404),
     MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405),
+    RequestTimeout => ("REQUEST_TIMEOUT", 408),
     Conflict => ("CONFLICT", 409),
     UsernameTaken => ("USERNAME_TAKEN", 409),
     IdempotencyKeyReused => ("IDEMPOTENCY_KEY_REUSED", 409),

@@ -2,9 +2,12 @@
 //! requests, inline only for sniffed images, an attachment otherwise) and the streams the
 //! upload handlers hand to the service.
 
+use crate::serve::{BodyClock, BodyTimedOut, BODY_TIMED_OUT};
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use imsync_core::{Error, ErrorCode, Result};
@@ -13,10 +16,40 @@ use imsync_service::files::FileDownload;
 /// Room for a multipart request's boundaries and text fields beyond the file itself.
 pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
+/// The layer of every route that takes an upload: its body is timed per chunk, not as a whole
+/// (see [`crate::serve::BodyClock`]).
+pub async fn upload_clock(req: Request, next: Next) -> Response {
+    if let Some(clock) = req.extensions().get::<BodyClock>() {
+        clock.per_progress();
+    }
+    next.run(req).await
+}
+
+/// Whether `e` (or what caused it) is the body clock running out.
+fn stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<BodyTimedOut>() || c.to_string().contains(BODY_TIMED_OUT) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+fn stall_error() -> Error {
+    Error::new(
+        ErrorCode::RequestTimeout,
+        "The upload stalled: no bytes arrived within the body timeout",
+    )
+}
+
 /// A request body as the service reads uploads.
 pub fn body_stream(body: Body) -> impl Stream<Item = Result<Bytes>> + Send {
-    body.into_data_stream()
-        .map_err(|e| Error::invalid(format!("The upload was cut off: {e}")))
+    body.into_data_stream().map_err(|e| match stalled(&e) {
+        true => stall_error(),
+        false => Error::invalid(format!("The upload was cut off: {e}")),
+    })
 }
 
 /// One multipart field's bytes as the service reads uploads.
@@ -25,6 +58,9 @@ pub fn field_stream<'a>(field: Field<'a>) -> impl Stream<Item = Result<Bytes>> +
 }
 
 pub fn multipart_error(e: MultipartError) -> Error {
+    if stalled(&e) {
+        return stall_error();
+    }
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Error::new(
             ErrorCode::PayloadTooLarge,

@@ -8,14 +8,17 @@ use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, UnusedBody};
-use crate::files::{body_stream, field_stream, multipart_error, unsatisfied, MULTIPART_OVERHEAD};
+use crate::files::{
+    body_stream, field_stream, multipart_error, unsatisfied, upload_clock, MULTIPART_OVERHEAD,
+};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use imsync_core::model::User;
-use imsync_core::Error;
+use imsync_core::{Error, ErrorCode};
 use imsync_service::files::{content_url, FileRecord, NewFile, INLINE_TYPES, PART_BYTES};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -190,9 +193,14 @@ pub fn router(max_file_bytes: u64) -> Router<AppState> {
         .route("/api/im/files/upload/complete", post(complete))
         .route(
             "/api/im/files/upload/{id}",
-            post(upload).layer(DefaultBodyLimit::max(upload_limit)),
+            post(upload)
+                .layer(DefaultBodyLimit::max(upload_limit))
+                .layer(from_fn(upload_clock)),
         )
-        .route("/api/im/files/upload/{id}/parts/{n}", put(upload_part))
+        .route(
+            "/api/im/files/upload/{id}/parts/{n}",
+            put(upload_part).layer(from_fn(upload_clock)),
+        )
         .route("/api/im/files/quota", get(quota))
         .route("/api/im/files/types", get(types))
         .route("/api/im/files/{id}", delete(remove))
@@ -289,13 +297,30 @@ async fn init(
     params(("id" = String, Path,), ("n" = u32, Path, description = "The part number, from 1")),
     request_body(content = String, content_type = "application/octet-stream", description = "The part's bytes"),
     responses((status = 200, description = "Stored", body = Envelope<PartStored>),
-        (status = 400, description = "Not the part's size, or no such part")))]
+        (status = 400, description = "Not the part's size, or no such part"),
+        (status = 408, description = "No bytes arrived within the body timeout: the connection is closed"),
+        (status = 413, description = "A Content-Length over the part size: refused before the body, the connection closed")))]
 async fn upload_part(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path((id, n)): Path<(String, u32)>,
+    headers: HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > PART_BYTES) {
+        // Refused on its head: the body is never read, so the connection cannot go on.
+        let e = Error::new(
+            ErrorCode::PayloadTooLarge,
+            format!("A part has at most {PART_BYTES} bytes"),
+        );
+        let mut resp = ApiError::from(e).into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     let etag = state
         .service
         .upload_part(&me, &id, n, body_stream(body))
