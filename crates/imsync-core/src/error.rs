@@ -38,6 +38,7 @@ error_codes! {
     AccountDisabled => ("ACCOUNT_DISABLED", 403),
     NotFound => ("NOT_FOUND", 404),
     MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405),
+    RequestTimeout => ("REQUEST_TIMEOUT", 408),
     Conflict => ("CONFLICT", 409),
     UsernameTaken => ("USERNAME_TAKEN", 409),
     IdempotencyKeyReused => ("IDEMPOTENCY_KEY_REUSED", 409),

@@ -1,24 +1,55 @@
-//! File transfer for every face: the download (streamed from the store, with single `Range`
+//! File transfer for every face: the download (streamed from the file store, with single `Range`
 //! requests, inline only for sniffed images, an attachment otherwise) and the streams the
 //! upload handlers hand to the service.
 
+use crate::serve::{BodyClock, BodyTimedOut, BODY_TIMED_OUT};
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use imsync_core::{Error, ErrorCode, Result};
 use imsync_service::files::FileDownload;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 /// Room for a multipart request's boundaries and text fields beyond the file itself.
 pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
+/// The layer of every route that takes an upload: its body is timed per chunk, not as a whole
+/// (see [`crate::serve::BodyClock`]).
+pub async fn upload_clock(req: Request, next: Next) -> Response {
+    if let Some(clock) = req.extensions().get::<BodyClock>() {
+        clock.per_progress();
+    }
+    next.run(req).await
+}
+
+/// Whether `e` (or what caused it) is the body clock running out.
+fn stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<BodyTimedOut>() || c.to_string().contains(BODY_TIMED_OUT) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+fn stall_error() -> Error {
+    Error::new(
+        ErrorCode::RequestTimeout,
+        "The upload stalled: no bytes arrived within the body timeout",
+    )
+}
+
 /// A request body as the service reads uploads.
 pub fn body_stream(body: Body) -> impl Stream<Item = Result<Bytes>> + Send {
-    body.into_data_stream()
-        .map_err(|e| Error::invalid(format!("The upload was cut off: {e}")))
+    body.into_data_stream().map_err(|e| match stalled(&e) {
+        true => stall_error(),
+        false => Error::invalid(format!("The upload was cut off: {e}")),
+    })
 }
 
 /// One multipart field's bytes as the service reads uploads.
@@ -27,6 +58,9 @@ pub fn field_stream<'a>(field: Field<'a>) -> impl Stream<Item = Result<Bytes>> +
 }
 
 pub fn multipart_error(e: MultipartError) -> Error {
+    if stalled(&e) {
+        return stall_error();
+    }
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Error::new(
             ErrorCode::PayloadTooLarge,
@@ -92,30 +126,18 @@ fn range_of(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>> {
 /// Streams a file the caller may read; errors come back for the face to render (a 416 also
 /// carries `Content-Range`, as the caller must set it on the face's error: see [`unsatisfied`]).
 pub async fn download(d: FileDownload, headers: &HeaderMap) -> Result<Response> {
-    let mut file = tokio::fs::File::open(&d.path).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+    let len = d.file.size as u64;
+    let range = range_of(headers, len)?;
+    let (status, count) = match range {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
+        None => (StatusCode::OK, len),
+    };
+    let bytes = d.read(range).await.inspect_err(|e| {
+        if e.code == ErrorCode::NotFound {
             tracing::warn!(id = %d.file.id, "a confirmed file's bytes are missing");
-            Error::not_found("File")
-        } else {
-            Error::internal(format!("opening {}: {e}", d.path.display()))
         }
     })?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| Error::internal(format!("reading {}: {e}", d.path.display())))?
-        .len();
-    let range = range_of(headers, len)?;
-    let (status, start, count) = match range {
-        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
-        None => (StatusCode::OK, 0, len),
-    };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| Error::internal(format!("seeking {}: {e}", d.path.display())))?;
-    }
-    let body = Body::from_stream(ReaderStream::with_capacity(file.take(count), 64 * 1024));
+    let body = Body::from_stream(bytes);
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     let (kind, mime) = if d.file.inline_ok {

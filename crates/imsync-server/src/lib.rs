@@ -27,5 +27,7 @@ pub use serve::{serve, ServeConfig};
 
 /// The OpenAPI document of the native face, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    native::router().split_for_parts().1
+    let mut doc = native::router().split_for_parts().1;
+    doc.merge(<native::files::FilesDoc as utoipa::OpenApi>::openapi());
+    doc
 }

@@ -7,7 +7,9 @@
 //! - the header timeout runs from the first byte of a request (or from the accept, for the first
 //!   request) until its head is complete; a byte now and then does not move it;
 //! - the keep-alive timeout runs while a connection waits between requests;
-//! - the body timeout runs from the head until the handler has read the whole body;
+//! - the body timeout runs from the head until the handler has read the whole body; on the
+//!   upload routes (which take files far larger than any other body) it is a stall clock
+//!   instead, restarted by every chunk that arrives (see [`BodyClock`]);
 //! - the shutdown grace runs from the shutdown signal; connections still open at its end are
 //!   dropped.
 //!
@@ -213,6 +215,8 @@ async fn handle(
 ) -> Result<Response<Tracked>, std::convert::Infallible> {
     let busy = Busy::new(state.clone());
     req.extensions_mut().insert(ConnectInfo(remote));
+    let clock = BodyClock::default();
+    req.extensions_mut().insert(clock.clone());
     if req.headers().contains_key(axum::http::header::UPGRADE) {
         req.extensions_mut().insert(ReadCounter(state.clone()));
     }
@@ -223,12 +227,13 @@ async fn handle(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .is_some_and(|n| n > config.max_body_bytes as u64);
-    let req = req.map(|b| Body::new(TimedBody::new(b, &config)));
+    let req = req.map(|b| Body::new(TimedBody::new(b, &config, clock.clone())));
     let mut resp = match app.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
-    if oversized {
+    // A body cut off by its clock leaves the rest of it on the connection.
+    if oversized || clock.0.timed_out.load(Ordering::Relaxed) {
         resp.headers_mut().insert(
             axum::http::header::CONNECTION,
             axum::http::HeaderValue::from_static("close"),
@@ -458,13 +463,36 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// How a request's body is timed. By default the body timeout bounds the whole body; a route
+/// that takes uploads calls [`BodyClock::per_progress`] before it reads, and the timeout then
+/// bounds each wait for the next chunk: a large file over a slow link goes through, a client
+/// that stops sending is cut off as soon.
+#[derive(Clone, Default)]
+pub struct BodyClock(Arc<ClockState>);
+
+#[derive(Default)]
+struct ClockState {
+    per_progress: AtomicBool,
+    timed_out: AtomicBool,
+}
+
+impl BodyClock {
+    pub fn per_progress(&self) {
+        self.0.per_progress.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The error a request body gives when its client took longer than the body timeout.
 #[derive(Debug)]
-struct BodyTimedOut;
+pub(crate) struct BodyTimedOut;
+
+/// [`BodyTimedOut`]'s text: what is left of it once a multipart parser has put it in its own
+/// error's text.
+pub(crate) const BODY_TIMED_OUT: &str = "request body not received in time";
 
 impl std::fmt::Display for BodyTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request body not received in time")
+        f.write_str(BODY_TIMED_OUT)
     }
 }
 
@@ -480,10 +508,14 @@ struct TimedBody {
     read: usize,
     max_bytes: usize,
     done: bool,
+    clock: BodyClock,
+    timeout: Duration,
+    /// The clock runs per chunk now (it was switched before the first read).
+    per_progress: bool,
 }
 
 impl TimedBody {
-    fn new(inner: Incoming, config: &ServeConfig) -> Self {
+    fn new(inner: Incoming, config: &ServeConfig, clock: BodyClock) -> Self {
         TimedBody {
             inner: Some(inner),
             deadline: Instant::now() + config.body_timeout,
@@ -491,6 +523,17 @@ impl TimedBody {
             read: 0,
             max_bytes: config.max_body_bytes,
             done: false,
+            clock,
+            timeout: config.body_timeout,
+            per_progress: false,
+        }
+    }
+
+    /// Moves the deadline to a timeout from now.
+    fn restart(&mut self) {
+        self.deadline = Instant::now() + self.timeout;
+        if let Some(t) = self.timer.as_mut() {
+            t.as_mut().reset(self.deadline);
         }
     }
 }
@@ -504,6 +547,10 @@ impl HttpBody for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
+        if !this.per_progress && this.clock.0.per_progress.load(Ordering::Relaxed) {
+            this.per_progress = true;
+            this.restart();
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -511,6 +558,9 @@ impl HttpBody for TimedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.read = this.read.saturating_add(data.len());
+                    if this.per_progress && !data.is_empty() {
+                        this.restart();
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -530,6 +580,7 @@ impl HttpBody for TimedBody {
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.done = true;
+                        this.clock.0.timed_out.store(true, Ordering::Relaxed);
                         Poll::Ready(Some(Err(Box::new(BodyTimedOut))))
                     }
                     Poll::Pending => Poll::Pending,

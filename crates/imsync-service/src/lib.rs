@@ -57,6 +57,8 @@ pub struct ServiceConfig {
     pub threads_enabled: bool,
     /// Where uploaded files are kept; `None` turns the file calls off (they answer 503).
     pub files_dir: Option<std::path::PathBuf>,
+    /// An S3-compatible object store for the files instead of `files_dir` (for several nodes).
+    pub files_s3: Option<files::S3Config>,
     /// The largest file accepted, in bytes.
     pub max_file_bytes: u64,
 }
@@ -70,6 +72,7 @@ impl Default for ServiceConfig {
             default_channel: Some("GENERAL".to_owned()),
             threads_enabled: true,
             files_dir: None,
+            files_s3: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
@@ -101,7 +104,11 @@ impl Service {
             rocketchat::registration_hooks(&config);
         let service = Service {
             store,
-            files: files::FileStore::new(config.files_dir.clone(), config.max_file_bytes),
+            files: files::FileStore::new(
+                config.files_dir.clone(),
+                config.files_s3.as_ref(),
+                config.max_file_bytes,
+            ),
             config: Arc::new(config),
             hub,
             sessions: Arc::default(),

@@ -9,7 +9,7 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use imsync_server::{ServeConfig, ServerConfig, TrustedProxies};
-use imsync_service::ServiceConfig;
+use imsync_service::{files::S3Config, ServiceConfig};
 use imsync_store::{Durability, PgOptions, StoreOptions};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -114,6 +114,19 @@ settings! {
     max_body_bytes: usize = "1048576", env "IMSYNC_MAX_BODY_BYTES";
     /// Largest accepted file upload in bytes; uploads have their own limit, not the body's.
     max_file_bytes: u64 = "52428800", env "IMSYNC_MAX_FILE_BYTES";
+    /// S3-compatible object store for files (http(s)://host:port), instead of the data dir;
+    /// what several nodes share.
+    files_s3_endpoint: String = unset "files under --data-dir", env "IMSYNC_FILES_S3_ENDPOINT";
+    /// The object store's bucket (it must exist).
+    files_s3_bucket: String = unset "none", env "IMSYNC_FILES_S3_BUCKET";
+    /// The object store's region.
+    files_s3_region: String = "us-east-1", env "IMSYNC_FILES_S3_REGION";
+    /// The object store's access key id.
+    files_s3_access_key: String = unset "none", env "IMSYNC_FILES_S3_ACCESS_KEY";
+    /// The object store's secret key (better given by environment or file than by flag).
+    files_s3_secret_key: String = unset "none", env "IMSYNC_FILES_S3_SECRET_KEY";
+    /// Object store URLs: path (endpoint/bucket/key) or virtual-host (bucket.endpoint/key).
+    files_s3_url_style: String = "path", env "IMSYNC_FILES_S3_URL_STYLE";
     /// Requests per second per client address; 0 turns the limit off.
     rate_limit: u32 = "0", env "IMSYNC_RATE_LIMIT";
     /// Reverse proxies (CIDR blocks or addresses, comma-separated) whose X-Forwarded-For names
@@ -169,6 +182,7 @@ pub struct Config {
     pub registration_open: bool,
     pub durability: Durability,
     pub trusted_proxies: TrustedProxies,
+    pub files_s3: Option<S3Config>,
 }
 
 impl std::ops::Deref for Config {
@@ -206,11 +220,13 @@ impl Config {
         let trusted_proxies =
             TrustedProxies::parse(settings.trusted_proxies.as_deref().unwrap_or(""))
                 .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
+        let files_s3 = files_s3(&settings)?;
         Ok(Config {
             settings,
             registration_open,
             durability,
             trusted_proxies,
+            files_s3,
         })
     }
 
@@ -251,6 +267,7 @@ impl Config {
             // An empty id turns the default channel off.
             default_channel: (!default_channel.is_empty()).then(|| default_channel.to_owned()),
             files_dir: Some(self.data_dir.join("files")),
+            files_s3: self.files_s3.clone(),
             max_file_bytes: self.max_file_bytes,
             ..Default::default()
         }
@@ -278,6 +295,36 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
         }
     }
+}
+
+/// The object store, when `--files-s3-endpoint` names one: its other settings are then required.
+fn files_s3(s: &Settings) -> anyhow::Result<Option<S3Config>> {
+    let Some(endpoint) = &s.files_s3_endpoint else {
+        return Ok(None);
+    };
+    let required = |value: &Option<String>, flag: &str| match value.as_deref() {
+        Some(v) if !v.is_empty() => Ok(v.to_owned()),
+        _ => Err(anyhow::anyhow!(
+            "--{flag} is required with --files-s3-endpoint"
+        )),
+    };
+    let path_style = match s.files_s3_url_style.as_str() {
+        "path" => true,
+        "virtual-host" => false,
+        other => bail!("--files-s3-url-style must be path or virtual-host, not {other:?}"),
+    };
+    let config = S3Config {
+        endpoint: endpoint.clone(),
+        bucket: required(&s.files_s3_bucket, "files-s3-bucket")?,
+        region: s.files_s3_region.clone(),
+        access_key: required(&s.files_s3_access_key, "files-s3-access-key")?,
+        secret_key: required(&s.files_s3_secret_key, "files-s3-secret-key")?,
+        path_style,
+    };
+    config
+        .check()
+        .map_err(|e| anyhow::anyhow!("--files-s3-endpoint: {}", e.message))?;
+    Ok(Some(config))
 }
 
 /// A setting as [`settings!`] declares it.

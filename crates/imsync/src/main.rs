@@ -274,6 +274,10 @@ async fn run(config: Config, migrate_only: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     let service = imsync_service::Service::new(store, config.service_config());
+    service
+        .check_file_store()
+        .await
+        .map_err(|e| anyhow::anyhow!("the object store (--files-s3-*): {}", e.message))?;
     let mut server_config = config.server_config();
     server_config.wukongim_tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
     let state = imsync_server::AppState::new(imsync_server::AppParts {

@@ -861,3 +861,222 @@ async fn the_collector_removes_what_no_message_needs() {
     let (_, q) = alice.get("/api/im/files/quota").await;
     assert_eq!(q["data"]["fileCount"], 2, "{q}");
 }
+
+/// Uploads `bytes` in the native 5 MiB parts and completes the upload; answers it confirmed.
+async fn upload_in_parts(api: &Api, name: &str, bytes: &[u8]) -> Value {
+    let (s, b) = api
+        .post(
+            "/api/im/files/upload/init",
+            json!({"fileName": name, "fileSize": bytes.len(), "mimeType": "application/octet-stream"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
+    let chunk = 5 * 1024 * 1024;
+    let mut etags = Vec::new();
+    for p in b["data"]["parts"].as_array().unwrap() {
+        let n = p["partNumber"].as_u64().unwrap() as usize;
+        let r = api
+            .http
+            .put(format!("{}{}", api.base, p["url"].as_str().unwrap()))
+            .bearer_auth(api.token.as_deref().unwrap())
+            .body(bytes[(n - 1) * chunk..(n * chunk).min(bytes.len())].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+        etags.push(json!({"partNumber": n, "etag": etag}));
+    }
+    let (s, b) = api
+        .post(
+            "/api/im/files/upload/complete",
+            json!({"uploadId": id, "parts": etags}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["data"].clone()
+}
+
+#[tokio::test]
+async fn files_live_in_an_s3_compatible_store() {
+    let s3 = common::s3::S3Server::start().await;
+    let srv = TestServer::start_with(Options {
+        files_s3: Some(s3.config()),
+        ..Default::default()
+    })
+    .await;
+    srv.service.check_file_store().await.unwrap();
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let carol = srv.user("carol").await;
+    let g = alice.group("team", &["bob"]).await;
+
+    // A small file: one PUT, read whole and by range by a member, refused to a non-member.
+    let bytes = text_bytes();
+    let small = upload(&alice, "notes.txt", "text/plain", bytes.clone()).await;
+    let small_id = small["uploadId"].as_str().unwrap().to_owned();
+    let (s, _) = send_file(&alice, &g, &small).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let url = small["cdnUrl"].as_str().unwrap();
+    assert_eq!(s3.keys("files/"), vec![format!("files/{small_id}")]);
+    assert!(
+        !srv.dir.path().join("files").join(&small_id).exists(),
+        "nothing on the local disk"
+    );
+    let r = download(&bob, url, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
+    let r = download(&bob, url, Some("bytes=100-199")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 100-199/10000");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[100..200].to_vec());
+    assert_eq!(download(&carol, url, None).await.status(), 403);
+
+    // A 21 MiB file in native parts: kept as part objects, joined through an S3 multipart
+    // upload (it is larger than one buffered part), the parts removed.
+    let size = 21 * 1024 * 1024 + 77;
+    let big: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
+    let up = upload_in_parts(&alice, "big.bin", &big).await;
+    let big_id = up["uploadId"].as_str().unwrap().to_owned();
+    assert_eq!(s3.keys("parts/"), Vec::<String>::new());
+    send_file(&alice, &g, &up).await;
+    let r = download(&bob, up["cdnUrl"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], size.to_string().as_str());
+    assert!(r.bytes().await.unwrap().to_vec() == big);
+    let tail = format!("bytes={}-", size - 5);
+    let r = download(&bob, up["cdnUrl"].as_str().unwrap(), Some(&tail)).await;
+    assert_eq!(r.bytes().await.unwrap().to_vec(), big[size - 5..].to_vec());
+
+    // An upload over its announced size is refused once past it, after one buffered part went
+    // up: the object store's upload is aborted and nothing is left.
+    let announced = 9 * 1024 * 1024;
+    let over = vec![7u8; announced + 1];
+    let (s, b) = alice
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": "over.bin", "fileSize": announced, "mimeType": "application/octet-stream"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = post_form(
+        &alice,
+        b["data"]["url"].as_str().unwrap(),
+        "over.bin",
+        "application/octet-stream",
+        over,
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let mut stored = vec![format!("files/{small_id}"), format!("files/{big_id}")];
+    stored.sort();
+    assert_eq!(s3.keys(""), stored);
+
+    // The collector: a deleted message's file goes after the grace, as do stray objects.
+    let (_, h) = bob.get(&format!("/api/im/messages/{g}?limit=10")).await;
+    let carrying_big = h["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metadata"]["uploadId"] == big_id.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = alice
+        .delete(&format!("/api/im/messages/{g}/{carrying_big}"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    std::fs::create_dir_all(s3.root.path().join("imsync/parts/strayUpload")).unwrap();
+    std::fs::write(s3.root.path().join("imsync/parts/strayUpload/1"), b"x").unwrap();
+    let now = imsync_core::time::now_ms();
+    let day = imsync_service::files::GRACE_MS.max(imsync_service::files::ORPHAN_MS);
+    let swept = srv.service.sweep_files(now).await.unwrap();
+    assert_eq!(swept, imsync_service::files::Swept::default());
+    let swept = srv.service.sweep_files(now + day + 60_000).await.unwrap();
+    assert_eq!((swept.unreferenced, swept.stray), (1, 1), "{swept:?}");
+    assert_eq!(s3.keys("files/"), vec![format!("files/{small_id}")]);
+    assert_eq!(s3.keys("parts/"), Vec::<String>::new());
+    assert_eq!(download(&bob, url, None).await.status(), 200);
+
+    // The uploader deletes a file: its object goes at once.
+    let (s, _) = alice.delete(&format!("/api/im/files/{small_id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(s3.keys("files/"), Vec::<String>::new());
+    s3.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_whose_object_store_does_not_answer_refuses_to_start() {
+    let s3 = common::s3::S3Server::start().await;
+    let mut flags = s3.flags();
+    let key = flags
+        .iter()
+        .position(|f| f == "--files-s3-secret-key")
+        .unwrap();
+    flags[key + 1] = "wrong".to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imsync"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(&flags)
+        .env("IMSYNC_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("object store"), "{err}");
+    assert!(!err.contains("wrong"), "the secret is not printed: {err}");
+    s3.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
+async fn two_nodes_serve_each_others_files_from_one_object_store() {
+    assert!(
+        common::postgres_url().is_some(),
+        "IMSYNC_TEST_DATABASE_URL must name a PostgreSQL database"
+    );
+    let s3 = common::s3::S3Server::start().await;
+    let flags = s3.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    // Each node its own data dir (no shared directory); the same directory name makes the same
+    // database schema.
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = ChildServer::spawn_with(dir_a.path(), common::free_port(), &flags).await;
+    let b_dir = dir_b.path().join(dir_a.path().file_name().unwrap());
+    std::fs::create_dir(&b_dir).unwrap();
+    let b = ChildServer::spawn_with(&b_dir, common::free_port(), &flags).await;
+    let alice = Api::new(&a.base, None);
+    let (s, r) = alice
+        .post(
+            "/api/im/register",
+            json!({"type": "human", "username": "alice"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let mut alice = Api::new(&a.base, Some(r["data"]["token"].as_str().unwrap().into()));
+    alice.user_id = r["data"]["imUserId"].as_str().unwrap().into();
+    let (_, r) = Api::new(&b.base, None)
+        .post(
+            "/api/im/register",
+            json!({"type": "human", "username": "bob"}),
+        )
+        .await;
+    let bob = Api::new(&b.base, Some(r["data"]["token"].as_str().unwrap().into()));
+    let g = alice.group("team", &["bob"]).await;
+    let bytes = text_bytes();
+    let up = upload(&alice, "notes.txt", "text/plain", bytes.clone()).await;
+    send_file(&alice, &g, &up).await;
+    // Bob is served by the other node, which never saw the upload.
+    let r = download(&bob, up["cdnUrl"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
+    assert!(!b_dir
+        .join("files")
+        .join(up["uploadId"].as_str().unwrap())
+        .exists());
+    drop((a, b));
+    s3.stop().await;
+}

@@ -682,3 +682,69 @@ async fn ws_without_an_upgrade_answers_in_the_native_envelope() {
     assert!(body["error"]["code"].is_string(), "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
 }
+
+/// The head of a part upload of `len` bytes by `api`.
+fn part_head(api: &common::Api, url: &str, len: usize) -> String {
+    format!(
+        "PUT {url} HTTP/1.1\r\nHost: imsync\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n",
+        api.token.as_deref().unwrap()
+    )
+}
+
+#[tokio::test]
+async fn uploads_are_timed_per_chunk_and_one_that_stalls_is_cut_off() {
+    let srv = TestServer::start_with(Options {
+        body_timeout: Some(ms(800)),
+        ..Default::default()
+    })
+    .await;
+    let alice = srv.user("alice").await;
+    let size = 4000;
+    let (s, b) = alice
+        .post(
+            "/api/im/files/upload/init",
+            serde_json::json!({"fileName": "slow.bin", "fileSize": size}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{b}");
+    let url = b["data"]["parts"][0]["url"].as_str().unwrap().to_owned();
+
+    // A stall: 100 bytes, then nothing. 408 in the native format, and the connection closes.
+    let mut c = TcpStream::connect(srv.addr).await.unwrap();
+    c.write_all(part_head(&alice, &url, size).as_bytes())
+        .await
+        .unwrap();
+    c.write_all(&[1u8; 100]).await.unwrap();
+    let got = String::from_utf8_lossy(&closed_by_server(&mut c).await).into_owned();
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(got.contains("\"REQUEST_TIMEOUT\""), "{got}");
+    assert!(
+        got.to_ascii_lowercase().contains("connection: close"),
+        "{got}"
+    );
+
+    // A slow upload that keeps coming: 3 s in all, never 800 ms without a byte.
+    let mut c = TcpStream::connect(srv.addr).await.unwrap();
+    c.write_all(part_head(&alice, &url, size).as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(ms(300)).await;
+        c.write_all(&[2u8; 400]).await.unwrap();
+    }
+    let (status, body) = tokio::time::timeout(BOUND, read_response(&mut c))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // A part declared larger than a part may be: refused on its head, the body never read.
+    let mut c = TcpStream::connect(srv.addr).await.unwrap();
+    c.write_all(part_head(&alice, &url, 5 * 1024 * 1024 + 1).as_bytes())
+        .await
+        .unwrap();
+    let got = String::from_utf8_lossy(&closed_by_server(&mut c).await).into_owned();
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    assert!(got.contains("\"PAYLOAD_TOO_LARGE\""), "{got}");
+}

@@ -446,3 +446,101 @@ async fn connection_and_writer_gauges_go_up_and_back_down() {
     drop((native, sse, ddp, wukongim, tcp));
     gauges_read(&base, 0.0).await;
 }
+
+/// A database made by the release before archive became each member's own state: the migrations
+/// up to the one before that change, a direct conversation archived (then one flag shared by
+/// both) and a group that is not. The current binary migrates it: both members of the archived
+/// conversation find it archived for themselves, nobody else's state changes, and the shared
+/// flag is cleared so that it locks nobody out.
+#[test]
+fn an_archive_made_by_the_previous_release_becomes_each_members_own() {
+    let steps = imsync_store::repo::schema::sqlite_steps();
+    let before = steps
+        .iter()
+        .position(|s| s.contains("ALTER TABLE participants ADD COLUMN archived"))
+        .expect("the per-member archive migration");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("imsync.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            .unwrap();
+        for (i, step) in steps[..before].iter().enumerate() {
+            c.execute_batch(step).unwrap();
+            c.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as i64 + 1],
+            )
+            .unwrap();
+        }
+        let now = 1_700_000_000_000i64;
+        for u in ["alice", "bob", "carol"] {
+            c.execute(
+                "INSERT INTO users (id, username, username_key, display_name, role, created_at, \
+                 updated_at) VALUES (?1, ?1, ?1, ?1, 'human', ?2, ?2)",
+                rusqlite::params![u, now],
+            )
+            .unwrap();
+        }
+        for (id, kind, archived, members) in [
+            ("dm", "direct", 1, &["alice", "bob"][..]),
+            ("grp", "group", 0, &["alice", "bob", "carol"][..]),
+        ] {
+            c.execute(
+                "INSERT INTO conversations (id, kind, created_by, created_at, updated_at, archived) \
+                 VALUES (?1, ?2, 'alice', ?3, ?3, ?4)",
+                rusqlite::params![id, kind, now, archived],
+            )
+            .unwrap();
+            for m in members {
+                c.execute(
+                    "INSERT INTO participants (conv_id, user_id, role, joined_seq, joined_at) \
+                     VALUES (?1, ?2, 'member', 0, ?3)",
+                    rusqlite::params![id, m, now],
+                )
+                .unwrap();
+            }
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_imsync"))
+        .arg("migrate")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("IMSYNC_DATABASE_URL")
+        .env("IMSYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let mut rows: Vec<(String, String, i64)> = c
+        .prepare("SELECT conv_id, user_id, archived FROM participants ORDER BY conv_id, user_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    let expected: Vec<(String, String, i64)> = [
+        ("dm", "alice", 1),
+        ("dm", "bob", 1),
+        ("grp", "alice", 0),
+        ("grp", "bob", 0),
+        ("grp", "carol", 0),
+    ]
+    .iter()
+    .map(|(c, u, a)| (c.to_string(), u.to_string(), *a))
+    .collect();
+    assert_eq!(rows, expected);
+    let shared: i64 = c
+        .query_row(
+            "SELECT count(*) FROM conversations WHERE archived = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(shared, 0, "the shared flag is cleared");
+}

@@ -3,62 +3,182 @@
 //! The upload URLs the presign and init calls hand out are relative: the SDK sends them to the
 //! same server with its token.
 
-use super::ok;
+use super::{ok, Envelope};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, UnusedBody};
-use crate::files::{body_stream, field_stream, multipart_error, unsatisfied, MULTIPART_OVERHEAD};
+use crate::files::{
+    body_stream, field_stream, multipart_error, unsatisfied, upload_clock, MULTIPART_OVERHEAD,
+};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use imsync_core::model::User;
-use imsync_core::Error;
+use imsync_core::{Error, ErrorCode};
 use imsync_service::files::{content_url, FileRecord, NewFile, INLINE_TYPES, PART_BYTES};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
-#[derive(Deserialize)]
+/// The file routes' part of the OpenAPI document (they are routed apart from the rest of the
+/// native face, for their body limits).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        presign,
+        upload,
+        confirm,
+        init,
+        upload_part,
+        complete,
+        quota,
+        types,
+        remove,
+        content
+    ),
+    components(schemas(AnnounceBody, UploadRef, PartRef, CompleteBody, UploadForm))
+)]
+pub struct FilesDoc;
+
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct AnnounceBody {
+pub struct AnnounceBody {
     file_name: String,
+    /// In bytes; at most `maxFileSize`.
     file_size: i64,
+    /// The declared type; `application/octet-stream` when blank.
     #[serde(default)]
     mime_type: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct UploadRef {
+pub struct UploadRef {
     upload_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct PartRef {
+pub struct PartRef {
     part_number: u32,
     etag: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CompleteBody {
+pub struct CompleteBody {
     upload_id: String,
+    /// Every part, in order, with the ETag its upload answered.
     parts: Vec<PartRef>,
 }
 
+/// The multipart form of a presigned upload.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the form is read as a stream.
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Presigned {
+    upload_id: String,
+    /// Where to POST the form (relative to the server).
+    url: String,
+    /// Form fields to send with the file: none.
+    #[schema(value_type = Object)]
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Uploaded {
+    upload_id: String,
+    file_size: i64,
+}
+
 /// A confirmed upload as the SDK's `upload()` returns it.
-fn confirmed(f: &FileRecord) -> Value {
-    json!({
-        "uploadId": f.id,
-        "cdnUrl": content_url(&f.id),
-        "fileName": f.name,
-        "fileSize": f.size,
-        "mimeType": f.mime,
-        "createdAt": imsync_core::time::rfc3339(f.created_at),
-    })
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfirmedFile {
+    upload_id: String,
+    /// The download URL (relative to the server).
+    cdn_url: String,
+    file_name: String,
+    file_size: i64,
+    mime_type: String,
+    created_at: String,
+}
+
+fn confirmed(f: &FileRecord) -> ConfirmedFile {
+    ConfirmedFile {
+        upload_id: f.id.clone(),
+        cdn_url: content_url(&f.id),
+        file_name: f.name.clone(),
+        file_size: f.size,
+        mime_type: f.mime.clone(),
+        created_at: imsync_core::time::rfc3339(f.created_at),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartUrl {
+    part_number: u32,
+    /// Where to PUT the part's bytes (relative to the server).
+    url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MultipartStarted {
+    upload_id: String,
+    /// The size of every part but the last.
+    part_size: u64,
+    parts: Vec<PartUrl>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartStored {
+    part_number: u32,
+    /// The part's MD5 in quotes, as S3 gives it (also in the `ETag` header).
+    etag: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quota {
+    tier: &'static str,
+    /// Bytes stored by the caller.
+    used: i64,
+    /// Always null: there is no per-user quota, only the size of each file is limited.
+    #[schema(required = true)]
+    limit: Option<i64>,
+    file_count: i64,
+    max_file_size: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileTypes {
+    /// Any type may be uploaded.
+    allowed_mime_types: Vec<&'static str>,
+    /// The only types ever served inline (when the bytes are that image too).
+    inline_mime_types: Vec<&'static str>,
+    max_file_size: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileDeleted {
+    upload_id: String,
+    /// Always true.
+    deleted: bool,
 }
 
 /// The file routes. Uploads have their own body limit: the file size limit, not the JSON one.
@@ -73,15 +193,23 @@ pub fn router(max_file_bytes: u64) -> Router<AppState> {
         .route("/api/im/files/upload/complete", post(complete))
         .route(
             "/api/im/files/upload/{id}",
-            post(upload).layer(DefaultBodyLimit::max(upload_limit)),
+            post(upload)
+                .layer(DefaultBodyLimit::max(upload_limit))
+                .layer(from_fn(upload_clock)),
         )
-        .route("/api/im/files/upload/{id}/parts/{n}", put(upload_part))
+        .route(
+            "/api/im/files/upload/{id}/parts/{n}",
+            put(upload_part).layer(from_fn(upload_clock)),
+        )
         .route("/api/im/files/quota", get(quota))
         .route("/api/im/files/types", get(types))
         .route("/api/im/files/{id}", delete(remove))
         .route("/api/im/files/{id}/content", get(content))
 }
 
+#[utoipa::path(post, path = "/api/im/files/presign", operation_id = "presignUpload", request_body = AnnounceBody,
+    responses((status = 200, description = "An upload announced: POST its form to `url`", body = Envelope<Presigned>),
+        (status = 413, description = "Larger than the file size limit")))]
 async fn presign(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -89,11 +217,11 @@ async fn presign(
 ) -> ApiResult<Response> {
     let up = state.service.announce_file(&me, new_file(b), false).await?;
     let id = &up.file.id;
-    Ok(ok(json!({
-        "uploadId": id,
-        "url": format!("/api/im/files/upload/{id}"),
-        "fields": {},
-    })))
+    Ok(ok(Presigned {
+        upload_id: id.clone(),
+        url: format!("/api/im/files/upload/{id}"),
+        fields: serde_json::Map::new(),
+    }))
 }
 
 fn new_file(b: AnnounceBody) -> NewFile {
@@ -105,6 +233,10 @@ fn new_file(b: AnnounceBody) -> NewFile {
 }
 
 /// The body of a presigned upload: multipart with the file in the field `file`.
+#[utoipa::path(post, path = "/api/im/files/upload/{id}", operation_id = "uploadFile", params(("id" = String, Path,)),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "Stored; confirm it next", body = Envelope<Uploaded>),
+        (status = 413, description = "Larger than announced or than the limit")))]
 async fn upload(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -117,12 +249,17 @@ async fn upload(
                 .service
                 .upload_file(&me, &id, field_stream(field))
                 .await?;
-            return Ok(ok(json!({ "uploadId": f.id, "fileSize": f.size })));
+            return Ok(ok(Uploaded {
+                upload_id: f.id,
+                file_size: f.size,
+            }));
         }
     }
     Err(Error::param("The form has no field named file").into())
 }
 
+#[utoipa::path(post, path = "/api/im/files/confirm", operation_id = "confirmUpload", request_body = UploadRef,
+    responses((status = 200, description = "Confirmed (again: the same answer)", body = Envelope<ConfirmedFile>)))]
 async fn confirm(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -132,6 +269,9 @@ async fn confirm(
     Ok(ok(confirmed(&f)))
 }
 
+#[utoipa::path(post, path = "/api/im/files/upload/init", operation_id = "startMultipartUpload", request_body = AnnounceBody,
+    responses((status = 200, description = "An upload in parts announced: PUT each part to its `url`", body = Envelope<MultipartStarted>),
+        (status = 413, description = "Larger than the file size limit")))]
 async fn init(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -139,34 +279,66 @@ async fn init(
 ) -> ApiResult<Response> {
     let up = state.service.announce_file(&me, new_file(b), true).await?;
     let id = &up.file.id;
-    let parts: Vec<Value> = (1..=up.parts)
-        .map(|n| json!({ "partNumber": n, "url": format!("/api/im/files/upload/{id}/parts/{n}") }))
+    let parts = (1..=up.parts)
+        .map(|n| PartUrl {
+            part_number: n,
+            url: format!("/api/im/files/upload/{id}/parts/{n}"),
+        })
         .collect();
-    Ok(ok(json!({
-        "uploadId": id,
-        "partSize": PART_BYTES,
-        "parts": parts,
-    })))
+    Ok(ok(MultipartStarted {
+        upload_id: id.clone(),
+        part_size: PART_BYTES,
+        parts,
+    }))
 }
 
 /// One part's raw bytes; the answer's `ETag` goes into the completion, as with S3.
+#[utoipa::path(put, path = "/api/im/files/upload/{id}/parts/{n}", operation_id = "uploadPart",
+    params(("id" = String, Path,), ("n" = u32, Path, description = "The part number, from 1")),
+    request_body(content = String, content_type = "application/octet-stream", description = "The part's bytes"),
+    responses((status = 200, description = "Stored", body = Envelope<PartStored>),
+        (status = 400, description = "Not the part's size, or no such part"),
+        (status = 408, description = "No bytes arrived within the body timeout: the connection is closed"),
+        (status = 413, description = "A Content-Length over the part size: refused before the body, the connection closed")))]
 async fn upload_part(
     State(state): State<AppState>,
     Auth(me): Auth,
     Path((id, n)): Path<(String, u32)>,
+    headers: HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > PART_BYTES) {
+        // Refused on its head: the body is never read, so the connection cannot go on.
+        let e = Error::new(
+            ErrorCode::PayloadTooLarge,
+            format!("A part has at most {PART_BYTES} bytes"),
+        );
+        let mut resp = ApiError::from(e).into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     let etag = state
         .service
         .upload_part(&me, &id, n, body_stream(body))
         .await?;
-    let mut resp = ok(json!({ "partNumber": n, "etag": etag }));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    let header = HeaderValue::from_str(&etag);
+    let mut resp = ok(PartStored {
+        part_number: n,
+        etag,
+    });
+    if let Ok(v) = header {
         resp.headers_mut().insert(header::ETAG, v);
     }
     Ok(resp)
 }
 
+#[utoipa::path(post, path = "/api/im/files/upload/complete", operation_id = "completeMultipartUpload", request_body = CompleteBody,
+    responses((status = 200, description = "Joined and confirmed", body = Envelope<ConfirmedFile>),
+        (status = 400, description = "Parts missing, out of order, or an ETag that does not match")))]
 async fn complete(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -184,27 +356,32 @@ async fn complete(
     Ok(ok(confirmed(&f)))
 }
 
+#[utoipa::path(get, path = "/api/im/files/quota", operation_id = "fileQuota",
+    responses((status = 200, description = "The caller's storage use", body = Envelope<Quota>)))]
 async fn quota(State(state): State<AppState>, Auth(me): Auth) -> ApiResult<Response> {
     let u = state.service.file_usage(&me).await?;
-    Ok(ok(json!({
-        "tier": "self-hosted",
-        "used": u.used,
-        // No per-user quota: only the size of each file is limited.
-        "limit": null,
-        "fileCount": u.count,
-        "maxFileSize": state.service.max_file_bytes(),
-    })))
+    Ok(ok(Quota {
+        tier: "self-hosted",
+        used: u.used,
+        limit: None,
+        file_count: u.count,
+        max_file_size: state.service.max_file_bytes(),
+    }))
 }
 
-async fn types(State(state): State<AppState>, Auth(_): Auth) -> ApiResult<Response> {
-    Ok(ok(json!({
-        // Any type may be uploaded; only these are ever shown inline.
-        "allowedMimeTypes": ["*/*"],
-        "inlineMimeTypes": INLINE_TYPES,
-        "maxFileSize": state.service.max_file_bytes(),
-    })))
+#[utoipa::path(get, path = "/api/im/files/types", operation_id = "fileTypes",
+    responses((status = 200, description = "What may be uploaded", body = Envelope<FileTypes>)))]
+async fn types(State(state): State<AppState>, _auth: Auth) -> ApiResult<Response> {
+    Ok(ok(FileTypes {
+        allowed_mime_types: vec!["*/*"],
+        inline_mime_types: INLINE_TYPES.to_vec(),
+        max_file_size: state.service.max_file_bytes(),
+    }))
 }
 
+#[utoipa::path(delete, path = "/api/im/files/{id}", operation_id = "deleteFile", params(("id" = String, Path,)),
+    responses((status = 200, description = "Deleted with its bytes; messages that carried it stay", body = Envelope<FileDeleted>),
+        (status = 404, description = "Not the caller's file")))]
 async fn remove(
     State(state): State<AppState>,
     Auth(me): Auth,
@@ -212,9 +389,19 @@ async fn remove(
     _body: UnusedBody<ApiError>,
 ) -> ApiResult<Response> {
     state.service.delete_file(&me, &id).await?;
-    Ok(ok(json!({ "uploadId": id, "deleted": true })))
+    Ok(ok(FileDeleted {
+        upload_id: id,
+        deleted: true,
+    }))
 }
 
+#[utoipa::path(get, path = "/api/im/files/{id}/content", operation_id = "downloadFile",
+    params(("id" = String, Path,), ("Range" = Option<String>, Header, description = "One byte range")),
+    responses((status = 200, description = "The file, inline for sniffed images, an attachment otherwise", content_type = "application/octet-stream", body = String),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = String),
+        (status = 403, description = "The caller may not read the conversation it was sent in"),
+        (status = 404, description = "No such file, or not sent to the caller"),
+        (status = 416, description = "The range is outside the file")))]
 async fn content(
     State(state): State<AppState>,
     Auth(me): Auth,

@@ -102,6 +102,7 @@ impl From<Error> for RcError {
                 RcError::Status(StatusCode::METHOD_NOT_ALLOWED, e.message)
             }
             ErrorCode::PayloadTooLarge => RcError::Status(StatusCode::PAYLOAD_TOO_LARGE, e.message),
+            ErrorCode::RequestTimeout => RcError::Status(StatusCode::REQUEST_TIMEOUT, e.message),
             ErrorCode::RateLimited => RcError::Status(StatusCode::TOO_MANY_REQUESTS, e.message),
             ErrorCode::RangeNotSatisfiable => {
                 RcError::Status(StatusCode::RANGE_NOT_SATISFIABLE, e.message)

@@ -105,7 +105,9 @@ pub fn router() -> Router<AppState> {
     r.route(
         "/api/v1/rooms.upload/{rid}",
         // The file's own limit applies (the service's), not the JSON body limit.
-        with_fallback(post(files::rooms_upload)).layer(axum::extract::DefaultBodyLimit::disable()),
+        with_fallback(post(files::rooms_upload))
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .layer(axum::middleware::from_fn(crate::files::upload_clock)),
     )
     .route(
         "/file-upload/{id}/{name}",

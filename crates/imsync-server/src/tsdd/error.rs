@@ -47,6 +47,7 @@ impl IntoResponse for TsddError {
             ErrorCode::Internal
             | ErrorCode::Unavailable
             | ErrorCode::PayloadTooLarge
+            | ErrorCode::RequestTimeout
             | ErrorCode::RateLimited
             | ErrorCode::MethodNotAllowed => {
                 let status = StatusCode::from_u16(self.0.code.http_status())

@@ -48,7 +48,8 @@ pub fn router() -> Router<AppState> {
             axum::routing::get(files::upload_url)
                 // The file's own limit applies (the service's), not the JSON body limit.
                 .post(files::upload)
-                .layer(axum::extract::DefaultBodyLimit::disable()),
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(axum::middleware::from_fn(crate::files::upload_clock)),
         )
         .route("/v1/file/preview/{id}", axum::routing::get(files::preview))
         .route(

@@ -6,12 +6,14 @@
 //! spot, or by the collector if the process died). Multipart uploads keep each part under
 //! `parts/<id>/<n>` until they are joined.
 
+use super::ByteStream;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use imsync_core::{Error, ErrorCode, Result};
 use md5::{Digest, Md5};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
 
 /// What a stored stream was.
 #[derive(Debug, Clone)]
@@ -32,7 +34,7 @@ pub(crate) struct Disk {
 }
 
 /// Ids come from the store, but a path is only ever built from a plain one.
-fn check_id(id: &str) -> Result<&str> {
+pub(crate) fn check_id(id: &str) -> Result<&str> {
     if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(id)
     } else {
@@ -168,6 +170,31 @@ impl Disk {
         renamed
     }
 
+    /// The bytes of file `id`, all or the inclusive `range`; a missing file is not found.
+    pub async fn read(&self, id: &str, range: Option<(u64, u64)>) -> Result<ByteStream> {
+        let path = self.path(id)?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::not_found("File")
+            } else {
+                io_error("opening", &path, e)
+            }
+        })?;
+        let (start, count) = match range {
+            Some((a, b)) => (a, b - a + 1),
+            None => (0, u64::MAX),
+        };
+        if start > 0 {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| io_error("seeking", &path, e))?;
+        }
+        let stream = ReaderStream::with_capacity(file.take(count), 64 * 1024);
+        Ok(Box::pin(
+            stream.map_err(move |e| io_error("reading", &path, e)),
+        ))
+    }
+
     /// Removes a file and whatever parts it had; a missing one is no error.
     pub async fn remove(&self, id: &str) {
         if let Ok(path) = self.path(id) {
@@ -225,7 +252,7 @@ where
     })
 }
 
-fn keep_head(head: &mut Vec<u8>, chunk: &[u8]) {
+pub(crate) fn keep_head(head: &mut Vec<u8>, chunk: &[u8]) {
     let room = HEAD_LEN.saturating_sub(head.len());
     head.extend_from_slice(&chunk[..room.min(chunk.len())]);
 }

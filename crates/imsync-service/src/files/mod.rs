@@ -1,7 +1,8 @@
 //! Files: uploads (whole, or in parts for large ones), confirmation, and downloads, for every face.
 //!
 //! An upload is announced first (its name, size and type), which makes a pending record; its
-//! bytes then stream into the file store (see [`disk`]) and the owner confirms it. A confirmed
+//! bytes then stream into the file store (a directory, [`disk`], or an S3-compatible bucket,
+//! [`s3`]) and the owner confirms it. A confirmed
 //! file becomes part of a conversation when a message carries its id in `metadata.uploadId`:
 //! the send links the two in its own transaction. Who may download a file follows the one
 //! visibility rule: its uploader always; anyone else only while one of the messages carrying it
@@ -9,6 +10,7 @@
 //! refused, and one who saw it before their removal keeps it, as they keep the message.
 
 mod disk;
+mod s3;
 mod sweep;
 
 pub use sweep::{Swept, GRACE_MS, ORPHAN_MS};
@@ -24,9 +26,11 @@ pub use imsync_store::repo::files::{FileRecord, FileState};
 use imsync_store::repo::messages;
 use imsync_store::SqlConn;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 pub use disk::sniff_image;
+pub use s3::S3Config;
 
 /// The size of every part of a multipart upload but the last (what the Prismer SDK cuts).
 pub const PART_BYTES: u64 = 5 * 1024 * 1024;
@@ -41,23 +45,90 @@ const MAX_NAME_LEN: usize = 255;
 /// served as an attachment.
 pub const INLINE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 
+/// A file's bytes as they are read.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// Where the bytes are kept: see [`disk`] and [`s3`].
+#[derive(Debug)]
+enum Backend {
+    Disk(disk::Disk),
+    S3(s3::ObjectStore),
+}
+
+impl Backend {
+    async fn store_file<S>(&self, id: &str, body: S, limit: u64) -> Result<disk::Written>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        match self {
+            Backend::Disk(d) => d.store(&d.path(id)?, body, limit).await,
+            Backend::S3(o) => o.store(&s3::file_key(id)?, body, limit).await,
+        }
+    }
+
+    async fn store_part<S>(&self, id: &str, n: u32, body: S, limit: u64) -> Result<disk::Written>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        match self {
+            Backend::Disk(d) => d.store(&d.part_path(id, n)?, body, limit).await,
+            Backend::S3(o) => o.store(&s3::part_key(id, n)?, body, limit).await,
+        }
+    }
+
+    async fn join_parts(&self, id: &str, etags: &[String]) -> Result<disk::Written> {
+        match self {
+            Backend::Disk(d) => d.join_parts(id, etags).await,
+            Backend::S3(o) => o.join_parts(id, etags).await,
+        }
+    }
+
+    async fn read(&self, id: &str, range: Option<(u64, u64)>) -> Result<ByteStream> {
+        match self {
+            Backend::Disk(d) => d.read(id, range).await,
+            Backend::S3(o) => o.read(&s3::file_key(id)?, range).await,
+        }
+    }
+
+    async fn remove(&self, id: &str) {
+        match self {
+            Backend::Disk(d) => d.remove(id).await,
+            Backend::S3(o) => o.remove(id).await,
+        }
+    }
+}
+
 /// The file store as the service holds it.
 #[derive(Debug, Clone)]
 pub(crate) struct FileStore {
-    disk: Option<Arc<disk::Disk>>,
+    backend: Option<Arc<Backend>>,
     max_bytes: u64,
 }
 
 impl FileStore {
-    pub fn new(dir: Option<PathBuf>, max_bytes: u64) -> FileStore {
+    /// The object store when one is configured, else the directory, else none. An object
+    /// store whose settings cannot be used leaves the service without files (and says so):
+    /// the binary checks them with [`S3Config::check`] before it gets here.
+    pub fn new(dir: Option<PathBuf>, s3: Option<&S3Config>, max_bytes: u64) -> FileStore {
+        let backend = match (s3, dir) {
+            (Some(c), _) => match s3::ObjectStore::new(c) {
+                Ok(o) => Some(Backend::S3(o)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the object store settings are unusable");
+                    None
+                }
+            },
+            (None, Some(d)) => Some(Backend::Disk(disk::Disk::new(d))),
+            (None, None) => None,
+        };
         FileStore {
-            disk: dir.map(|d| Arc::new(disk::Disk::new(d))),
+            backend: backend.map(Arc::new),
             max_bytes,
         }
     }
 
-    fn disk(&self) -> Result<&disk::Disk> {
-        self.disk.as_deref().ok_or_else(|| {
+    fn backend(&self) -> Result<&Arc<Backend>> {
+        self.backend.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorCode::Unavailable,
                 "File storage is not configured on this server",
@@ -66,11 +137,26 @@ impl FileStore {
     }
 }
 
+impl S3Config {
+    /// Whether these settings make an object store (the endpoint is a URL, the bucket a name);
+    /// nothing is sent.
+    pub fn check(&self) -> Result<()> {
+        s3::ObjectStore::new(self).map(drop)
+    }
+}
+
 /// A file ready to be read by its caller.
 #[derive(Debug, Clone)]
 pub struct FileDownload {
     pub file: FileRecord,
-    pub path: PathBuf,
+    backend: Arc<Backend>,
+}
+
+impl FileDownload {
+    /// The file's bytes, all or the inclusive `range`.
+    pub async fn read(&self, range: Option<(u64, u64)>) -> Result<ByteStream> {
+        self.backend.read(&self.file.id, range).await
+    }
 }
 
 /// A multipart upload as announced: its record and the number of parts expected.
@@ -252,6 +338,15 @@ pub(crate) fn attach_in(c: &mut dyn SqlConn, me: &User, m: &Message) -> Result<(
 }
 
 impl Service {
+    /// Checks that the file store answers (the object store's bucket, with its credentials),
+    /// so that a wrong setting fails the start rather than the first upload.
+    pub async fn check_file_store(&self) -> Result<()> {
+        match self.files.backend.as_deref() {
+            Some(Backend::S3(o)) => o.check().await,
+            _ => Ok(()),
+        }
+    }
+
     /// The largest file accepted, in bytes.
     pub fn max_file_bytes(&self) -> u64 {
         self.files.max_bytes
@@ -264,7 +359,7 @@ impl Service {
         new: NewFile,
         multipart: bool,
     ) -> Result<MultipartUpload> {
-        self.files.disk()?;
+        self.files.backend()?;
         let new = new.check(self.files.max_bytes)?;
         let parts = (new.size as u64).div_ceil(PART_BYTES).max(1);
         if multipart && parts > MAX_PARTS {
@@ -298,7 +393,7 @@ impl Service {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        let disk = self.files.disk()?;
+        let backend = self.files.backend()?;
         let f = self.own_file(me, id).await?;
         if f.multipart {
             return Err(Error::param("This upload is sent in parts"));
@@ -307,7 +402,7 @@ impl Service {
             return Err(Error::conflict("This upload is confirmed already"));
         }
         let limit = (f.declared_size as u64).min(self.files.max_bytes);
-        let written = disk.store(&disk.path(&f.id)?, body, limit).await?;
+        let written = backend.store_file(&f.id, body, limit).await?;
         self.record_upload(f, written.size, &written.head, false)
             .await
     }
@@ -317,7 +412,7 @@ impl Service {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        let disk = self.files.disk()?;
+        let backend = self.files.backend()?;
         let f = self.own_file(me, id).await?;
         if !f.multipart || f.state != FileState::Pending {
             return Err(Error::conflict("This upload takes no parts"));
@@ -328,9 +423,7 @@ impl Service {
             return Err(Error::param(format!("partNumber must be 1 to {parts}")));
         }
         let expected = PART_BYTES.min(size - (n as u64 - 1) * PART_BYTES);
-        let written = disk
-            .store(&disk.part_path(&f.id, n)?, body, expected)
-            .await?;
+        let written = backend.store_part(&f.id, n, body, expected).await?;
         if written.size != expected {
             return Err(Error::param(format!(
                 "part {n} must have {expected} bytes, not {}",
@@ -347,7 +440,7 @@ impl Service {
         id: &str,
         etags: Vec<(u32, String)>,
     ) -> Result<FileRecord> {
-        let disk = self.files.disk()?;
+        let backend = self.files.backend()?;
         let f = self.own_file(me, id).await?;
         if f.state == FileState::Ready && f.multipart {
             // A retried completion answers what the first one made.
@@ -364,7 +457,7 @@ impl Service {
             )));
         }
         let etags: Vec<String> = etags.into_iter().map(|(_, e)| e).collect();
-        let written = disk.join_parts(&f.id, &etags).await?;
+        let written = backend.join_parts(&f.id, &etags).await?;
         if written.size != f.declared_size as u64 {
             return Err(Error::param(
                 "the parts do not add up to the announced size",
@@ -426,7 +519,7 @@ impl Service {
     /// Deletes one's own file: its record, its links and its bytes. Messages that carried it
     /// stay; their downloads answer 404 from then on.
     pub async fn delete_file(&self, me: &User, id: &str) -> Result<()> {
-        let disk = self.files.disk()?;
+        let backend = self.files.backend()?;
         let (me, id2) = (me.id.clone(), id.to_owned());
         self.store
             .write(move |c| {
@@ -434,7 +527,7 @@ impl Service {
                 files::delete(c, &id2)
             })
             .await?;
-        disk.remove(id).await;
+        backend.remove(id).await;
         Ok(())
     }
 
@@ -446,7 +539,7 @@ impl Service {
 
     /// A confirmed file the caller may read, with where its bytes are.
     pub async fn open_file(&self, me: &User, id: &str) -> Result<FileDownload> {
-        let disk = self.files.disk()?;
+        let backend = self.files.backend()?.clone();
         let (me, id) = (me.id.clone(), id.to_owned());
         let file = self
             .store
@@ -458,10 +551,7 @@ impl Service {
                 Ok(f)
             })
             .await?;
-        Ok(FileDownload {
-            path: disk.path(&file.id)?,
-            file,
-        })
+        Ok(FileDownload { file, backend })
     }
 
     async fn own_file(&self, me: &User, id: &str) -> Result<FileRecord> {
@@ -499,7 +589,7 @@ impl Service {
         if let Err(e) = recorded {
             if e.code == ErrorCode::NotFound {
                 // The record went meanwhile (deleted, or collected): so do the bytes.
-                self.files.disk()?.remove(&f.id).await;
+                self.files.backend()?.remove(&f.id).await;
             }
             return Err(e);
         }

@@ -11,6 +11,8 @@
 //! collector either links a file that stays or finds it gone; its bytes go after the record.
 
 use super::disk::Disk;
+use super::s3::ObjectStore;
+use super::Backend;
 use crate::Service;
 use imsync_core::{time::now_ms, Result};
 use imsync_store::repo::files;
@@ -41,7 +43,7 @@ impl Service {
     /// Runs the collector every [`EVERY`] while the service lives; started with the service
     /// when it has a file store.
     pub(crate) fn spawn_file_collector(&self) {
-        if self.files.disk.is_none() {
+        if self.files.backend.is_none() {
             return;
         }
         let service = self.clone();
@@ -65,7 +67,7 @@ impl Service {
 
     /// One sweep as of `now` (epoch ms).
     pub async fn sweep_files(&self, now: i64) -> Result<Swept> {
-        let disk = self.files.disk()?;
+        let backend = self.files.backend()?.clone();
         let mut swept = Swept::default();
         loop {
             let ids = self
@@ -88,7 +90,7 @@ impl Service {
                     })
                     .await?;
                 if gone {
-                    disk.remove(&id).await;
+                    backend.remove(&id).await;
                     swept.unreferenced += 1;
                 }
             }
@@ -119,7 +121,7 @@ impl Service {
                     })
                     .await?;
                 if gone {
-                    disk.remove(&id).await;
+                    backend.remove(&id).await;
                     swept.stale += 1;
                 }
             }
@@ -127,7 +129,10 @@ impl Service {
                 break;
             }
         }
-        swept.stray = self.sweep_stray(disk, now).await?;
+        swept.stray = match &*backend {
+            Backend::Disk(disk) => self.sweep_stray(disk, now).await?,
+            Backend::S3(objects) => self.sweep_stray_objects(objects, now).await?,
+        };
         let removed = swept.unreferenced + swept.stale + swept.stray;
         metrics::counter!("imsync_files_collected_total").increment(removed as u64);
         Ok(swept)
@@ -167,6 +172,34 @@ impl Service {
                 if done.is_ok() {
                     removed += 1;
                 }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl Service {
+    /// Removes old objects that no record names: files and the parts of uploads.
+    async fn sweep_stray_objects(&self, objects: &ObjectStore, now: i64) -> Result<usize> {
+        let mut removed = 0;
+        for prefix in ["files/", "parts/"] {
+            for o in objects.list(prefix).await? {
+                if now - o.modified_ms <= ORPHAN_MS {
+                    continue;
+                }
+                let Some(id) = o.key[prefix.len()..].split('/').next().map(str::to_owned) else {
+                    continue;
+                };
+                if self
+                    .store
+                    .read(move |c| files::get(c, &id))
+                    .await?
+                    .is_some()
+                {
+                    continue;
+                }
+                objects.delete(&o.key).await;
+                removed += 1;
             }
         }
         Ok(removed)

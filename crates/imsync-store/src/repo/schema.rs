@@ -259,6 +259,13 @@ ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 "#,
 ];
 
+/// The SQLite migrations in order, for the tests that build a database as an earlier release
+/// left it and start the current one on it.
+#[doc(hidden)]
+pub fn sqlite_steps() -> &'static [&'static str] {
+    SQLITE
+}
+
 /// The same schema in PostgreSQL's words: 64-bit integers, and one counter row whose lock
 /// orders appends across nodes (see `pg`).
 fn postgres_steps() -> Vec<String> {

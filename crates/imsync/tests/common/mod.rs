@@ -4,6 +4,7 @@
 
 pub mod node;
 pub mod python;
+pub mod s3;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
@@ -68,6 +69,8 @@ pub struct Options {
     pub trusted_proxies: Option<&'static str>,
     /// The file size limit; the service's default unless set.
     pub max_file_bytes: Option<u64>,
+    /// Files in this object store instead of the data dir.
+    pub files_s3: Option<imsync_service::files::S3Config>,
 }
 
 impl TestServer {
@@ -104,6 +107,7 @@ impl TestServer {
                         d.as_millis() as i64
                     }),
                 files_dir: Some(dir.path().join("files")),
+                files_s3: o.files_s3.clone(),
                 max_file_bytes: o
                     .max_file_bytes
                     .unwrap_or(imsync_service::DEFAULT_MAX_FILE_BYTES),

@@ -7,10 +7,10 @@ The admin account (made with `imsync user add NAME --admin`) drives the admin AP
 
 1. The served document passes openapi-spec-validator (PyPI `openapi-spec-validator`), which
    among other things refuses repeated operationIds, and every 2xx response of every operation
-   documents a JSON body.
+   documents a JSON body (a file download, its bytes).
 2. Every native operation is called on a live server with real data (messages that are edited,
    replied to, quoted, reacted to and deleted; a direct conversation before and after its first
-   message; ...). Each answer's status must be one the operation documents, and a 2xx body must
+   message; a file uploaded, sent and downloaded; ...). Each answer's status must be one the operation documents, and a 2xx body must
    validate (jsonschema, draft 2020-12, which OpenAPI 3.1 schemas are) against the documented
    schema, and carry no field the schema does not name: a field added to or renamed in a response
    without its type, or a type that promises what the server does not send, both fail here.
@@ -42,17 +42,24 @@ class Server:
     def __init__(self, base):
         self.base = base.rstrip("/")
 
-    def call(self, method, path, body=None, token=None, headers=None):
-        data = None if body is None else json.dumps(body).encode()
+    def call(self, method, path, body=None, token=None, headers=None, data=None,
+             content_type="application/json"):
+        """Sends `body` as JSON, or `data` as raw bytes of `content_type`; answers the status and
+        the parsed JSON answer, or the raw bytes of an answer that is not JSON."""
+        if data is None and body is not None:
+            data = json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("content-type", "application/json")
+        req.add_header("content-type", content_type)
         if token:
             req.add_header("authorization", f"Bearer {token}")
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
+                raw = resp.read()
+                if resp.headers.get_content_type() != "application/json":
+                    return resp.status, raw
+                return resp.status, json.loads(raw or b"null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
@@ -170,9 +177,11 @@ def check_document(doc):
             seen[op_id] = f"{method.upper()} {path}"
             for status, resp in op["responses"].items():
                 if status.startswith("2"):
-                    schema = resp.get("content", {}).get("application/json", {}).get("schema")
-                    if schema is None:
-                        fail(f"{method.upper()} {path} {status} documents no JSON body")
+                    content = resp.get("content", {})
+                    schema = content.get("application/json", {}).get("schema")
+                    # A download documents its bytes instead.
+                    if schema is None and "application/octet-stream" not in content:
+                        fail(f"{method.upper()} {path} {status} documents no body")
 
 
 class Checker:
@@ -181,10 +190,11 @@ class Checker:
         self.doc = doc
         self.checked = set()
 
-    def call(self, method, template, path=None, body=None, token=None, headers=None, expect=None):
+    def call(self, method, template, path=None, body=None, token=None, headers=None, expect=None,
+             data=None, content_type="application/json"):
         """Calls the endpoint and checks its answer against the document; answers the body."""
         path = path or template
-        status, answer = self.server.call(method, path, body, token, headers)
+        status, answer = self.server.call(method, path, body, token, headers, data, content_type)
         what = f"{method} {path} -> {status}"
         if expect is not None and status != expect:
             fail(f"{what}: expected {expect}: {json.dumps(answer)[:400]}")
@@ -198,6 +208,11 @@ class Checker:
             fail(f"{what}: status {status} is not documented (has {sorted(op['responses'])})")
             return answer
         if not (200 <= status < 300):
+            return answer
+        if isinstance(answer, bytes):
+            if "application/octet-stream" not in resp.get("content", {}):
+                fail(f"{what}: answered bytes where the document promises JSON")
+            self.checked.add((method, template))
             return answer
         pointer = "/".join(
             [
@@ -351,6 +366,36 @@ def run(base, admin_name, admin_password):
     c.call("GET", "/api/im/me", token=bob, expect=200)
     c.call("GET", "/api/im/sync", "/api/im/sync?since=0&limit=500", token=bob, expect=200)
     c.call("GET", "/api/im/sync", "/api/im/sync?since=0&limit=2", token=alice, expect=200)
+
+    # Files: a presigned upload (a multipart form), sent in a message and downloaded whole and by
+    # range; an upload in parts; quota, types, delete.
+    content = b"hello, file\n" * 100
+    up = c.call("POST", "/api/im/files/presign", token=alice, expect=200,
+                body={"fileName": "a.txt", "fileSize": len(content), "mimeType": "text/plain"})["data"]
+    boundary = f"b{run_id}"
+    form = (f"--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
+            f"content-type: text/plain\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    c.call("POST", "/api/im/files/upload/{id}", up["url"], token=alice, expect=200, data=form,
+           content_type=f"multipart/form-data; boundary={boundary}")
+    done = c.call("POST", "/api/im/files/confirm", token=alice, body={"uploadId": up["uploadId"]},
+                  expect=200)["data"]
+    c.call("POST", "/api/im/messages/{conversationId}", f"/api/im/messages/{gid}", token=alice, expect=201,
+           body={"content": "a.txt", "type": "file",
+                 "metadata": {"uploadId": done["uploadId"], "fileUrl": done["cdnUrl"]}})
+    got = c.call("GET", "/api/im/files/{id}/content", done["cdnUrl"], token=bob, expect=200)
+    if got != content:
+        fail("GET /api/im/files/{id}/content did not answer the bytes uploaded")
+    c.call("GET", "/api/im/files/{id}/content", done["cdnUrl"], token=bob, expect=206,
+           headers={"range": "bytes=0-4"})
+    multi = c.call("POST", "/api/im/files/upload/init", token=alice, expect=200,
+                   body={"fileName": "b.bin", "fileSize": 10, "mimeType": "application/octet-stream"})["data"]
+    part = c.call("PUT", "/api/im/files/upload/{id}/parts/{n}", multi["parts"][0]["url"], token=alice,
+                  expect=200, data=b"0123456789", content_type="application/octet-stream")["data"]
+    c.call("POST", "/api/im/files/upload/complete", token=alice, expect=200,
+           body={"uploadId": multi["uploadId"], "parts": [{"partNumber": 1, "etag": part["etag"]}]})
+    c.call("GET", "/api/im/files/quota", token=alice, expect=200)
+    c.call("GET", "/api/im/files/types", token=alice, expect=200)
+    c.call("DELETE", "/api/im/files/{id}", f"/api/im/files/{multi['uploadId']}", token=alice, expect=200)
 
     refreshed = c.call("POST", "/api/im/token/refresh", token=dave, expect=200)["data"]["token"]
     c.call("POST", "/api/im/logout", token=refreshed, expect=200)

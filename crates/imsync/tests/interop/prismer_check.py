@@ -23,6 +23,10 @@ Files through the SDK's FilesClient: send_file (presign, multipart POST, confirm
 message), a 12 MB upload in parts, types, quota and delete; another member downloads each file
 from the message's fileUrl with their own token and gets the same bytes, a non-member gets 403.
 
+Contacts through the SDK's ContactsClient: a friend request accepted (friends on both sides, a
+remark), one rejected, a block that refuses the blocked user's direct messages (new and existing
+conversation) with BLOCKED until unblocked, and unfriending.
+
 Exits 0 when every check passes; otherwise prints what failed and exits 1.
 """
 
@@ -580,6 +584,70 @@ def file_checks(base, alice, bob, bob_token, carol_token, group_id):
     return sent
 
 
+def contact_checks(base, alice, alice_id, bob, bob_id, suffix):
+    """The SDK's ContactsClient: a friend request accepted (friends on both sides, a remark),
+    unfriending, a request rejected, and a block that keeps the blocked user from opening a direct
+    conversation and from writing to an existing one until it is lifted."""
+    dave, dave_id, _ = register(base, f"dave_{suffix}", "Dave")
+    try:
+        step("contacts: a friend request, accepted")
+        req = ok_data(alice.im.contacts.request(dave_id, reason="hello"), "contacts.request")
+        check(req.get("status") == "pending" and req.get("id"), "contacts.request: a pending request", req)
+        incoming = ok_data(dave.im.contacts.list_pending_in(), "contacts.list_pending_in")
+        check(any(r.get("id") == req["id"] for r in incoming), "dave does not see the request", incoming)
+        outgoing = ok_data(alice.im.contacts.list_pending_out(), "contacts.list_pending_out")
+        check(any(r.get("id") == req["id"] for r in outgoing), "alice does not see her request", outgoing)
+        accepted = ok_data(dave.im.contacts.accept(req["id"]), "contacts.accept")
+        check(accepted.get("status") == "accepted", "contacts.accept: status", accepted)
+        for who, client, other in (("alice", alice, dave_id), ("dave", dave, alice_id)):
+            friends = ok_data(client.im.contacts.friends(), f"{who}'s contacts.friends")
+            check(any(f.get("userId") == other for f in friends), f"{who}'s friends lack the other", friends)
+        ok_data(alice.im.contacts.set_remark(dave_id, "Dave from work"), "contacts.set_remark")
+        friends = ok_data(alice.im.contacts.friends(), "contacts.friends after the remark")
+        check(
+            any(f.get("userId") == dave_id and f.get("remark") == "Dave from work" for f in friends),
+            "the remark is not on alice's friend",
+            friends,
+        )
+
+        step("contacts: unfriend")
+        ok_data(alice.im.contacts.remove(dave_id), "contacts.remove")
+        friends = ok_data(dave.im.contacts.friends(), "dave's friends after the removal")
+        check(all(f.get("userId") != alice_id for f in friends), "an unfriended user is still a friend", friends)
+
+        step("contacts: a friend request, rejected")
+        req = ok_data(bob.im.contacts.request(dave_id), "bob's contacts.request")
+        rejected = ok_data(dave.im.contacts.reject(req["id"]), "contacts.reject")
+        check(rejected.get("status") == "rejected", "contacts.reject: status", rejected)
+        friends = ok_data(dave.im.contacts.friends(), "dave's friends after the rejection")
+        check(all(f.get("userId") != bob_id for f in friends), "a rejected request made friends", friends)
+
+        step("contacts: a block keeps the blocked user out of direct conversations")
+        ok_data(bob.im.direct.send(dave_id, "hi dave"), "bob's first direct message")
+        ok_data(dave.im.contacts.block(bob_id), "contacts.block")
+        blocked = ok_data(dave.im.contacts.list_blocked(), "contacts.list_blocked")
+        check(any(b.get("userId") == bob_id for b in blocked), "list_blocked lacks bob", blocked)
+        refused = bob.im.direct.send(dave_id, "still there?")
+        check(
+            refused.get("ok") is False and (refused.get("error") or {}).get("code") == "BLOCKED",
+            "a blocked user wrote to an existing direct conversation",
+            refused,
+        )
+        ok_data(dave.im.contacts.block(alice_id), "contacts.block another")
+        refused = alice.im.direct.send(dave_id, "a new conversation")
+        check(
+            refused.get("ok") is False and (refused.get("error") or {}).get("code") == "BLOCKED",
+            "a blocked user opened a direct conversation",
+            refused,
+        )
+        ok_data(dave.im.contacts.unblock(bob_id), "contacts.unblock")
+        ok_data(dave.im.contacts.unblock(alice_id), "contacts.unblock another")
+        ok_data(bob.im.direct.send(dave_id, "unblocked"), "a direct message after the unblock")
+
+    finally:
+        dave.close()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: prismer_check.py BASE_URL", file=sys.stderr)
@@ -664,6 +732,7 @@ def main():
 
         sync_checks(base, alice, alice_id, bob_id, bob_token, group_id, msg["id"], kept["id"])
         file_checks(base, alice, bob, bob_token, carol_token, group_id)
+        contact_checks(base, alice, alice_id, bob, bob_id, suffix)
 
         realtime_sync_checks(base, alice, alice_id, bob_id, bob_token, group_id)
         realtime_async_checks(base, alice, alice_id, bob_id, bob_token, group_id)
