@@ -420,8 +420,11 @@ async fn idle_ws(c: &Common) -> Result<()> {
             p.connections = fits;
         }
     }
-    // Idle means idle: keep the server's idle timeout (120 s) from closing them mid-run.
-    let extra = ["--ws-idle-timeout-secs", "3600"];
+    // Idle means idle: keep the server's idle timeout (120 s) from closing them mid-run. The
+    // connection cap leaves room for the harness's own idle HTTP connections, which would
+    // otherwise hold the last slots until their keep-alive ends.
+    let cap = (p.connections + 1024).to_string();
+    let extra = ["--ws-idle-timeout-secs", "3600", "--max-connections", &cap];
     let (mut r, s) = with_server(c, None, &extra, |base, pid| async move {
         realtime::idle_ws(&base, p, move || rss_kib_of(pid)).await
     })

@@ -452,9 +452,17 @@ async fn realtime_gauge(api: &Api) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// `idle-ws`: `connections` authenticated WebSockets that then stay idle; the server's RSS
-/// before and after, per connection. `rss_kib` reads the server's resident set.
+/// How long after the connections close `idle-ws` waits for the server to give their memory back.
+const RELEASE_SECS: u64 = 30;
+
+/// `idle-ws`: the server's RSS right after start; then `connections` authenticated WebSockets
+/// that stay idle, its RSS with them (per connection), and its RSS while they are gone, up to
+/// [`RELEASE_SECS`] after they all closed: memory a burst took should go back to the system.
+/// `rss_kib` reads the server's resident set.
 pub async fn idle_ws(base: &str, p: IdleWs, rss_kib: impl Fn() -> Option<u64>) -> Result<Report> {
+    // The server answered its health check; a moment for what its start left running.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_start = rss_kib().context("cannot read the server's RSS")?;
     let http = http_client();
     let anon = Api::new(&http, base);
     let tag = run_tag();
@@ -503,9 +511,17 @@ pub async fn idle_ws(base: &str, p: IdleWs, rss_kib: impl Fn() -> Option<u64>) -
     let gauge_after = realtime_gauge(&anon).await;
     let per_conn = ratio((after.saturating_sub(before) * 1024) as f64, n as f64);
     drop(sockets);
-    // Give the server a moment to notice the closes.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after_close = rss_kib();
+    let closed = Instant::now();
+    // The server's RSS each second after the closes (`release[i]` at i + 1 s).
+    let mut release: Vec<Option<u64>> = Vec::new();
+    for s in 1..=RELEASE_SECS {
+        tokio::time::sleep_until((closed + Duration::from_secs(s)).into()).await;
+        release.push(rss_kib());
+    }
+    let gauge_released = realtime_gauge(&anon).await;
+    let at = |s: usize| release.get(s - 1).copied().flatten();
+    let released = at(RELEASE_SECS as usize);
+    let mib = |k: u64| f(k as f64 / 1024.0, 1);
     let mut r = Report::new("idle-ws", &["measure", "value"]);
     r.row(vec!["idle connections".into(), n.to_string()]);
     r.row(vec![
@@ -517,29 +533,40 @@ pub async fn idle_ws(base: &str, p: IdleWs, rss_kib: impl Fn() -> Option<u64>) -
         ),
     ]);
     r.row(vec![
-        "server RSS before".into(),
-        format!("{} MiB", f(before as f64 / 1024.0, 1)),
+        "server RSS right after start".into(),
+        format!("{} MiB", mib(at_start)),
+    ]);
+    r.row(vec![
+        "server RSS before the connections".into(),
+        format!("{} MiB", mib(before)),
     ]);
     r.row(vec![
         "server RSS with the connections".into(),
-        format!("{} MiB", f(after as f64 / 1024.0, 1)),
+        format!("{} MiB", mib(after)),
     ]);
     r.row(vec![
         "server RSS per connection".into(),
         format!("{} bytes ({} KiB)", f(per_conn, 0), f(per_conn / 1024.0, 1)),
     ]);
-    if let Some(k) = after_close {
-        r.row(vec![
-            "server RSS 2 s after closing them".into(),
-            format!("{} MiB", f(k as f64 / 1024.0, 1)),
-        ]);
+    for s in [2, 10, RELEASE_SECS as usize] {
+        if let Some(k) = at(s) {
+            r.row(vec![
+                format!("server RSS {s} s after closing them"),
+                format!(
+                    "{} MiB ({}× the RSS after start)",
+                    mib(k),
+                    f(k as f64 / at_start as f64, 2)
+                ),
+            ]);
+        }
     }
     r.note(format!(
         "{n} connections over {} users' tokens (no shared conversations, so no presence traffic); \
-         realtime-connection gauge {} before, {} after",
+         realtime-connection gauge {} before, {} with them, {} {RELEASE_SECS} s after they closed",
         p.users,
         gauge_before.map_or("n/a".into(), |g| g.to_string()),
         gauge_after.map_or("n/a".into(), |g| g.to_string()),
+        gauge_released.map_or("n/a".into(), |g| g.to_string()),
     ));
     if n < p.connections {
         r.note(format!(
@@ -549,9 +576,18 @@ pub async fn idle_ws(base: &str, p: IdleWs, rss_kib: impl Fn() -> Option<u64>) -
     }
     r.figures = json!({
         "connections": n, "users": p.users, "connect_secs": connect_secs,
-        "rss_kib_before": before, "rss_kib_after": after, "rss_kib_after_close": after_close,
+        "rss_kib_at_start": at_start,
+        "rss_kib_before": before, "rss_kib_after": after,
+        "rss_kib_after_close": at(2),
+        "rss_kib_released": released,
+        "released_after_secs": RELEASE_SECS,
+        "rss_kib_each_second_after_close": release,
+        "released_to_start_ratio": released.map(|k| k as f64 / at_start as f64),
         "bytes_per_connection": per_conn,
         "realtime_gauge_before": gauge_before, "realtime_gauge_after": gauge_after,
+        "realtime_gauge_released": gauge_released,
+        "goal": format!("RSS after start <= 20 MiB; {RELEASE_SECS} s after the connections close, \
+                         RSS <= 1.5x the RSS after start"),
     });
     Ok(r)
 }

@@ -5,6 +5,7 @@ mod backup;
 mod config;
 mod healthcheck;
 mod user;
+mod memory;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -14,11 +15,6 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
-
-// A request makes many small allocations that often die on another thread (events are made on
-// the writer, freed by the hub): glibc's malloc spent about a third of the workers' time there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "imsync", version, about = "Offline-first messaging server")]
@@ -111,6 +107,7 @@ fn backup(args: BackupArgs) -> anyhow::Result<()> {
 fn start(args: ServeArgs, migrate_only: bool) -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
     init_logging(&config.log_format);
+    memory::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -26,6 +26,8 @@ use axum::Router;
 use imsync_core::model::User;
 use imsync_service::hub::{Delivery, SessionKey, Subscription};
 use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
 use subscriptions::Streams;
 use tokio::time::Instant;
 
@@ -73,8 +75,18 @@ pub(crate) struct Conn {
     pub login: Option<Login>,
     pub hub: Option<Subscription>,
     pub streams: Streams,
-    /// Frames to write, in order.
-    pub out: Vec<String>,
+    pub out: Out,
+}
+
+/// A connection's frames to write, in order. A frame that many connections send (a room's new
+/// message) is one buffer that they share.
+#[derive(Default)]
+pub(crate) struct Out(Vec<Utf8Bytes>);
+
+impl Out {
+    pub(crate) fn push(&mut self, frame: impl Into<Utf8Bytes>) {
+        self.0.push(frame.into());
+    }
 }
 
 impl Conn {
@@ -97,18 +109,26 @@ impl Conn {
     }
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
+/// Boxed: it runs once, at the end, and its state would otherwise sit in every connection's
+/// task.
+fn close<'a>(
+    socket: &'a mut WebSocket,
+    code: u16,
+    reason: &'static str,
+) -> Pin<Box<impl Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            })))
+            .await;
+    })
 }
 
 async fn flush(socket: &mut WebSocket, conn: &mut Conn) -> bool {
-    for frame in conn.out.drain(..) {
-        if socket.send(Message::Text(frame.into())).await.is_err() {
+    for frame in conn.out.0.drain(..) {
+        if socket.send(Message::Text(frame)).await.is_err() {
             return false;
         }
     }
@@ -147,7 +167,7 @@ async fn run(mut socket: WebSocket, state: AppState) {
         login: None,
         hub: None,
         streams: Streams::default(),
-        out: Vec::new(),
+        out: Out::default(),
     };
     let mut last_heard = Instant::now();
     let mut pinged = false;
@@ -159,7 +179,9 @@ async fn run(mut socket: WebSocket, state: AppState) {
             d = next_delivery(&mut conn.hub) => {
                 match d {
                     Some(Delivery::Event(d)) => {
-                        subscriptions::on_event(&mut conn, &d).await;
+                        // Boxed like the client's frames below: rendering an event awaits the
+                        // store, and that state would otherwise sit in every idle connection.
+                        Box::pin(subscriptions::on_event(&mut conn, &d)).await;
                     }
                     Some(Delivery::Ephemeral(_)) => {}
                     None => {
@@ -257,5 +279,24 @@ async fn handle_text(conn: &mut Conn, text: &str) {
             .out
             .push(protocol::error("Already connected", Some(&frame))),
         _ => conn.out.push(protocol::error("Bad request", Some(&frame))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    /// The size of the future that a function of two arguments returns, without calling it.
+    fn future_size<A, B, F: Future>(_: impl FnOnce(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// An idle connection's task is as large as the largest await of its loop: what a rare
+    /// frame or event needs must be boxed, or every connection carries it (a debug build's
+    /// layout, which is larger than a release build's).
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let size = future_size(super::run);
+        assert!(size <= 2048, "a DDP connection's task takes {size} bytes");
     }
 }

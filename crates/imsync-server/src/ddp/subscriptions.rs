@@ -8,6 +8,7 @@ use super::methods::message_doc;
 use super::protocol::{self, MethodError};
 use super::Conn;
 use crate::rocketchat::render;
+use axum::extract::ws::Utf8Bytes;
 use imsync_core::event::EventData;
 use imsync_core::model::ConversationKind;
 use imsync_core::ErrorCode;
@@ -311,7 +312,7 @@ struct SharedNewMessage(tokio::sync::OnceCell<NewMessageDoc>);
 struct NewMessageDoc {
     doc: Value,
     /// The `stream-room-messages` frame of the room, the same for every subscriber.
-    room_frame: String,
+    room_frame: Utf8Bytes,
 }
 
 /// A new message, to the room's stream and to `__my_messages__`. The hub offers a `message.new`
@@ -334,7 +335,7 @@ async fn message_new(conn: &mut Conn, d: &Delivered, rid: &str, msg_id: &str) {
         .get_or_try_init(|| async {
             let view = Box::pin(service.message_view(&login.user, msg_id)).await?;
             let doc = message_doc(&view);
-            let room_frame = protocol::stream_changed(ROOM_MESSAGES, rid, vec![doc.clone()]);
+            let room_frame = protocol::stream_changed(ROOM_MESSAGES, rid, vec![doc.clone()]).into();
             Ok::<_, imsync_core::Error>(NewMessageDoc { doc, room_frame })
         })
         .await;

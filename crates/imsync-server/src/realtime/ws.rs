@@ -20,6 +20,8 @@ use imsync_core::model::User;
 use imsync_core::Seq;
 use imsync_service::hub::{Delivery, SessionKey};
 use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -67,13 +69,21 @@ pub async fn upgrade(
     }))
 }
 
-async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
+/// Boxed: it runs once, at the end, and its state (the socket with it) would otherwise sit in
+/// every connection's task.
+fn close(
+    mut socket: WebSocket,
+    code: u16,
+    reason: &'static str,
+) -> Pin<Box<impl Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            })))
+            .await;
+    })
 }
 
 async fn send(socket: &mut WebSocket, text: &str) -> bool {
@@ -94,30 +104,20 @@ async fn run(
     if !send(&mut socket, &authenticated_frame(&user)).await {
         return;
     }
+    // What runs once or rarely is boxed: a connection's task is as large as its largest await,
+    // and an idle connection should carry only what waiting needs.
     if first {
-        announce_presence(&service, &user, "online").await;
+        Box::pin(announce_presence(&service, &user, "online")).await;
     }
     let with_sync = since.is_some();
     let mut last_sent = since.unwrap_or(0);
     if let Some(since) = since {
-        let mut backlog = Backlog::after(&service, &user, since);
-        loop {
-            match backlog.next_page().await {
-                Ok(Some(events)) => {
-                    for e in &events {
-                        if !send(&mut socket, &frames::sync_frame(e)).await {
-                            return;
-                        }
-                        last_sent = e.seq;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let frame = frames::error_frame(e.code.as_str(), &e.message, None);
-                    let _ = send(&mut socket, &frame).await;
-                    close(socket, 1011, "backlog unavailable").await;
-                    return;
-                }
+        match Box::pin(replay(&mut socket, &service, &user, since)).await {
+            Replay::Done(last) => last_sent = last.unwrap_or(since),
+            Replay::Gone => return,
+            Replay::Failed => {
+                close(socket, 1011, "backlog unavailable").await;
+                return;
             }
         }
     }
@@ -169,7 +169,9 @@ async fn run(
             Some(Ok(Message::Text(text))) => {
                 partial.completed();
                 idle_timer.as_mut().reset(Instant::now() + idle);
-                if let Some(reply) = handle_client_frame(&state, &user, text.as_str()).await {
+                if let Some(reply) =
+                    Box::pin(handle_client_frame(&state, &user, text.as_str())).await
+                {
                     if !send(&mut socket, &reply).await {
                         break;
                     }
@@ -196,7 +198,46 @@ async fn run(
     let user_id = user.id.clone();
     drop(sub);
     if !service.hub().presence(&user_id).0 {
-        announce_presence(&service, &user, "offline").await;
+        Box::pin(announce_presence(&service, &user, "offline")).await;
+    }
+}
+
+/// How the replay of the backlog ended.
+enum Replay {
+    /// Sent; the last event's seq, if there was any.
+    Done(Option<Seq>),
+    /// The connection went away.
+    Gone,
+    /// The store failed; the client was told.
+    Failed,
+}
+
+/// Sends the caller's events after `since`, page by page.
+async fn replay(
+    socket: &mut WebSocket,
+    service: &imsync_service::Service,
+    user: &User,
+    since: Seq,
+) -> Replay {
+    let mut backlog = Backlog::after(service, user, since);
+    let mut last = None;
+    loop {
+        match backlog.next_page().await {
+            Ok(Some(events)) => {
+                for e in &events {
+                    if !send(socket, &frames::sync_frame(e)).await {
+                        return Replay::Gone;
+                    }
+                    last = Some(e.seq);
+                }
+            }
+            Ok(None) => return Replay::Done(last),
+            Err(e) => {
+                let frame = frames::error_frame(e.code.as_str(), &e.message, None);
+                let _ = send(socket, &frame).await;
+                return Replay::Failed;
+            }
+        }
     }
 }
 
@@ -439,4 +480,22 @@ async fn handle_client_frame(state: &AppState, user: &User, text: &str) -> Optio
 /// Idle timeout default: the SDK pings every 25 s.
 pub fn default_idle_timeout() -> Duration {
     Duration::from_secs(120)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    /// The size of the future that a function of six arguments returns, without calling it.
+    fn future_size<A, B, C, D, E, G, F: Future>(_: impl FnOnce(A, B, C, D, E, G) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// An idle connection's task is as large as the largest await of its loop (a debug build's
+    /// layout, which is larger than a release build's).
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let size = future_size(super::run);
+        assert!(size <= 2304, "a /ws connection's task takes {size} bytes");
+    }
 }
