@@ -107,8 +107,8 @@ enum Command {
     /// 1000 WuKongIM connections in one group, 100 msgs/s, every RECV checked and decrypted,
     /// beside the same users on /ws in the same run; server CPU per delivery.
     WkFanout(Common),
-    /// 2 imsync nodes on one fresh PostgreSQL database, the send-par load spread over both;
-    /// cross-node send → WebSocket receive latency.
+    /// 3 imsync nodes (or --nodes) on one fresh PostgreSQL database, the send-par load spread
+    /// over them; cross-node send → WebSocket receive latency.
     MultiNode {
         #[command(flatten)]
         common: Common,
@@ -116,6 +116,9 @@ enum Command {
         /// is created there for the run and dropped afterwards.
         #[arg(long)]
         database_url: String,
+        /// Nodes to run, at least 2.
+        #[arg(long, default_value_t = MULTI_NODES, value_parser = clap::value_parser!(u8).range(2..=26))]
+        nodes: u8,
     },
     /// Every imsync scenario above, one after the other; with --database-url also send-seq and
     /// send-par on PostgreSQL and multi-node.
@@ -438,7 +441,11 @@ async fn idle_ws(c: &Common) -> Result<()> {
     emit(c, &r, &s)
 }
 
-async fn multi_node(c: &Common, admin_url: &str) -> Result<()> {
+/// Nodes of `multi-node` unless asked otherwise: enough for every node to see writes from two
+/// others at once.
+const MULTI_NODES: u8 = 3;
+
+async fn multi_node(c: &Common, admin_url: &str, count: u8) -> Result<()> {
     let p = MultiNode::scaled(c.scale);
     let tmp = tempfile::Builder::new()
         .prefix("imsync-bench-mn-")
@@ -446,7 +453,7 @@ async fn multi_node(c: &Common, admin_url: &str) -> Result<()> {
     let fresh = FreshDb::create(admin_url, "imsync_bench_mn")?;
     let args = ["--database-url".to_owned(), fresh.url.clone()];
     let mut nodes = Vec::new();
-    for i in 0..2 {
+    for i in 0..count {
         let dir = tmp.path().join(format!("node{i}"));
         nodes.push(ServerProc::start_with(&c.bin(), &dir, &c.durability, &args).await?);
     }
@@ -461,11 +468,12 @@ async fn multi_node(c: &Common, admin_url: &str) -> Result<()> {
     fresh.drop_now()?;
     let mut r = result?;
     let mib = |k: &Option<u64>| k.map_or("n/a".to_owned(), |k| (k / 1024).to_string());
-    r.note(format!(
-        "server RSS at the end: node A {} MiB, node B {} MiB",
-        mib(&rss[0]),
-        mib(&rss[1])
-    ));
+    let each: Vec<String> = rss
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("node {} {} MiB", (b'A' + i as u8) as char, mib(k)))
+        .collect();
+    r.note(format!("server RSS at the end: {}", each.join(", ")));
     r.figures["server_rss_kib"] = json!(rss);
     emit(c, &r, &storage)
 }
@@ -678,7 +686,8 @@ fn main() -> Result<()> {
             Command::MultiNode {
                 common,
                 database_url,
-            } => multi_node(&common, &database_url).await,
+                nodes,
+            } => multi_node(&common, &database_url, nodes).await,
             Command::CatchUp(c) => catch_up(&c).await,
             Command::RcSync(c) => rc_sync(&c).await,
             Command::TsddSync(c) => tsdd_sync(&c).await,
@@ -702,7 +711,7 @@ fn main() -> Result<()> {
                     Some(url) => {
                         send_seq(&c, &db).await?;
                         send_par(&c, &db).await?;
-                        multi_node(&c, url).await
+                        multi_node(&c, url, MULTI_NODES).await
                     }
                     None => {
                         eprintln!(

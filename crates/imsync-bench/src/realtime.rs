@@ -1,5 +1,5 @@
 //! The realtime scenarios: `fanout` (one sender, a thousand WebSocket receivers), `idle-ws`
-//! (memory per idle connection) and `multi-node` (two servers on one PostgreSQL, load on both,
+//! (memory per idle connection) and `multi-node` (several servers on one PostgreSQL, load on all,
 //! send → receive across nodes).
 
 use crate::client::{http_client, Api};
@@ -692,7 +692,14 @@ pub async fn multi_node(bases: &[String], p: MultiNode) -> Result<Report> {
         f(sends.latency.max_ms, 3),
     ]);
     r.row(vec![
-        "cross-node: sent via node B → WebSocket on node A".into(),
+        format!(
+            "cross-node: sent via node {} → WebSocket on node A",
+            if bases.len() == 2 {
+                "B".to_owned()
+            } else {
+                format!("B–{}", origin(bases.len() - 1))
+            }
+        ),
         cross.n.to_string(),
         format!("{} deliveries/s", f(ratio(cross.n as f64, sends.secs), 0)),
         f(cross.p50_ms, 3),

@@ -376,18 +376,19 @@ async fn send_seq_runs_on_a_fresh_postgres_database() {
 async fn multi_node_times_cross_node_deliveries() {
     let url = postgres_url()
         .expect("this test needs IMSYNC_TEST_DATABASE_URL=postgres://... (see .ci/run)");
-    // Two nodes on one schema of the test database.
+    // Three nodes on one schema of the test database, as the scenario runs them.
     let schema = format!("bench_mn_{}", scenarios::run_tag());
     let a = start_pg(&url, Some(&schema)).await;
     let b = start_pg(&url, Some(&schema)).await;
+    let c = start_pg(&url, Some(&schema)).await;
     let mut par = SendPar::scaled(0.03);
-    par.clients = 4;
+    par.clients = 6;
     par.duration = Duration::from_millis(600);
     let p = MultiNode { par, receivers: 3 };
-    let r = realtime::multi_node(&[a.base.clone(), b.base.clone()], p)
+    let r = realtime::multi_node(&[a.base.clone(), b.base.clone(), c.base.clone()], p)
         .await
         .unwrap();
-    drop((a, b));
+    drop((a, b, c));
     // Best effort: the nodes' connections may still hold the schema for a moment.
     for attempt in 0..5 {
         match psql(&url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")) {
@@ -396,8 +397,9 @@ async fn multi_node_times_cross_node_deliveries() {
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+    assert_eq!(r.figures["nodes"], 3);
     assert!(r.figures["send"]["count"].as_u64().unwrap() > 0);
-    // Clients 1 and 3 send through node B into groups with a receiver on node A.
+    // Clients 1, 2, 4 and 5 send through nodes B and C into groups with a receiver on node A.
     assert!(
         r.figures["cross_node"]["n"].as_u64().unwrap() > 0,
         "{}",

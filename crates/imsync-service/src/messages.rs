@@ -256,13 +256,11 @@ pub(crate) fn send_in(
         crate::files::attach_in(c, me, &message)?;
     }
     if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
-        if !idempotency::record(c, &me.id, &head.id, key, &message.id, fingerprint, now)? {
-            // Another node committed the same key first: this attempt rolls back and the caller
-            // retries, finding that message.
-            return Err(Error::conflict("idempotency key raced"));
-        }
+        // Another node committed the same key first: this attempt fails with a conflict, rolls
+        // back, and the caller retries, finding that message.
+        idempotency::record(c, &me.id, &head.id, key, &message.id, fingerprint, now)?;
     }
-    participants::advance_read(c, &head.id, &me.id, msg_seq)?;
+    participants::advance_read_later(c, &head.id, &me.id, msg_seq)?;
     if let Some(mut p) = parent {
         p.reply_count += 1;
         p.last_reply_at = Some(stamp);

@@ -1,14 +1,25 @@
 //! The PostgreSQL backend, for several stateless nodes on one database.
 //!
-//! Gap-free cursor with concurrent writers on several nodes: every append takes the next seq from
-//! one counter row (`UPDATE counters … RETURNING`), whose row lock is held until the transaction
-//! commits. So seqs commit in the order they were handed out, every snapshot holds a prefix of the
-//! log, and a reader that moved its cursor past seq N can never later find an uncommitted N−1
-//! appearing behind it. The price is one committing writer at a time across the cluster; each node
-//! batches its jobs into one transaction (see `writer`), so the lock is taken once per batch, not
-//! once per message. The lock is taken as the batch's first statement, so that all transactions
-//! acquire locks in the same order and two nodes cannot deadlock. Chosen over xmin-horizon reads because it keeps the sync read identical on
-//! both backends and makes the proof a property of the write path alone.
+//! Gap-free cursor with concurrent writers on several nodes: a write transaction begins by
+//! locking the one counter row (`SELECT … FOR UPDATE`), hands the seqs of its events out from the
+//! value it read, writes the last one back, and commits; the row lock is held until that commit.
+//! So two transactions that append never overlap: the one that locked second reads the value the
+//! first committed, takes seqs above every seq the first used, and commits after it. Seqs
+//! therefore become visible in the order they were handed out, every snapshot holds a prefix of
+//! the log (no committed event has an uncommitted one below it), and a reader that moved its
+//! cursor past seq N can never later find an N−1 appearing behind it. That holds whatever the
+//! reader does with the cursor (page through several nodes, resume after a restart), which is
+//! why the sync read is the same on both backends and the proof a property of the write path.
+//!
+//! The price is one committing writer at a time across the cluster, so the lock is held as
+//! briefly as the write path allows: each node batches its jobs into one transaction (see
+//! `writer`), takes the lock once per batch, and sends the batch's statements pipelined (see
+//! `pg_writer`), about one round trip per send plus one for the lock and one for the commit.
+//! The lock is the transaction's first statement, so that all transactions acquire locks in the
+//! same order and two nodes cannot deadlock. A scheme that let batches of different nodes
+//! overlap (seqs from a sequence, readers held below a frontier of in-flight appends) would
+//! have to bound every read of the log by that frontier, on both backends; with the round trips
+//! gone, one committer at a time is not what limits a node (see docs/scaling.md).
 //!
 //! Cross-node fan-out: the writer sends `pg_notify('imsync_events', <last seq>)` inside the batch's
 //! transaction (delivered at commit); every node's listener wakes, reads the events after the last
@@ -31,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-const CHANNEL: &str = "imsync_events";
+pub(crate) const CHANNEL: &str = "imsync_events";
 /// The listener's `application_name`, so operators (and tests) can tell its connection apart.
 const LISTENER: &str = "imsync-listener";
 const MIGRATION_LOCK: i64 = 0x016d_7379_6e63;
@@ -75,7 +86,7 @@ impl ToSql for Value {
     postgres::types::to_sql_checked!();
 }
 
-fn map_err(e: postgres::Error) -> Error {
+pub(crate) fn map_err(e: postgres::Error) -> Error {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         if *code == SqlState::UNIQUE_VIOLATION {
@@ -110,28 +121,35 @@ fn connect(o: &PgOptions) -> Result<Conn> {
     connect_as(o, "imsync")
 }
 
-fn connect_as(o: &PgOptions, application: &str) -> Result<Conn> {
-    let mut config: postgres::Config = o
+/// The connection settings of `o`, the connection named after `application` (and the schema,
+/// so that one deployment's connections can be told apart).
+pub(crate) fn config(o: &PgOptions, application: &str) -> Result<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config = o
         .url
         .parse()
         .map_err(|e| Error::new(ErrorCode::Unavailable, format!("bad database URL: {e}")))?;
     config.connect_timeout(Duration::from_secs(5));
-    // With a schema, the name carries it so one deployment's connections can be told apart.
     let name = match &o.schema {
         Some(schema) => format!("{application}:{schema}"),
         None => application.to_owned(),
     };
     config.application_name(&name);
-    let mut client = config.connect(NoTls).map_err(|e| {
-        // The driver's message is generic; the reason (refused, unknown host, auth) is its source.
-        let reason = std::error::Error::source(&e)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
-        Error::new(
-            ErrorCode::Unavailable,
-            format!("cannot connect to PostgreSQL: {e}{reason}"),
-        )
-    })?;
+    Ok(config)
+}
+
+pub(crate) fn connect_error(e: postgres::Error) -> Error {
+    // The driver's message is generic; the reason (refused, unknown host, auth) is its source.
+    let reason = std::error::Error::source(&e)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    Error::new(
+        ErrorCode::Unavailable,
+        format!("cannot connect to PostgreSQL: {e}{reason}"),
+    )
+}
+
+/// What every connection runs first: its timeouts, and the schema it works in.
+pub(crate) fn setup_sql(o: &PgOptions) -> String {
     let mut setup = format!(
         "SET statement_timeout = {}; SET lock_timeout = {}; SET client_min_messages = warning;",
         o.statement_timeout.as_millis(),
@@ -142,7 +160,13 @@ fn connect_as(o: &PgOptions, application: &str) -> Result<Conn> {
             "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema};"
         ));
     }
-    client.batch_execute(&setup).map_err(map_err)?;
+    setup
+}
+
+fn connect_as(o: &PgOptions, application: &str) -> Result<Conn> {
+    let config = postgres::Config::from(config(o, application)?);
+    let mut client = config.connect(NoTls).map_err(connect_error)?;
+    client.batch_execute(&setup_sql(o)).map_err(map_err)?;
     Ok(Conn {
         client,
         statements: HashMap::new(),
@@ -161,7 +185,7 @@ impl Conn {
     }
 }
 
-fn to_row(r: &postgres::Row) -> Result<Row> {
+pub(crate) fn to_row(r: &postgres::Row) -> Result<Row> {
     let mut values = Vec::with_capacity(r.len());
     for (i, col) in r.columns().iter().enumerate() {
         let v = match *col.type_() {
@@ -204,104 +228,6 @@ impl SqlConn for Conn {
 
     fn appended(&mut self, event: Event) {
         self.appended.push(event);
-    }
-}
-
-/// The writer's connection: reconnects when the database comes back, and notifies the other
-/// nodes of every commit.
-struct Writer {
-    options: PgOptions,
-    conn: Option<Conn>,
-    appended: Vec<Event>,
-    broken: Broken,
-}
-
-impl Writer {
-    fn conn(&mut self) -> Result<&mut Conn> {
-        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            self.conn = Some(connect(&self.options)?);
-        }
-        Ok(self.conn.as_mut().expect("connected above"))
-    }
-}
-
-/// Where a job's statements go while the writer holds no usable connection.
-struct Broken;
-
-impl SqlConn for Broken {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-    fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64> {
-        Err(Error::unavailable("no database connection"))
-    }
-    fn query(&mut self, _: &str, _: &[Value]) -> Result<Vec<Row>> {
-        Err(Error::unavailable("no database connection"))
-    }
-    fn appended(&mut self, _: Event) {}
-}
-
-impl WriterConn for Writer {
-    fn conn(&mut self) -> &mut dyn SqlConn {
-        match self.conn.as_mut() {
-            Some(c) => c,
-            None => &mut self.broken,
-        }
-    }
-
-    fn batch(&mut self, sql: &str) -> Result<()> {
-        match sql {
-            "BEGIN IMMEDIATE" => {
-                // Take the append lock first, before any row lock: every write transaction in the
-                // cluster acquires its locks in the same order, so nodes cannot deadlock.
-                let c = self.conn()?;
-                c.client
-                    .batch_execute(
-                        "BEGIN; SELECT value FROM counters WHERE name = 'event_seq' FOR UPDATE",
-                    )
-                    .map_err(map_err)
-            }
-            "COMMIT" => {
-                let c = self.conn()?;
-                if let Some(last) = c.appended.last().map(|e| e.seq) {
-                    c.client
-                        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last.to_string()])
-                        .map_err(map_err)?;
-                }
-                c.client.batch_execute("COMMIT").map_err(map_err)?;
-                let appended = std::mem::take(&mut c.appended);
-                self.appended.extend(appended);
-                Ok(())
-            }
-            other => {
-                let c = self.conn()?;
-                c.client.batch_execute(other).map_err(map_err)
-            }
-        }
-    }
-
-    fn rollback(&mut self) {
-        // Without a connection there is no transaction to end: a new one would have none.
-        if let Some(c) = self.conn.as_mut().filter(|c| !c.client.is_closed()) {
-            let _ = c.client.batch_execute("ROLLBACK");
-        }
-    }
-
-    fn take_appended(&mut self) -> Vec<Event> {
-        if let Some(c) = self.conn.as_mut() {
-            c.appended.clear();
-        }
-        std::mem::take(&mut self.appended)
-    }
-
-    fn truncate_appended(&mut self, len: usize) {
-        if let Some(c) = self.conn.as_mut() {
-            c.appended.truncate(len);
-        }
-    }
-
-    fn appended_len(&self) -> usize {
-        self.conn.as_ref().map_or(0, |c| c.appended.len())
     }
 }
 
@@ -394,12 +320,10 @@ pub(crate) fn open(options: &PgOptions) -> Result<(Box<dyn WriterConn>, Arc<dyn 
         .client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
     migrated?;
-    let writer = Writer {
-        options: options.clone(),
-        conn: Some(conn),
-        appended: Vec::new(),
-        broken: Broken,
-    };
+    // Closed here, off the async threads; the writer opens its own connection when it first
+    // writes.
+    drop(conn);
+    let writer = crate::pg_writer::Writer::new(options.clone());
     let readers = Readers {
         options: options.clone(),
         state: Mutex::new((Vec::new(), 0)),

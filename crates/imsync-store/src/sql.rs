@@ -116,6 +116,31 @@ pub trait SqlConn {
         Ok(self.query(sql, params)?.into_iter().next())
     }
 
+    /// Runs a write whose outcome the caller does not read, only requires: with `must_change`,
+    /// a statement that changes no row fails with a conflict saying so. A backend may send it
+    /// later, together with its next statement (the PostgreSQL writer pipelines them, saving a
+    /// round trip each); a failure then surfaces from that statement or at the end of the job,
+    /// and fails the job all the same.
+    fn execute_later(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        must_change: Option<&'static str>,
+    ) -> Result<()> {
+        let changed = self.execute(sql, params)?;
+        match must_change {
+            Some(what) if changed == 0 => Err(imsync_core::Error::conflict(what)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The seq the next appended event takes, where the connection hands seqs out itself (the
+    /// PostgreSQL writer, which holds the counter's lock for its whole transaction). The caller
+    /// records that event with [`SqlConn::appended`] before asking again.
+    fn next_seq(&mut self) -> Option<imsync_core::Seq> {
+        None
+    }
+
     /// Records an event appended by the current write job, to be published once it commits.
     fn appended(&mut self, event: imsync_core::model::Event);
 

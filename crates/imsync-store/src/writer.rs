@@ -61,6 +61,11 @@ pub(crate) trait WriterConn: Send {
     /// Ends the open transaction, if any, discarding its writes. Quiet: it runs after a failure
     /// that was logged where it happened, and its own failure would say nothing new.
     fn rollback(&mut self);
+    /// Sends the statements the connection was holding back ([`SqlConn::execute_later`]) and
+    /// answers the first failure among them, which fails the open transaction's last job.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
     fn take_appended(&mut self) -> Vec<Event>;
     fn truncate_appended(&mut self, len: usize);
     fn appended_len(&self) -> usize;
@@ -256,7 +261,20 @@ fn run_batch(
             continue;
         }
         let mark = wc.appended_len();
-        let outcome = catch_unwind(AssertUnwindSafe(|| job.run(wc.conn())));
+        let mut outcome = catch_unwind(AssertUnwindSafe(|| job.run(wc.conn())));
+        // What the job held back is sent before it is kept; a failure there is the job's own.
+        // The statements of a job that failed already go too, their failure being no news. A
+        // lone job's go with the commit, whose failure is then its own.
+        let flushed = if single { Ok(()) } else { wc.flush() };
+        if let (Ok(done), Err(e)) = (&mut outcome, flushed) {
+            if done.ok {
+                let reply = std::mem::replace(&mut done.reply, Box::new(|_| {}));
+                *done = JobDone {
+                    ok: false,
+                    reply: Box::new(move |_| reply(Some(e))),
+                };
+            }
+        }
         let ok = matches!(&outcome, Ok(done) if done.ok);
         if !ok {
             wc.truncate_appended(mark);
@@ -324,6 +342,12 @@ fn run_without_savepoints(
             }
         }
     }
+    if wc.flush().is_err() {
+        drop(replies);
+        wc.rollback();
+        wc.take_appended();
+        return None;
+    }
     Some(replies)
 }
 
@@ -353,8 +377,17 @@ fn finish(
         Err(e) => {
             wc.rollback();
             wc.take_appended();
+            let database_failed = matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable);
+            // A lone job's writes may travel with the commit (PostgreSQL): a failure that is not
+            // the database's own (text it refuses, a conflict) is the job's.
+            if !database_failed && replies.len() == 1 && replies[0].1 {
+                return replies
+                    .into_iter()
+                    .map(|(reply, _)| (reply, Some(e.clone())))
+                    .collect();
+            }
             // An internal or unavailable error was logged, with its cause, when it was made.
-            if !matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable) {
+            if !database_failed {
                 tracing::error!(error = %e, "commit failed; the batch was rolled back");
             }
             // A failed job already carries its own error; the others lost their commit.

@@ -4,8 +4,8 @@
 mod backup;
 mod config;
 mod healthcheck;
-mod user;
 mod memory;
+mod user;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -85,11 +85,11 @@ pub fn update(c: &mut dyn SqlConn, conv: &Conversation) -> Result<()> {
 
 /// Records that an event of the conversation's shared stream was appended.
 pub fn touch_event(c: &mut dyn SqlConn, id: &str, seq: Seq) -> Result<()> {
-    c.execute(
+    c.execute_later(
         "UPDATE conversations SET last_event_seq = $2 WHERE id = $1 AND last_event_seq < $2",
         args![id, seq],
-    )?;
-    Ok(())
+        None,
+    )
 }
 
 /// What a send needs of its conversation and of the sender's place in it.
@@ -141,18 +141,13 @@ pub fn message_appended(
     (msg_seq, stamp): (i64, i64),
     seq: Seq,
 ) -> Result<()> {
-    let updated = c.execute(
+    c.execute_later(
         "UPDATE conversations SET last_msg_seq = $2, last_message_at = $3, \
          live_msg_count = live_msg_count + 1, last_touch_ms = $3, last_event_seq = $4 \
          WHERE id = $1 AND last_msg_seq = $5",
         args![&head.id, msg_seq, stamp, seq, head.last_msg_seq],
-    )?;
-    if updated == 0 {
-        return Err(imsync_core::Error::conflict(
-            "the conversation changed while a message was being added",
-        ));
-    }
-    Ok(())
+        Some("the conversation changed while a message was being added"),
+    )
 }
 
 pub fn message_removed(c: &mut dyn SqlConn, id: &str) -> Result<()> {

@@ -86,20 +86,25 @@ pub fn append_rendered(
             )?;
             c.last_insert_id()
         }
-        // Several writers: the counter row's lock, held to commit, orders commits by seq.
+        // Several writers: the counter row's lock, held to commit, orders commits by seq. The
+        // writer takes it when its transaction begins and hands the seqs out itself.
         Dialect::Postgres => {
-            let seq = c
-                .query_opt(
-                    "UPDATE counters SET value = value + 1 WHERE name = 'event_seq' \
-                     RETURNING value",
-                    &[],
-                )?
-                .map(|r| r.i64(0));
+            let seq = match c.next_seq() {
+                Some(seq) => Some(seq),
+                None => c
+                    .query_opt(
+                        "UPDATE counters SET value = value + 1 WHERE name = 'event_seq' \
+                         RETURNING value",
+                        &[],
+                    )?
+                    .map(|r| r.i64(0)),
+            };
             if let Some(seq) = seq {
-                c.execute(
+                c.execute_later(
                     "INSERT INTO events (seq, stream, type, conv_id, data, at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
                     args![seq, &stream, kind, conversation_id, text, at],
+                    None,
                 )?;
             }
             seq

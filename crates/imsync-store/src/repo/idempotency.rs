@@ -16,7 +16,8 @@ pub fn find(
     .map(|r| (r.string(0), r.string(1))))
 }
 
-/// Records the key; answers false when another transaction recorded it first.
+/// Records the key; fails with a conflict when another transaction recorded it first (the
+/// caller retries and finds that message).
 pub fn record(
     c: &mut dyn SqlConn,
     sender: &str,
@@ -25,10 +26,11 @@ pub fn record(
     message_id: &str,
     payload_hash: &str,
     at: i64,
-) -> Result<bool> {
-    Ok(c.execute(
+) -> Result<()> {
+    c.execute_later(
         "INSERT INTO idempotency (sender_id, conv_id, key, message_id, payload_hash, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sender_id, conv_id, key) DO NOTHING",
         args![sender, conv_id, key, message_id, payload_hash, at],
-    )? > 0)
+        Some("idempotency key raced"),
+    )
 }

@@ -32,7 +32,7 @@ pub(crate) fn from_row(r: &Row) -> Message {
 }
 
 pub fn insert(c: &mut dyn SqlConn, m: &Message) -> Result<()> {
-    c.execute(
+    c.execute_later(
         "INSERT INTO messages (id, conv_id, msg_seq, event_seq, sender_id, type, content, \
          metadata, parent_id, quoted_id, created_at, updated_at, version) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -51,8 +51,8 @@ pub fn insert(c: &mut dyn SqlConn, m: &Message) -> Result<()> {
             m.updated_at,
             m.version
         ],
-    )?;
-    Ok(())
+        None,
+    )
 }
 
 pub fn get(c: &mut dyn SqlConn, id: &str) -> Result<Option<Message>> {

@@ -171,6 +171,22 @@ pub fn advance_read(
     )? > 0)
 }
 
+/// [`advance_read`] for a caller that does not need to know whether it moved (a sender's own
+/// message), which lets the writer send it with its next statement.
+pub fn advance_read_later(
+    c: &mut dyn SqlConn,
+    conv_id: &str,
+    user_id: &str,
+    msg_seq: i64,
+) -> Result<()> {
+    c.execute_later(
+        "UPDATE participants SET read_msg_seq = $3 WHERE conv_id = $1 AND user_id = $2 \
+         AND read_msg_seq < $3",
+        args![conv_id, user_id, msg_seq],
+        None,
+    )
+}
+
 pub fn save_settings(c: &mut dyn SqlConn, p: &Participant) -> Result<()> {
     c.execute(
         "UPDATE participants SET pinned = $3, pinned_at = $4, muted = $5, cleared_seq = $6 \

@@ -1,0 +1,386 @@
+//! The PostgreSQL writer's connection: statements pipelined on one connection, so that a batch of
+//! sends costs about one round trip per send instead of one per statement.
+//!
+//! A write whose outcome a job does not read ([`SqlConn::execute_later`]: the event, the message,
+//! the conversation's counters) is queued and sent together with the job's next statement, or
+//! the next job's first one, or the commit; the server runs them in order, so every statement
+//! still sees what the ones before it wrote. A queued write that fails fails whatever statement
+//! it travelled with, and PostgreSQL refuses everything after it in the transaction, so the
+//! failure cannot go unnoticed: `writer` flushes the queue before it keeps a job (a savepoint's
+//! release, or the end of a batch that runs without savepoints) and treats a failed flush as the
+//! failure of that job, or of the batch, which it then runs again the careful way.
+//!
+//! The transaction takes the counter row's lock as it begins (sent with its first statement),
+//! reads the counter once and hands the batch's seqs out itself ([`SqlConn::next_seq`]); the
+//! commit writes the last one back in the same round trip as the batch's last writes,
+//! `pg_notify` and `COMMIT`. A lone send is thus two round trips. Why the lock keeps the cursor gap-free is
+//! said in `pg`.
+
+use crate::pg::{map_err, to_row, PgOptions, CHANNEL};
+use crate::sql::{Dialect, Row, SqlConn, Value};
+use crate::writer::WriterConn;
+use imsync_core::{model::Event, Error, ErrorCode, Result, Seq};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
+
+const LOCK_COUNTER: &str = "SELECT value FROM counters WHERE name = 'event_seq' FOR UPDATE";
+const SAVE_COUNTER: &str = "UPDATE counters SET value = $1 WHERE name = 'event_seq'";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
+/// One statement of a pipeline.
+enum Request {
+    /// A prepared write; with a reason, one that must change a row.
+    Execute(Statement, Vec<Value>, Option<&'static str>),
+    Query(Statement, Vec<Value>),
+    /// Transaction control, in the simple protocol.
+    Simple(&'static str),
+    /// Locks the counter row and reads it: the base of the transaction's seqs.
+    Lock(Statement),
+}
+
+enum Response {
+    Changed(u64),
+    Rows(Vec<tokio_postgres::Row>),
+    Done,
+}
+
+struct Conn {
+    /// Drives the connection while the writer thread waits on it; it runs nowhere else.
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    statements: HashMap<String, Statement>,
+    queued: Vec<Request>,
+    /// The counter's value when the open transaction locked it; `None` outside a transaction.
+    seq_base: Option<Seq>,
+    appended: Vec<Event>,
+}
+
+fn connect(o: &PgOptions) -> Result<Conn> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::internal)?;
+    let config = crate::pg::config(o, "imsync")?;
+    let (client, connection) = rt
+        .block_on(config.connect(NoTls))
+        .map_err(crate::pg::connect_error)?;
+    rt.spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "the writer's connection ended");
+        }
+    });
+    rt.block_on(client.batch_execute(&crate::pg::setup_sql(o)))
+        .map_err(map_err)?;
+    Ok(Conn {
+        rt,
+        client,
+        statements: HashMap::new(),
+        queued: Vec::new(),
+        seq_base: None,
+        appended: Vec::new(),
+    })
+}
+
+/// Polls every future once in the order given before any is polled again: each sends its
+/// request on its first poll, so the requests leave in that order, back to back.
+async fn in_order<'a>(
+    mut futures: Vec<Pin<Box<dyn Future<Output = Result<Response>> + 'a>>>,
+) -> Vec<Result<Response>> {
+    let mut out: Vec<Option<Result<Response>>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(r) => *slot = Some(r),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|r| r.expect("every future ran"))
+        .collect()
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self
+            .rt
+            .block_on(self.client.prepare(sql))
+            .map_err(map_err)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Sends the queued statements and then `tail`, in one round trip; answers the first
+    /// failure, else `tail`'s response.
+    fn pipeline(&mut self, tail: Vec<Request>) -> Result<Response> {
+        let mut requests = std::mem::take(&mut self.queued);
+        requests.extend(tail);
+        let client = &self.client;
+        let futures = requests
+            .iter()
+            .map(
+                |r| -> Pin<Box<dyn Future<Output = Result<Response>> + '_>> {
+                    Box::pin(async move {
+                        match r {
+                            Request::Execute(s, params, must_change) => {
+                                let refs: Vec<&(dyn ToSql + Sync)> =
+                                    params.iter().map(|v| v as _).collect();
+                                let changed = client.execute(s, &refs).await.map_err(map_err)?;
+                                match must_change {
+                                    Some(what) if changed == 0 => Err(Error::conflict(*what)),
+                                    _ => Ok(Response::Changed(changed)),
+                                }
+                            }
+                            Request::Query(s, params) => {
+                                let refs: Vec<&(dyn ToSql + Sync)> =
+                                    params.iter().map(|v| v as _).collect();
+                                let rows = client.query(s, &refs).await.map_err(map_err)?;
+                                Ok(Response::Rows(rows))
+                            }
+                            Request::Simple(sql) => {
+                                client.batch_execute(sql).await.map_err(map_err)?;
+                                Ok(Response::Done)
+                            }
+                            Request::Lock(s) => {
+                                let rows = client.query(s, &[]).await.map_err(map_err)?;
+                                Ok(Response::Rows(rows))
+                            }
+                        }
+                    })
+                },
+            )
+            .collect();
+        let responses = self.rt.block_on(in_order(futures));
+        let mut last = Ok(Response::Done);
+        for (request, r) in requests.iter().zip(responses) {
+            if let (Request::Lock(_), Ok(Response::Rows(rows))) = (request, &r) {
+                match rows.first().map(to_row).transpose()? {
+                    Some(row) => self.seq_base = Some(row.i64(0)),
+                    None => return Err(Error::internal("the event counter is missing")),
+                }
+            }
+            match (r, &last) {
+                // The first failure is the cause; the later ones only say the transaction had
+                // already failed.
+                (_, Err(_)) => {}
+                (r, Ok(_)) => last = r,
+            }
+        }
+        last
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        self.pipeline(Vec::new()).map(|_| ())
+    }
+}
+
+impl SqlConn for Conn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let s = self.statement(sql)?;
+        match self.pipeline(vec![Request::Execute(s, params.to_vec(), None)])? {
+            Response::Changed(n) => Ok(n),
+            _ => Err(Error::internal("a write answered no row count")),
+        }
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let s = self.statement(sql)?;
+        match self.pipeline(vec![Request::Query(s, params.to_vec())])? {
+            Response::Rows(rows) => rows.iter().map(to_row).collect(),
+            _ => Err(Error::internal("a query answered no rows")),
+        }
+    }
+
+    fn execute_later(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        must_change: Option<&'static str>,
+    ) -> Result<()> {
+        let s = self.statement(sql)?;
+        self.queued
+            .push(Request::Execute(s, params.to_vec(), must_change));
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> Option<Seq> {
+        if self.seq_base.is_none() && self.queued.iter().any(|r| matches!(r, Request::Lock(_))) {
+            // Whatever fails here fails the statements that follow in the transaction too.
+            let _ = self.flush();
+        }
+        self.seq_base
+            .map(|base| base + self.appended.len() as Seq + 1)
+    }
+
+    fn appended(&mut self, event: Event) {
+        self.appended.push(event);
+    }
+}
+
+/// The writer's side of the backend: reconnects when the database comes back, and notifies the
+/// other nodes of every commit.
+pub(crate) struct Writer {
+    options: PgOptions,
+    conn: Option<Conn>,
+    committed: Vec<Event>,
+    broken: Broken,
+}
+
+impl Writer {
+    pub(crate) fn new(options: PgOptions) -> Writer {
+        Writer {
+            options,
+            conn: None,
+            committed: Vec::new(),
+            broken: Broken,
+        }
+    }
+
+    fn connected(&mut self) -> Result<&mut Conn> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            self.conn = None;
+            self.conn = Some(connect(&self.options)?);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Opens the transaction and takes the counter's lock, both sent with the first statement
+    /// of the batch's first job.
+    fn begin(&mut self) -> Result<()> {
+        let c = self.connected()?;
+        c.queued.clear();
+        c.appended.clear();
+        c.seq_base = None;
+        let lock = c.statement(LOCK_COUNTER)?;
+        // Before any row lock: every write transaction in the cluster takes its locks in the
+        // same order, so nodes cannot deadlock.
+        c.queued.push(Request::Simple("BEGIN"));
+        c.queued.push(Request::Lock(lock));
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let c = self.connected()?;
+        let mut tail = Vec::new();
+        if let Some(last) = c.appended.last().map(|e| e.seq) {
+            let save = c.statement(SAVE_COUNTER)?;
+            let notify = c.statement(NOTIFY)?;
+            tail.push(Request::Execute(save, vec![Value::Int(last)], None));
+            tail.push(Request::Execute(
+                notify,
+                vec![Value::from(CHANNEL), Value::Text(last.to_string())],
+                None,
+            ));
+        }
+        tail.push(Request::Simple("COMMIT"));
+        c.pipeline(tail)?;
+        c.seq_base = None;
+        let appended = std::mem::take(&mut c.appended);
+        self.committed.extend(appended);
+        Ok(())
+    }
+}
+
+/// Where a job's statements go while the writer holds no usable connection.
+struct Broken;
+
+impl SqlConn for Broken {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+    fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64> {
+        Err(Error::unavailable("no database connection"))
+    }
+    fn query(&mut self, _: &str, _: &[Value]) -> Result<Vec<Row>> {
+        Err(Error::unavailable("no database connection"))
+    }
+    fn appended(&mut self, _: Event) {}
+}
+
+impl WriterConn for Writer {
+    fn conn(&mut self) -> &mut dyn SqlConn {
+        match self.conn.as_mut() {
+            Some(c) => c,
+            None => &mut self.broken,
+        }
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        match sql {
+            "BEGIN IMMEDIATE" => self.begin(),
+            "COMMIT" => self.commit(),
+            // Savepoints travel with the next statement: their own failure fails that one.
+            "SAVEPOINT job" | "RELEASE job" | "ROLLBACK TO job" => {
+                let c = self.connected()?;
+                c.queued.push(Request::Simple(match sql {
+                    "SAVEPOINT job" => "SAVEPOINT job",
+                    "RELEASE job" => "RELEASE job",
+                    _ => "ROLLBACK TO job",
+                }));
+                Ok(())
+            }
+            other => Err(Error::new(
+                ErrorCode::Internal,
+                format!("the PostgreSQL writer has no statement {other:?}"),
+            )),
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self.conn.as_mut() {
+            Some(c) => c.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn rollback(&mut self) {
+        // Without a connection there is no transaction to end: a new one would have none.
+        if let Some(c) = self.conn.as_mut() {
+            c.queued.clear();
+            c.seq_base = None;
+            if !c.client.is_closed() {
+                let _ = c.rt.block_on(c.client.batch_execute("ROLLBACK"));
+            }
+        }
+    }
+
+    fn take_appended(&mut self) -> Vec<Event> {
+        if let Some(c) = self.conn.as_mut() {
+            c.appended.clear();
+        }
+        std::mem::take(&mut self.committed)
+    }
+
+    fn truncate_appended(&mut self, len: usize) {
+        if let Some(c) = self.conn.as_mut() {
+            c.appended.truncate(len);
+        }
+    }
+
+    fn appended_len(&self) -> usize {
+        self.conn.as_ref().map_or(0, |c| c.appended.len())
+    }
+}
