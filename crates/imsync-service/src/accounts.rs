@@ -442,10 +442,14 @@ impl Service {
     }
 
     /// Deactivates the account: its sessions end, its name stays reserved, its messages stay.
+    /// The last enabled admin is refused, as when demoted or disabled.
     pub async fn delete_account(&self, me: &User) -> Result<()> {
         let id = me.id.clone();
         self.store
             .write(move |c| {
+                if let Some(before) = users::account(c, &id)? {
+                    crate::admin::keep_an_admin(c, &before, false)?;
+                }
                 tokens::delete_for_user(c, &id)?;
                 users::mark_deleted(c, &id, now_ms())
             })

@@ -45,7 +45,11 @@ fn find(c: &mut dyn SqlConn, reference: &str) -> Result<Account> {
 
 /// Refuses a change that would leave the server with no enabled admin: the admin API would be
 /// out of reach until someone ran `imsync user` on the database.
-fn keep_an_admin(c: &mut dyn SqlConn, before: &Account, counts_after: bool) -> Result<()> {
+pub(crate) fn keep_an_admin(
+    c: &mut dyn SqlConn,
+    before: &Account,
+    counts_after: bool,
+) -> Result<()> {
     let counts_before = before.admin && before.disabled_at.is_none();
     if counts_before && !counts_after && users::active_admin_count(c)? <= 1 {
         return Err(Error::conflict(format!(

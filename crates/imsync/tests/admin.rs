@@ -479,6 +479,14 @@ async fn bootstrap_and_manage(db: Db) {
         root.get("/api/im/admin/users").await.0,
         StatusCode::FORBIDDEN
     );
+    // Deleting one's own account is a way of leaving the admin role too.
+    let (s, b) = alice.delete("/api/im/me").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("CONFLICT")),
+        "{b}"
+    );
+    assert_eq!(alice.get("/api/im/me").await.0, StatusCode::OK);
 
     // The CLI's table shows the same.
     let table = db.user_ok(&["list"], "");
