@@ -104,6 +104,26 @@ fn argon2_verify(input: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Refuses a password too short to be set.
+pub(crate) fn check_new_password(password: &str) -> Result<()> {
+    if password.chars().count() < validate::MIN_PASSWORD_LEN {
+        return Err(Error::invalid(format!(
+            "password must have at least {} characters",
+            validate::MIN_PASSWORD_LEN
+        )));
+    }
+    Ok(())
+}
+
+/// The hash to store for a new password, once checked. Hashing takes tens of milliseconds of
+/// CPU, so it runs on a blocking thread rather than on the runtime's.
+pub(crate) async fn hash_new_password(password: String) -> Result<String> {
+    check_new_password(&password)?;
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(Error::internal)?
+}
+
 pub(crate) fn hash_password(password: &str) -> Result<String> {
     Ok(format!(
         "{DIGEST_HASH_PREFIX}{}",
@@ -243,20 +263,11 @@ impl Service {
             ));
         }
         if let Some(p) = &account.password {
-            if p.chars().count() < validate::MIN_PASSWORD_LEN {
-                return Err(Error::invalid(format!(
-                    "password must have at least {} characters",
-                    validate::MIN_PASSWORD_LEN
-                )));
-            }
+            check_new_password(p)?;
         }
         let user = self.new_user(&account)?;
         let password_hash = match account.password.clone() {
-            Some(p) => Some(
-                tokio::task::spawn_blocking(move || hash_password(&p))
-                    .await
-                    .map_err(Error::internal)??,
-            ),
+            Some(p) => Some(hash_new_password(p).await?),
             None => None,
         };
         let this = self.clone();

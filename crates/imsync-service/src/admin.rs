@@ -10,32 +10,15 @@
 //! keeps a token at most a few seconds; its realtime connections are checked every
 //! [`crate::hub::SESSION_CHECK`]).
 
-use crate::accounts::hash_password;
+use crate::accounts::hash_new_password;
 use crate::{resolve_user, NewAccount, Service};
-use imsync_core::{time::now_ms, validate, Error, ErrorCode, Result};
+use imsync_core::{time::now_ms, Error, ErrorCode, Result};
 use imsync_store::repo::tokens;
 use imsync_store::repo::users::{self, Account};
 use imsync_store::SqlConn;
 
 /// The most accounts one page of the admin list holds.
 pub const MAX_PAGE: i64 = 1000;
-
-fn check_password(password: &str) -> Result<()> {
-    if password.chars().count() < validate::MIN_PASSWORD_LEN {
-        return Err(Error::invalid(format!(
-            "password must have at least {} characters",
-            validate::MIN_PASSWORD_LEN
-        )));
-    }
-    Ok(())
-}
-
-async fn hashed(password: String) -> Result<String> {
-    check_password(&password)?;
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(Error::internal)?
-}
 
 /// The account a reference (id or username) names, or 404.
 fn find(c: &mut dyn SqlConn, reference: &str) -> Result<Account> {
@@ -90,7 +73,7 @@ impl Service {
             .clone()
             .ok_or_else(|| Error::invalid("password is required"))?;
         let user = self.new_user(&account)?;
-        let hash = hashed(password).await?;
+        let hash = hash_new_password(password).await?;
         let this = self.clone();
         self.store
             .write(move |c| {
@@ -179,7 +162,7 @@ impl Service {
         reference: &str,
         password: String,
     ) -> Result<(Account, u64)> {
-        let hash = hashed(password).await?;
+        let hash = hash_new_password(password).await?;
         let reference = reference.to_owned();
         let (account, ended) = self
             .store
