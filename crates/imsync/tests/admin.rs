@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{free_port, postgres_url, schema_for, Api, ChildServer};
+use common::{free_port, postgres_url, schema_for, ws, Api, ChildServer};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -523,38 +523,6 @@ async fn a_closed_postgres_server_is_bootstrapped_from_the_cli_and_managed_over_
     .await;
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open_ws(base: &str, token: &str) -> Ws {
-    let url = format!(
-        "ws://{}/ws?token={token}",
-        base.trim_start_matches("http://")
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    let first = ws.next().await.unwrap().unwrap();
-    assert!(
-        first.to_text().unwrap().contains("authenticated"),
-        "{first}"
-    );
-    ws
-}
-
-/// The code the server closes the socket with.
-async fn closed_with(ws: &mut Ws) -> u16 {
-    let deadline = tokio::time::Instant::now() + ENDS_WITHIN;
-    loop {
-        let next = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("the socket outlived its session");
-        match next {
-            Some(Ok(Message::Close(frame))) => return frame.map_or(1005, |f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("the socket ended without a close frame: {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cli_ends_sessions_of_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -572,7 +540,12 @@ async fn the_cli_ends_sessions_of_a_running_server() {
     // `logout` from another process: the running server refuses the token (cached or not) and
     // closes its socket.
     let carol = logged_in(base, "carol", "carol-pass-1").await;
-    let mut ws = open_ws(base, carol.token.as_deref().unwrap()).await;
+    let mut ws = ws::open(
+        base.trim_start_matches("http://"),
+        carol.token.as_deref().unwrap(),
+        ENDS_WITHIN,
+    )
+    .await;
     assert_eq!(carol.get("/api/im/me").await.0, StatusCode::OK);
     let out = db.user_ok(&["logout", "carol"], "");
     assert_eq!(out, "imsync: ended 2 sessions of carol\n");
@@ -581,7 +554,7 @@ async fn the_cli_ends_sessions_of_a_running_server() {
         || async { carol.get("/api/im/me").await.0 == StatusCode::UNAUTHORIZED },
     )
     .await;
-    assert_eq!(closed_with(&mut ws).await, 4001);
+    assert_eq!(ws::closed_with(&mut ws, ENDS_WITHIN).await, 4001);
 
     // `disable`: logins are refused at once, sessions end; `enable` lets her back in.
     let carol = logged_in(base, "carol", "carol-pass-1").await;

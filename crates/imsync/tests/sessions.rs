@@ -4,50 +4,13 @@
 
 mod common;
 
-use common::{Api, Options, TestServer};
-use futures_util::StreamExt;
+use common::{ws, Api, Options, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 
 /// Generous: the hub checks sessions every two seconds, and CI machines are slow.
 const ENDS_WITHIN: Duration = Duration::from_secs(15);
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open_ws(server: &TestServer, token: &str) -> Ws {
-    let url = format!("ws://{}/ws?token={token}", server.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    // The first frame says who the connection is.
-    let first = tokio::time::timeout(ENDS_WITHIN, ws.next())
-        .await
-        .expect("authenticated frame")
-        .expect("frame")
-        .expect("frame");
-    assert!(
-        first.to_text().unwrap().contains("authenticated"),
-        "{first}"
-    );
-    ws
-}
-
-/// Reads frames until the server closes; answers the close code. Fails if it does not.
-async fn closed_with(ws: &mut Ws) -> u16 {
-    let deadline = tokio::time::Instant::now() + ENDS_WITHIN;
-    loop {
-        let next = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("the socket outlived its session");
-        match next {
-            Some(Ok(Message::Close(frame))) => return frame.map_or(1005, |f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("the socket failed instead of closing: {e}"),
-            None => panic!("the socket ended with no close frame"),
-        }
-    }
-}
 
 /// An SSE sync stream; answers a reader that resolves once the server ends it.
 async fn open_sse(server: &TestServer, token: &str) -> reqwest::Response {
@@ -89,11 +52,11 @@ async fn native_logout_ends_open_sockets_and_streams() {
     let server = TestServer::start().await;
     let (alice, bob, group) = pair(&server).await;
     let token = bob.token.clone().unwrap();
-    let mut ws = open_ws(&server, &token).await;
+    let mut ws = ws::open(server.addr, &token, ENDS_WITHIN).await;
     let mut sse = open_sse(&server, &token).await;
     let (s, b) = bob.post("/api/im/logout", json!({})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(closed_with(&mut ws).await, 4001);
+    assert_eq!(ws::closed_with(&mut ws, ENDS_WITHIN).await, 4001);
     let tail = sse_ends(&mut sse).await;
     assert!(tail.contains("session ended"), "{tail}");
     alice.send(&group, "after logout").await;
@@ -106,7 +69,7 @@ async fn rocketchat_logout_ends_the_native_socket_of_that_token() {
     let server = TestServer::start().await;
     let (_alice, bob, _) = pair(&server).await;
     let token = bob.token.clone().unwrap();
-    let mut ws = open_ws(&server, &token).await;
+    let mut ws = ws::open(server.addr, &token, ENDS_WITHIN).await;
     let (s, b) = Api::new(&server.base, None)
         .request(
             Method::POST,
@@ -116,7 +79,7 @@ async fn rocketchat_logout_ends_the_native_socket_of_that_token() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(closed_with(&mut ws).await, 4001);
+    assert_eq!(ws::closed_with(&mut ws, ENDS_WITHIN).await, 4001);
 }
 
 #[tokio::test]
@@ -128,11 +91,11 @@ async fn sockets_end_when_their_token_expires() {
     .await;
     let (alice, bob, group) = pair(&server).await;
     let token = bob.token.clone().unwrap();
-    let mut ws = open_ws(&server, &token).await;
+    let mut ws = ws::open(server.addr, &token, ENDS_WITHIN).await;
     let mut sse = open_sse(&server, &token).await;
     // Deliveries keep flowing until the expiry, and the socket still ends.
     alice.send(&group, "before expiry").await;
-    assert_eq!(closed_with(&mut ws).await, 4001);
+    assert_eq!(ws::closed_with(&mut ws, ENDS_WITHIN).await, 4001);
     sse_ends(&mut sse).await;
 }
 
@@ -141,7 +104,7 @@ async fn a_refresh_retires_the_old_token_with_a_grace_for_retries() {
     let server = TestServer::start().await;
     let (_alice, bob, _) = pair(&server).await;
     let old = bob.token.clone().unwrap();
-    let mut ws = open_ws(&server, &old).await;
+    let mut ws = ws::open(server.addr, &old, ENDS_WITHIN).await;
     let (s, first) = bob.post("/api/im/token/refresh", json!({})).await;
     assert_eq!(s, StatusCode::OK, "{first}");
     assert_eq!(first["data"]["expiresIn"], "7d");
@@ -155,7 +118,7 @@ async fn a_refresh_retires_the_old_token_with_a_grace_for_retries() {
     }
     // The old one no longer authenticates, and its socket ends.
     assert_eq!(bob.get("/api/im/me").await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(closed_with(&mut ws).await, 4001);
+    assert_eq!(ws::closed_with(&mut ws, ENDS_WITHIN).await, 4001);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 pub mod node;
 pub mod python;
 pub mod s3;
+pub mod ws;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
