@@ -223,8 +223,14 @@ fn the_systemd_unit_verifies_and_is_hardened() {
 }
 
 /// nginx and Caddy from Debian's packages, unpacked (not installed: nothing runs as a system
-/// service) under the target directory and reused by later runs.
+/// service) under the target directory and reused by later runs. Unpacked once per process: the
+/// tests that use them run at once, and one must not run a binary another is still writing.
 fn debian_tools() -> PathBuf {
+    static TOOLS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TOOLS.get_or_init(unpack_debian_tools).clone()
+}
+
+fn unpack_debian_tools() -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deploy-tools");
     let nginx = root.join("usr/sbin/nginx");
     let caddy = root.join("usr/bin/caddy");
@@ -340,9 +346,18 @@ async fn probe_through(base: &str, ca: &Path) {
     );
 }
 
-#[tokio::test]
-#[ignore = "unpacks nginx from Debian's packages with apt-get; .ci/run runs it"]
-async fn the_nginx_example_serves_rest_uploads_websockets_and_sse_over_tls() {
+/// What both proxy examples are tried with: the unpacked proxies, a directory, a certificate for
+/// 127.0.0.1, and imsync trusting a proxy on 127.0.0.1.
+struct Behind {
+    tools: PathBuf,
+    dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+    imsync_port: u16,
+    _server: ChildServer,
+}
+
+async fn behind_a_proxy() -> Behind {
     let tools = debian_tools();
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
@@ -353,6 +368,27 @@ async fn the_nginx_example_serves_rest_uploads_websockets_and_sse_over_tls() {
         &["--trusted-proxies", "127.0.0.1"],
     )
     .await;
+    Behind {
+        tools,
+        dir,
+        cert,
+        key,
+        imsync_port,
+        _server,
+    }
+}
+
+#[tokio::test]
+#[ignore = "unpacks nginx from Debian's packages with apt-get; .ci/run runs it"]
+async fn the_nginx_example_serves_rest_uploads_websockets_and_sse_over_tls() {
+    let Behind {
+        tools,
+        dir,
+        cert,
+        key,
+        imsync_port,
+        _server,
+    } = behind_a_proxy().await;
     let (tls, plain) = (free_port(), free_port());
     let site = adapt(
         repo_file("deploy/nginx.conf"),
@@ -423,16 +459,14 @@ async fn the_nginx_example_serves_rest_uploads_websockets_and_sse_over_tls() {
 #[tokio::test]
 #[ignore = "unpacks Caddy from Debian's packages with apt-get; .ci/run runs it"]
 async fn the_caddy_example_serves_rest_uploads_websockets_and_sse_over_tls() {
-    let tools = debian_tools();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
-    let imsync_port = free_port();
-    let _server = ChildServer::spawn_with(
-        &dir.path().join("data"),
+    let Behind {
+        tools,
+        dir,
+        cert,
+        key,
         imsync_port,
-        &["--trusted-proxies", "127.0.0.1"],
-    )
-    .await;
+        _server,
+    } = behind_a_proxy().await;
     let tls = free_port();
     let site = adapt(
         repo_file("deploy/Caddyfile"),
