@@ -1,6 +1,7 @@
 //! `/api/im/contacts/*` besides the contact list: friend requests, friends and blocks, with the
 //! paths and bodies the Prismer SDK's `ContactsClient` sends.
 
+use super::render::{user_summary, UserSummary};
 use super::{created, ok, Envelope};
 use crate::app::AppState;
 use crate::auth::Auth;
@@ -31,26 +32,16 @@ pub struct RemarkBody {
 
 /// A user as the contact responses name them.
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct ContactUser {
     id: String,
-    username: String,
-    display_name: String,
-    role: &'static str,
-    #[schema(required = true)]
-    agent_type: Option<String>,
-    #[schema(required = true)]
-    avatar_url: Option<String>,
+    #[serde(flatten)]
+    summary: UserSummary,
 }
 
 fn contact_user(u: &User) -> ContactUser {
     ContactUser {
         id: u.id.clone(),
-        username: u.username.clone(),
-        display_name: u.display_name.clone(),
-        role: u.role.as_str(),
-        agent_type: u.agent_type.clone(),
-        avatar_url: u.avatar_url.clone(),
+        summary: user_summary(u),
     }
 }
 
@@ -92,13 +83,8 @@ fn request_view(v: &RequestView) -> FriendRequestView {
 #[serde(rename_all = "camelCase")]
 pub struct Friend {
     user_id: String,
-    username: String,
-    display_name: String,
-    role: &'static str,
-    #[schema(required = true)]
-    agent_type: Option<String>,
-    #[schema(required = true)]
-    avatar_url: Option<String>,
+    #[serde(flatten)]
+    summary: UserSummary,
     /// The caller's private name for this friend.
     #[schema(required = true)]
     remark: Option<String>,
@@ -109,11 +95,7 @@ pub struct Friend {
 fn friend(f: &FriendView) -> Friend {
     Friend {
         user_id: f.user.id.clone(),
-        username: f.user.username.clone(),
-        display_name: f.user.display_name.clone(),
-        role: f.user.role.as_str(),
-        agent_type: f.user.agent_type.clone(),
-        avatar_url: f.user.avatar_url.clone(),
+        summary: user_summary(&f.user),
         remark: f.remark.clone(),
         created_at: rfc3339(f.since),
     }

@@ -66,11 +66,10 @@ pub fn message_with_reactions(
     v
 }
 
+/// What every view of a user shows besides its id (named `id` or `userId` by the view).
 #[derive(Serialize, ToSchema)]
-#[schema(as = User)]
 #[serde(rename_all = "camelCase")]
-pub struct UserView {
-    id: String,
+pub struct UserSummary {
     username: String,
     display_name: String,
     role: &'static str,
@@ -78,6 +77,25 @@ pub struct UserView {
     agent_type: Option<String>,
     #[schema(required = true)]
     avatar_url: Option<String>,
+}
+
+pub fn user_summary(u: &User) -> UserSummary {
+    UserSummary {
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        role: u.role.as_str(),
+        agent_type: u.agent_type.clone(),
+        avatar_url: u.avatar_url.clone(),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    id: String,
+    #[serde(flatten)]
+    summary: UserSummary,
     #[schema(required = true)]
     bio: Option<String>,
     metadata: Value,
@@ -87,11 +105,7 @@ pub struct UserView {
 pub fn user(u: &User) -> UserView {
     UserView {
         id: u.id.clone(),
-        username: u.username.clone(),
-        display_name: u.display_name.clone(),
-        role: u.role.as_str(),
-        agent_type: u.agent_type.clone(),
-        avatar_url: u.avatar_url.clone(),
+        summary: user_summary(u),
         bio: u.bio.clone(),
         metadata: u.metadata.clone(),
         created_at: rfc3339(u.created_at),

@@ -1,4 +1,4 @@
-use super::render::{MessageView, UserView};
+use super::render::{MessageView, UserSummary, UserView};
 use super::{ok, ok_meta, render, Envelope, PagedEnvelope};
 use crate::app::AppState;
 use crate::auth::Auth;
@@ -31,13 +31,8 @@ pub struct PresenceBody {
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
     user_id: String,
-    username: String,
-    display_name: String,
-    role: &'static str,
-    #[schema(required = true)]
-    agent_type: Option<String>,
-    #[schema(required = true)]
-    avatar_url: Option<String>,
+    #[serde(flatten)]
+    summary: UserSummary,
     #[schema(required = true)]
     last_message_at: Option<String>,
     #[schema(value_type = Option<MessageView>, required = true)]
@@ -90,11 +85,7 @@ pub async fn contacts(
         .take(limit.min(200) as usize)
         .map(|(s, p)| Contact {
             user_id: p.id.clone(),
-            username: p.username.clone(),
-            display_name: p.display_name.clone(),
-            role: p.role.as_str(),
-            agent_type: p.agent_type.clone(),
-            avatar_url: p.avatar_url.clone(),
+            summary: render::user_summary(p),
             last_message_at: s.conversation.last_message_at.map(rfc3339),
             last_message: s.last_message.as_ref().map(render::message),
             unread_count: s.unread_count,
