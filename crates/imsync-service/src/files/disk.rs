@@ -87,14 +87,15 @@ impl Disk {
         Ok((path, file))
     }
 
-    /// Streams `body` into `dest` (replacing it), refusing it once it passes `limit` bytes.
+    /// Streams `body` into `dest` (replacing it), refusing it once it passes `limit` bytes; with
+    /// `md5`, answers the MD5 of its bytes (a part's ETag), which a whole file does not need.
     /// A body that fails or is refused leaves `dest` as it was.
-    pub async fn store<S>(&self, dest: &Path, body: S, limit: u64) -> Result<Written>
+    pub async fn store<S>(&self, dest: &Path, body: S, limit: u64, md5: bool) -> Result<Written>
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
         let (tmp, file) = self.temp_file().await?;
-        let written = copy_into(file, &tmp, body, limit).await;
+        let written = copy_into(file, &tmp, body, limit, md5).await;
         self.finish(tmp, dest, written).await
     }
 
@@ -214,18 +215,24 @@ impl Disk {
     }
 }
 
+/// How much of an upload is gathered before each write: each write of a `tokio::fs::File` is a
+/// trip to a blocking thread, and a request body arrives in chunks of a few KiB.
+const WRITE_BLOCK: usize = 256 * 1024;
+
 async fn copy_into<S>(
-    mut file: tokio::fs::File,
+    file: tokio::fs::File,
     path: &Path,
     body: S,
     limit: u64,
+    md5: bool,
 ) -> Result<Written>
 where
     S: Stream<Item = Result<Bytes>> + Send,
 {
     let mut body = std::pin::pin!(body);
+    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BLOCK, file);
     let mut size = 0u64;
-    let mut md5 = Md5::new();
+    let mut hasher = md5.then(Md5::new);
     let mut head = Vec::with_capacity(HEAD_LEN);
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
@@ -236,18 +243,24 @@ where
                 format!("The upload is larger than the {limit} bytes allowed"),
             ));
         }
-        md5.update(&chunk);
+        if let Some(h) = &mut hasher {
+            h.update(&chunk);
+        }
         keep_head(&mut head, &chunk);
-        file.write_all(&chunk)
+        out.write_all(&chunk)
             .await
             .map_err(|e| io_error("writing", path, e))?;
     }
-    file.sync_all()
+    out.flush()
+        .await
+        .map_err(|e| io_error("writing", path, e))?;
+    out.into_inner()
+        .sync_all()
         .await
         .map_err(|e| io_error("syncing", path, e))?;
     Ok(Written {
         size,
-        md5: hex(&md5.finalize()),
+        md5: hasher.map(|h| hex(&h.finalize())).unwrap_or_default(),
         head,
     })
 }
@@ -295,13 +308,14 @@ mod tests {
         let disk = Disk::new(dir.path().to_path_buf());
         let dest = disk.path("abc").unwrap();
         let w = disk
-            .store(&dest, chunks(&[b"hello ", b"world"]), 11)
+            .store(&dest, chunks(&[b"hello ", b"world"]), 11, true)
             .await
             .unwrap();
         assert_eq!((w.size, w.head.as_slice()), (11, &b"hello world"[..]));
+        assert_eq!(w.md5, "5eb63bbbe01eeed093cb22bb8f5acdc3");
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
         let e = disk
-            .store(&dest, chunks(&[b"hello ", b"world!"]), 11)
+            .store(&dest, chunks(&[b"hello ", b"world!"]), 11, false)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::PayloadTooLarge);
