@@ -4,7 +4,7 @@
 //! every file message read back and checked).
 
 use crate::client::{http_client, Api};
-use crate::cpu::CpuMeter;
+use crate::cpu::{CpuMeter, CpuUse};
 use crate::lean::LeanConn;
 use crate::report::{f, ratio, Report};
 use crate::scenarios::{
@@ -232,30 +232,52 @@ fn steps(r: usize) -> [Step; 4] {
     }
 }
 
-/// MiB/s of each repetition of one measure.
+/// MiB/s of each repetition of one measure, and the server's CPU time per MiB in it.
 #[derive(Default, Debug, serde::Serialize)]
-struct Rates(Vec<f64>);
+struct Rates {
+    mib_per_sec: Vec<f64>,
+    server_cpu_ms_per_mib: Vec<f64>,
+}
 
 impl Rates {
-    fn push(&mut self, bytes: u64, secs: f64) {
-        self.0.push(ratio(bytes as f64 / MIB, secs));
+    fn push(&mut self, bytes: u64, secs: f64, cpu: Option<&CpuUse>) {
+        let mib = bytes as f64 / MIB;
+        self.mib_per_sec.push(ratio(mib, secs));
+        if let Some(cores) = cpu.and_then(|c| c.server_cores.map(|k| k * c.secs)) {
+            self.server_cpu_ms_per_mib.push(ratio(cores * 1000.0, mib));
+        }
+    }
+    fn cpu_median(&self) -> Option<f64> {
+        let mut v = self.server_cpu_ms_per_mib.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
     }
     fn median(&self) -> f64 {
-        let mut v = self.0.clone();
+        let mut v = self.mib_per_sec.clone();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     }
     fn range(&self) -> String {
-        let lo = self.0.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = self.0.iter().copied().fold(0.0, f64::max);
+        let lo = self
+            .mib_per_sec
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let hi = self.mib_per_sec.iter().copied().fold(0.0, f64::max);
         format!("{}–{}", f(lo, 0), f(hi, 0))
     }
 }
 
 /// `file-io`: a file of `p.bytes` uploaded (as a presigned form, and in parts), downloaded to a
 /// file and copied with `cp`, `p.rounds` times each in rotating order; `work` is a directory on
-/// the disk the server keeps its files on. Every download is compared with the source.
-pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
+/// the disk the server keeps its files on. Every download is compared with the source. With the
+/// server's pid, its CPU time per MiB moved is reported beside each rate.
+pub async fn file_io(
+    base: &str,
+    p: FileIo,
+    work: &Path,
+    server_pid: Option<u32>,
+) -> Result<Report> {
     ensure!(p.rounds > 0, "file-io needs at least one round");
     let http = http_client();
     let anon = Api::new(&http, base);
@@ -275,6 +297,7 @@ pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
     for r in 0..p.rounds {
         for step in steps(r) {
             let t = Instant::now();
+            let meter = CpuMeter::start(server_pid);
             match step {
                 Step::Cp => {
                     let (from, to) = (src.clone(), copy.clone());
@@ -291,8 +314,8 @@ pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
                     })
                     .await?;
                     let total = t.elapsed().as_secs_f64();
-                    Rates::push(&mut cp, p.bytes, total - fsync.as_secs_f64());
-                    Rates::push(&mut cp_sync, p.bytes, total);
+                    Rates::push(&mut cp, p.bytes, total - fsync.as_secs_f64(), None);
+                    Rates::push(&mut cp_sync, p.bytes, total, None);
                     std::fs::remove_file(&copy)?;
                 }
                 Step::Form | Step::Parts => {
@@ -303,6 +326,7 @@ pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
                         upload_parts(&me, &src, &name, p.bytes).await?
                     };
                     let secs = t.elapsed().as_secs_f64();
+                    let cpu = meter.stop();
                     Rates::push(
                         if step == Step::Form {
                             &mut form
@@ -311,13 +335,15 @@ pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
                         },
                         p.bytes,
                         secs,
+                        Some(&cpu),
                     );
                     delete_file(&me, &latest).await?;
                     (latest, fresh) = (up, true);
                 }
                 Step::Download => {
                     let n = download(&me, &latest, &got).await?;
-                    Rates::push(&mut down, n, t.elapsed().as_secs_f64());
+                    let secs = t.elapsed().as_secs_f64();
+                    Rates::push(&mut down, n, secs, Some(&meter.stop()));
                     let (a, b) = (src.clone(), got.clone());
                     ensure!(
                         blocking(move || same_bytes(&a, &b)).await?,
@@ -342,6 +368,7 @@ pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
             "range",
             "vs cp",
             "vs cp + fsync",
+            "server CPU ms/MiB",
         ],
     );
     let (c, cs) = (cp.median(), cp_sync.median());
@@ -352,6 +379,7 @@ pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
             x.range(),
             f(ratio(x.median(), c), 2),
             f(ratio(x.median(), cs), 2),
+            x.cpu_median().map_or(String::new(), |v| f(v, 2)),
         ]);
     };
     row("cp (into the page cache)", &cp);
@@ -366,7 +394,7 @@ pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
     );
     row("download to a file (GET …/content)", &down);
     r.note(format!(
-        "{mib} MiB of incompressible bytes, {} rounds, each round the five in a rotating order; \
+        "{mib} MiB of incompressible bytes, {} rounds, each round the four steps (cp, the two uploads, the download) in a rotating order; \
          the source, the copy, the download and the server's data dir on one file system; \
          the harness moves bytes with sendfile/splice, as cp does with copy_file_range",
         p.rounds
@@ -378,6 +406,8 @@ pub async fn file_io(base: &str, p: FileIo, work: &Path) -> Result<Report> {
         "bytes": p.bytes, "rounds": p.rounds,
         "mib_per_sec": { "cp": cp.median(), "cp_fsync": cp_sync.median(),
             "upload_form": form.median(), "upload_parts": parts.median(), "download": down.median() },
+        "server_cpu_ms_per_mib": { "upload_form": form.cpu_median(),
+            "upload_parts": parts.cpu_median(), "download": down.cpu_median() },
         "runs": { "cp": cp, "cp_fsync": cp_sync, "upload_form": form, "upload_parts": parts, "download": down },
         "upload_vs_cp": ratio(form.median(), c),
         "upload_parts_vs_cp": ratio(parts.median(), c),

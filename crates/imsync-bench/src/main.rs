@@ -443,7 +443,7 @@ async fn file_io(c: &Common) -> Result<()> {
         c,
         None,
         &["--max-file-bytes", &limit],
-        |base, _| async move { files::file_io(&base, p, &w).await },
+        |base, pid| async move { files::file_io(&base, p, &w, Some(pid)).await },
     )
     .await?;
     emit(c, &r, &s)

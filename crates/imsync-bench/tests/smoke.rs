@@ -150,14 +150,26 @@ async fn file_io_moves_the_file_every_way_and_reads_it_back() {
         bytes: (5 << 20) + 4321,
         rounds: 2,
     };
-    let r = files::file_io(&s.base, p, work.path()).await.unwrap();
+    // In process, the server's CPU is this test binary's.
+    let r = files::file_io(&s.base, p, work.path(), Some(std::process::id()))
+        .await
+        .unwrap();
     let fig = &r.figures;
     for k in ["cp", "cp_fsync", "upload_form", "upload_parts", "download"] {
-        assert_eq!(fig["runs"][k].as_array().unwrap().len(), 2, "{k}: {fig}");
+        let runs = fig["runs"][k]["mib_per_sec"].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{k}: {fig}");
         assert!(fig["mib_per_sec"][k].as_f64().unwrap() > 0.0, "{k}: {fig}");
     }
     // Round 0 reads back its form upload, round 1 its upload in parts.
     assert_eq!(fig["uploads_verified"], 2, "{fig}");
+    if cfg!(target_os = "linux") {
+        for k in ["upload_form", "upload_parts", "download"] {
+            assert!(
+                fig["server_cpu_ms_per_mib"][k].as_f64().unwrap() > 0.0,
+                "{k}: {fig}"
+            );
+        }
+    }
     assert!(fig["upload_vs_cp"].as_f64().unwrap() > 0.0);
     assert_eq!(r.rows.len(), 5);
     // Nothing left behind in the work dir: the source only.
