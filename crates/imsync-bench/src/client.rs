@@ -82,7 +82,7 @@ impl Api {
         }
     }
 
-    async fn post_json(&self, path: &str, body: &Value) -> Result<(StatusCode, Value)> {
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<(StatusCode, Value)> {
         let resp = self
             .auth(self.http.post(format!("{}{}", self.base, path)))
             .json(body)

@@ -9,6 +9,7 @@ use imsync_bench::client::{http_client, Api};
 use imsync_bench::compare;
 use imsync_bench::face_fanout::{self, Face, FaceFanout};
 use imsync_bench::faces::{self, RcSync, TsddSync};
+use imsync_bench::files::{self, FileIo, ParFiles};
 use imsync_bench::pg::FreshDb;
 use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
 use imsync_bench::report::{cores, f, git_commit, memory_mib, ratio, Meta, Report};
@@ -81,6 +82,19 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
+    /// send-par on one server in four phases (plain, with files, with files, plain), where in
+    /// the file phases a share of the sends carry a file uploaded beforehand; the rate against
+    /// plain send-par, and every file message read back and checked.
+    SendParFiles {
+        #[command(flatten)]
+        common: Common,
+        /// The share of the sends of the file phases that carry a file.
+        #[arg(long, default_value_t = 0.1)]
+        file_share: f64,
+    },
+    /// A 100 MiB file up the native file API (presigned form, and in 5 MiB parts) and down to a
+    /// file, beside `cp` of the same file on the same disk: MiB/s and the ratios.
+    FileIo(Common),
     /// A user follows the cursor over 100k pending events in 200 conversations.
     CatchUp(Common),
     /// One incremental sync (10 new events) over histories of 10k, 100k and 1M events.
@@ -402,6 +416,39 @@ async fn compare(c: &Common, against: &Path, scenario: &str, pairs: usize) -> Re
     emit(c, &r, &storage)
 }
 
+async fn send_par_files(c: &Common, share: f64) -> Result<()> {
+    let p = ParFiles::scaled(c.scale, share);
+    let (r, s) = with_server(c, None, &[], |base, pid| async move {
+        files::send_par_files(&base, p, Some(pid)).await
+    })
+    .await?;
+    emit(c, &r, &s)?;
+    anyhow::ensure!(
+        r.figures["intact"] == true,
+        "send-par-files: the file messages did not all arrive intact: {}",
+        r.figures["problems"]
+    );
+    Ok(())
+}
+
+async fn file_io(c: &Common) -> Result<()> {
+    let p = FileIo::scaled(c.scale);
+    let limit = files::max_file_bytes_for(p.bytes).to_string();
+    // Under the same temp dir as the server's data dir: the same disk.
+    let work = tempfile::Builder::new()
+        .prefix("imsync-bench-file-io-")
+        .tempdir()?;
+    let w = work.path().to_owned();
+    let (r, s) = with_server(
+        c,
+        None,
+        &["--max-file-bytes", &limit],
+        |base, pid| async move { files::file_io(&base, p, &w, Some(pid)).await },
+    )
+    .await?;
+    emit(c, &r, &s)
+}
+
 async fn fanout(c: &Common) -> Result<()> {
     let p = Fanout::scaled(c.scale);
     let (r, s) = with_server(c, None, &[], |base, _| async move {
@@ -688,6 +735,10 @@ fn main() -> Result<()> {
                 database_url,
                 nodes,
             } => multi_node(&common, &database_url, nodes).await,
+            Command::SendParFiles { common, file_share } => {
+                send_par_files(&common, file_share).await
+            }
+            Command::FileIo(c) => file_io(&c).await,
             Command::CatchUp(c) => catch_up(&c).await,
             Command::RcSync(c) => rc_sync(&c).await,
             Command::TsddSync(c) => tsdd_sync(&c).await,
@@ -699,6 +750,8 @@ fn main() -> Result<()> {
                 let sqlite = Db::default();
                 send_seq(&c, &sqlite).await?;
                 send_par(&c, &sqlite).await?;
+                send_par_files(&c, 0.1).await?;
+                file_io(&c).await?;
                 catch_up(&c).await?;
                 incr_sync(&c, 80.0).await?;
                 rc_sync(&c).await?;

@@ -28,7 +28,7 @@ pub struct Load {
 }
 
 impl Load {
-    fn from(samples: &Samples, secs: f64) -> Load {
+    pub fn from(samples: &Samples, secs: f64) -> Load {
         Load {
             count: samples.len(),
             secs,
@@ -127,6 +127,22 @@ where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
+    let (samples, secs) = run_par_samples(label, clients, duration, max_per_client, f).await?;
+    Ok(Load::from(&samples, secs))
+}
+
+/// [`run_par`], answering the latencies and the seconds it ran, for phases summed up later.
+pub async fn run_par_samples<F, Fut>(
+    label: &str,
+    clients: usize,
+    duration: Duration,
+    max_per_client: usize,
+    f: F,
+) -> Result<(Samples, f64)>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
     let f = Arc::new(f);
     let progress = Progress::start(label, 0, "requests");
     let start = Instant::now();
@@ -156,7 +172,7 @@ where
     }
     let secs = start.elapsed().as_secs_f64();
     progress.finish().await;
-    Ok(Load::from(&all, secs))
+    Ok((all, secs))
 }
 
 /// Maps `f` over `items` with at most `concurrency` in flight; answers results in input order.
@@ -301,7 +317,7 @@ impl SendPar {
 
     /// Members of group `g`: a window of `members` users starting at `10 g`, so with the default
     /// sizes every user is in 10 groups.
-    fn member(&self, g: usize, i: usize) -> usize {
+    pub fn member(&self, g: usize, i: usize) -> usize {
         (g * 10 + i) % self.users
     }
 }
@@ -309,6 +325,8 @@ impl SendPar {
 /// The users and groups of `send-par`, and each load client's user and groups.
 pub struct ParLayout {
     pub users: Arc<Vec<Api>>,
+    /// Group `g`'s id; its members are [`SendPar::member`]`(g, 0..members)`, the first its owner.
+    pub groups: Vec<String>,
     /// Per client: the user it acts as and the groups it sends to.
     pub clients: Vec<(Api, Vec<String>)>,
 }
@@ -354,7 +372,11 @@ pub async fn par_setup(nodes: &[Api], p: &SendPar, prefix: &str) -> Result<ParLa
             .collect();
         clients.push((users[user].clone(), mine));
     }
-    Ok(ParLayout { users, clients })
+    Ok(ParLayout {
+        users,
+        groups,
+        clients,
+    })
 }
 
 /// `send-par`: `clients` senders, each picking one of its groups at random per send. With the

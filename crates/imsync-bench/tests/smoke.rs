@@ -6,6 +6,7 @@
 
 use imsync_bench::face_fanout::{self, Face, FaceFanout};
 use imsync_bench::faces::{self, RcSync, TsddSync};
+use imsync_bench::files::{self, FileIo, ParFiles};
 use imsync_bench::pg::{psql, FreshDb};
 use imsync_bench::realtime::{self, Fanout, IdleWs, MultiNode};
 use imsync_bench::report::Report;
@@ -27,6 +28,7 @@ async fn serve_store(store: imsync_store::Store, dir: tempfile::TempDir) -> InPr
             store,
             imsync_service::ServiceConfig {
                 default_channel: None,
+                files_dir: Some(dir.path().join("files")),
                 ..Default::default()
             },
         ),
@@ -137,6 +139,72 @@ async fn send_par_stops_by_itself() {
         let per = r.figures["server_cpu_us_per_msg"].as_f64().unwrap();
         assert!(per > 0.0, "{per}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_io_moves_the_file_every_way_and_reads_it_back() {
+    let s = start().await;
+    let work = tempfile::tempdir().unwrap();
+    // 5 MiB and a bit: two parts, the second short.
+    let p = FileIo {
+        bytes: (5 << 20) + 4321,
+        rounds: 2,
+    };
+    // In process, the server's CPU is this test binary's.
+    let r = files::file_io(&s.base, p, work.path(), Some(std::process::id()))
+        .await
+        .unwrap();
+    let fig = &r.figures;
+    for k in ["cp", "cp_fsync", "upload_form", "upload_parts", "download"] {
+        let runs = fig["runs"][k]["mib_per_sec"].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{k}: {fig}");
+        assert!(fig["mib_per_sec"][k].as_f64().unwrap() > 0.0, "{k}: {fig}");
+    }
+    // Round 0 reads back its form upload, round 1 its upload in parts.
+    assert_eq!(fig["uploads_verified"], 2, "{fig}");
+    if cfg!(target_os = "linux") {
+        for k in ["upload_form", "upload_parts", "download"] {
+            assert!(
+                fig["server_cpu_ms_per_mib"][k].as_f64().unwrap() > 0.0,
+                "{k}: {fig}"
+            );
+        }
+    }
+    assert!(fig["upload_vs_cp"].as_f64().unwrap() > 0.0);
+    assert_eq!(r.rows.len(), 5);
+    // Nothing left behind in the work dir: the source only.
+    let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+    assert_eq!(left.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_par_files_reads_back_every_file_message() {
+    let s = start().await;
+    let mut par = SendPar::scaled(0.03);
+    par.clients = 4;
+    par.duration = Duration::from_millis(600);
+    let p = ParFiles {
+        par,
+        // A high share, so that a short run surely carries files.
+        share: 0.5,
+        file_bytes: 8 * 1024,
+    };
+    let r = files::send_par_files(&s.base, p, Some(std::process::id()))
+        .await
+        .unwrap();
+    let fig = &r.figures;
+    assert_eq!(fig["intact"], true, "{fig}");
+    let sent = fig["file_messages"]["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{fig}");
+    assert_eq!(fig["file_messages"]["found"], sent);
+    assert_eq!(fig["file_messages"]["intact"], sent);
+    assert_eq!(fig["files"]["count"], 4);
+    assert!(fig["files"]["sent"].as_u64().unwrap() > 0);
+    assert_eq!(fig["files"]["downloaded_intact"], fig["files"]["sent"]);
+    assert!(fig["plain"]["count"].as_u64().unwrap() > 0);
+    assert!(fig["with_files"]["count"].as_u64().unwrap() > 0);
+    assert!(fig["ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(cell(&r, 2, 1), format!("{sent} of {sent}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
