@@ -439,6 +439,52 @@ async fn methods_rooms_messages_reactions() {
     assert_eq!(r["error"]["error"], "error-not-allowed", "{r}");
 }
 
+/// Every subscriber of a room gets each new message once, in the same frame (rendered once and
+/// shared); one that also follows `__my_messages__` gets it there too, with the room's name.
+#[tokio::test]
+async fn every_subscriber_of_a_room_gets_each_new_message() {
+    let srv = TestServer::start().await;
+    let alice = account(&srv, "alice").await;
+    let bob = account(&srv, "bob").await;
+    let carol = account(&srv, "carol").await;
+    let room = bob.group("crowd", &["alice", "carol"]).await;
+    let mut subs = Vec::new();
+    for api in [&alice, &bob, &carol] {
+        let mut d = Ddp::login(&srv, api).await;
+        let (_, f) = d
+            .sub(
+                "stream-room-messages",
+                json!([room, {"useCollection":false,"args":[]}]),
+            )
+            .await;
+        assert_eq!(f["msg"], "ready", "{f}");
+        subs.push(d);
+    }
+    let (_, f) = subs[2]
+        .sub(
+            "stream-room-messages",
+            json!(["__my_messages__", {"useCollection":false,"args":[]}]),
+        )
+        .await;
+    assert_eq!(f["msg"], "ready", "{f}");
+    for i in 0..3 {
+        let sent = bob.send(&room, &format!("crowd {i}")).await;
+        let mut frames = Vec::new();
+        for d in subs.iter_mut() {
+            let ev = d.event("stream-room-messages", &room).await;
+            assert_eq!(ev["fields"]["args"][0]["_id"], sent["id"], "{ev}");
+            assert_eq!(ev["fields"]["args"][0]["msg"], format!("crowd {i}"));
+            frames.push(ev);
+        }
+        assert!(frames.iter().all(|f| *f == frames[0]), "{frames:?}");
+        let mine = subs[2]
+            .event("stream-room-messages", "__my_messages__")
+            .await;
+        assert_eq!(mine["fields"]["args"][0]["_id"], sent["id"], "{mine}");
+        assert_eq!(mine["fields"]["args"][1]["roomName"], "crowd", "{mine}");
+    }
+}
+
 #[tokio::test]
 async fn room_stream_carries_every_face_and_updates() {
     let srv = TestServer::start().await;

@@ -35,6 +35,9 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 pub const CLOSE_LAGGING: u16 = 4008;
 pub const CLOSE_IDLE: u16 = 4000;
 
+/// Bytes read from the socket at a time, and the read buffer's size while frames are small.
+const READ_BUFFER: usize = 1024;
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/websocket", get(upgrade))
 }
@@ -54,7 +57,11 @@ async fn upgrade(
         }
     };
     let max_message = state.config.max_body_bytes;
-    ws.read_buffer_size(4 * 1024)
+    // The read buffer is allocated, and zeroed up to its capacity, for every connection, and
+    // stays that large while the connection idles. A DDP client's frames (method calls,
+    // subscriptions, pongs) are a few hundred bytes; a larger one grows the buffer to its size
+    // and is read in several reads.
+    ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
@@ -181,7 +188,9 @@ async fn run(mut socket: WebSocket, state: AppState) {
                     Some(Delivery::Event(d)) => {
                         // Boxed like the client's frames below: rendering an event awaits the
                         // store, and that state would otherwise sit in every idle connection.
-                        Box::pin(subscriptions::on_event(&mut conn, &d)).await;
+                        if !subscriptions::on_event_now(&mut conn, &d) {
+                            Box::pin(subscriptions::on_event(&mut conn, &d)).await;
+                        }
                     }
                     Some(Delivery::Ephemeral(_)) => {}
                     None => {

@@ -139,7 +139,10 @@ async fn open(conn: &mut Conn, name: &str, params: &[Value]) -> Result<Stream, M
     match name {
         ROOM_MESSAGES if event == MY_MESSAGES => Ok(Stream::MyMessages),
         ROOM_MESSAGES => {
-            room_meta(conn, event).await.ok_or_else(not_allowed)?;
+            readable(conn, event)
+                .await
+                .then_some(())
+                .ok_or_else(not_allowed)?;
             Ok(Stream::Room(event.to_owned()))
         }
         NOTIFY_USER => {
@@ -155,13 +158,36 @@ async fn open(conn: &mut Conn, name: &str, params: &[Value]) -> Result<Stream, M
         }
         NOTIFY_ROOM => {
             let (rid, what) = event.split_once('/').ok_or_else(not_allowed)?;
-            room_meta(conn, rid).await.ok_or_else(not_allowed)?;
+            readable(conn, rid)
+                .await
+                .then_some(())
+                .ok_or_else(not_allowed)?;
             Ok(match what {
                 "deleteMessage" => Stream::Deletes(rid.to_owned()),
                 _ => Stream::Quiet,
             })
         }
         _ => Ok(Stream::Quiet),
+    }
+}
+
+/// Whether `rid` is one of the caller's rooms. Not cached: only `__my_messages__` needs what
+/// [`room_meta`] keeps, and an idle subscriber of one room should not carry it.
+async fn readable(conn: &Conn, rid: &str) -> bool {
+    if conn.streams.meta.contains_key(rid) {
+        return true;
+    }
+    let Some(me) = conn.login.as_ref().map(|l| &l.user) else {
+        return false;
+    };
+    match Box::pin(conn.state.service.readable_room(me, rid)).await {
+        Ok(_) => true,
+        Err(e) => {
+            if !matches!(e.code, ErrorCode::NotFound | ErrorCode::NotParticipant) {
+                tracing::warn!(error = %e.message, "DDP room lookup failed");
+            }
+            false
+        }
     }
 }
 
@@ -301,6 +327,40 @@ pub(crate) async fn on_event(conn: &mut Conn, d: &Delivered) {
                 room_changed(conn, &p.conversation_id, RoomChange::Updated, false).await;
             }
         }
+    }
+}
+
+/// A delivery that needs no await, handled in place; false when [`on_event`] must run. Most
+/// deliveries to a busy room's subscribers are a new message whose frame another subscriber
+/// already rendered: boxing and running the general path for each would cost more than the
+/// frame's own write.
+pub(crate) fn on_event_now(conn: &mut Conn, d: &Delivered) -> bool {
+    if conn.streams.list.is_empty() || conn.login.is_none() {
+        return true;
+    }
+    let Some(EventData::MessageNew(m)) = d.typed() else {
+        return false;
+    };
+    // `__my_messages__` and the room list need the room's name and view, which may be read.
+    if conn
+        .streams
+        .any(|s| matches!(s, Stream::MyMessages | Stream::RoomsChanged(_)))
+    {
+        return false;
+    }
+    let rid = &m.conversation_id;
+    if !conn
+        .streams
+        .any(|s| matches!(s, Stream::Room(r) if r == rid))
+    {
+        return true;
+    }
+    match d.shared::<SharedNewMessage>().0.get() {
+        Some(rendered) => {
+            conn.out.push(rendered.room_frame.clone());
+            true
+        }
+        None => false,
     }
 }
 
