@@ -142,15 +142,16 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
-    /// Two builds under send-par or send-seq, pair after pair in alternating order; reports each
-    /// pair's ratio B/A and their median (A is --imsync-bin, B is --against).
+    /// Two builds under send-par, send-seq or catch-up, pair after pair in alternating order;
+    /// reports each pair's ratio B/A of the headline rate and their median (A is --imsync-bin, B
+    /// is --against).
     Compare {
         #[command(flatten)]
         common: Common,
         /// The other imsync binary (B).
         #[arg(long)]
         against: PathBuf,
-        /// send-par or send-seq.
+        /// send-par, send-seq or catch-up.
         #[arg(long, default_value = "send-par")]
         scenario: String,
         /// Pairs of runs.
@@ -340,16 +341,35 @@ async fn compared_run(c: &Common, scenario: &str) -> Result<(f64, Option<f64>, S
     let (r, storage) = match scenario {
         "send-par" => send_par_run(c, None).await?,
         "send-seq" => send_seq_run(c, None).await?,
-        other => anyhow::bail!("compare runs send-par or send-seq, not {other}"),
+        "catch-up" => catch_up_run(c).await?,
+        other => anyhow::bail!("compare runs {}, not {other}", COMPARED.join(", ")),
     };
-    let rate = r.figures["send"]["per_sec"]
-        .as_f64()
-        .context("the run reported no send rate")?;
+    let rate = match scenario {
+        "catch-up" => r.figures["catch_up"]["events_per_sec"].as_f64(),
+        _ => r.figures["send"]["per_sec"].as_f64(),
+    }
+    .context("the run reported no rate")?;
     Ok((rate, r.figures["cpu"]["machine_steal"].as_f64(), storage))
+}
+
+/// The scenarios `compare` runs, and the unit of each one's headline rate.
+const COMPARED: [&str; 3] = ["send-par", "send-seq", "catch-up"];
+
+fn compared_unit(scenario: &str) -> &'static str {
+    if scenario == "catch-up" {
+        "events/s"
+    } else {
+        "msgs/s"
+    }
 }
 
 async fn compare(c: &Common, against: &Path, scenario: &str, pairs: usize) -> Result<()> {
     anyhow::ensure!(pairs > 0, "--pairs must be at least 1");
+    anyhow::ensure!(
+        COMPARED.contains(&scenario),
+        "compare runs {}, not {scenario}",
+        COMPARED.join(", ")
+    );
     let a = c.clone();
     let b = Common {
         imsync_bin: Some(against.to_owned()),
@@ -391,7 +411,13 @@ async fn compare(c: &Common, against: &Path, scenario: &str, pairs: usize) -> Re
     let mut r = Report::new(
         &format!("compare-{scenario}"),
         &[
-            "pair", "order", "A msgs/s", "B msgs/s", "B/A", "steal A", "steal B",
+            "pair",
+            "order",
+            &format!("A {}", compared_unit(scenario)),
+            &format!("B {}", compared_unit(scenario)),
+            "B/A",
+            "steal A",
+            "steal B",
         ],
     );
     for (i, p) in done.iter().enumerate() {
@@ -552,12 +578,17 @@ async fn tsdd_sync(c: &Common) -> Result<()> {
     emit(c, &r, &s)
 }
 
-async fn catch_up(c: &Common) -> Result<()> {
+/// catch-up on a fresh server: its report and the storage it ran on.
+async fn catch_up_run(c: &Common) -> Result<(Report, String)> {
     let p = CatchUp::scaled(c.scale);
-    let (r, s) = with_server(c, None, &[], |base, _| async move {
+    with_server(c, None, &[], |base, _| async move {
         scenarios::catch_up(&base, p).await
     })
-    .await?;
+    .await
+}
+
+async fn catch_up(c: &Common) -> Result<()> {
+    let (r, s) = catch_up_run(c).await?;
     emit(c, &r, &s)
 }
 

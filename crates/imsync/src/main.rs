@@ -108,7 +108,7 @@ fn start(args: ServeArgs, migrate_only: bool) -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
     init_logging(&config.log_format);
     memory::init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = memory::blocking_threads(&mut tokio::runtime::Builder::new_multi_thread())
         .enable_all()
         .build()
         .context("starting the runtime")?;
