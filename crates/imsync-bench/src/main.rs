@@ -144,7 +144,8 @@ enum Command {
     },
     /// Two builds under send-par, send-seq or catch-up, pair after pair in alternating order;
     /// reports each pair's ratio B/A of the headline rate and their median (A is --imsync-bin, B
-    /// is --against).
+    /// is --against); with --database-url, send-par and send-seq on PostgreSQL (a fresh database
+    /// per run).
     Compare {
         #[command(flatten)]
         common: Common,
@@ -157,6 +158,8 @@ enum Command {
         /// Pairs of runs.
         #[arg(long, default_value_t = 6)]
         pairs: usize,
+        #[command(flatten)]
+        db: Db,
     },
     /// Bulk-loads a data dir in-process through the service (used by incr-sync).
     Seed {
@@ -337,10 +340,17 @@ async fn send_par(c: &Common, db: &Db) -> Result<()> {
 
 /// One run of a compared scenario: its report's headline rate, the steal share it saw, and the
 /// storage it ran on.
-async fn compared_run(c: &Common, scenario: &str) -> Result<(f64, Option<f64>, String)> {
+async fn compared_run(
+    c: &Common,
+    scenario: &str,
+    database_url: Option<&str>,
+) -> Result<(f64, Option<f64>, String)> {
     let (r, storage) = match scenario {
-        "send-par" => send_par_run(c, None).await?,
-        "send-seq" => send_seq_run(c, None).await?,
+        "send-par" => send_par_run(c, database_url).await?,
+        "send-seq" => send_seq_run(c, database_url).await?,
+        "catch-up" if database_url.is_some() => {
+            anyhow::bail!("compare runs catch-up on SQLite only")
+        }
         "catch-up" => catch_up_run(c).await?,
         other => anyhow::bail!("compare runs {}, not {other}", COMPARED.join(", ")),
     };
@@ -363,7 +373,13 @@ fn compared_unit(scenario: &str) -> &'static str {
     }
 }
 
-async fn compare(c: &Common, against: &Path, scenario: &str, pairs: usize) -> Result<()> {
+async fn compare(
+    c: &Common,
+    against: &Path,
+    scenario: &str,
+    pairs: usize,
+    database_url: Option<&str>,
+) -> Result<()> {
     anyhow::ensure!(pairs > 0, "--pairs must be at least 1");
     anyhow::ensure!(
         COMPARED.contains(&scenario),
@@ -383,8 +399,8 @@ async fn compare(c: &Common, against: &Path, scenario: &str, pairs: usize) -> Re
         } else {
             (&a, &b)
         };
-        let one = compared_run(first, scenario).await?;
-        let two = compared_run(second, scenario).await?;
+        let one = compared_run(first, scenario, database_url).await?;
+        let two = compared_run(second, scenario, database_url).await?;
         let ((ra, sa, st), (rb, sb, _)) = if compare::b_first(i) {
             (two, one)
         } else {
@@ -811,7 +827,17 @@ fn main() -> Result<()> {
                 against,
                 scenario,
                 pairs,
-            } => compare(&common, &against, &scenario, pairs).await,
+                db,
+            } => {
+                compare(
+                    &common,
+                    &against,
+                    &scenario,
+                    pairs,
+                    db.database_url.as_deref(),
+                )
+                .await
+            }
             Command::Seed {
                 data_dir,
                 users,

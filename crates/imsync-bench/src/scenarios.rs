@@ -243,6 +243,7 @@ pub async fn send_seq(base: &str, n: usize) -> Result<Report> {
     let (mut floor_secs, mut send_secs) = (0.0, 0.0);
     let mut round_ratios = Vec::with_capacity(ROUNDS);
     let (sender, group) = (&sender, &group);
+    let counters_before = WriterCounters::read(&anon).await;
     for round in 0..ROUNDS {
         let range = round * per_round..((round + 1) * per_round).min(n);
         let (floor_before, sends_before) = (floor_samples.len(), send_samples.len());
@@ -282,6 +283,11 @@ pub async fn send_seq(base: &str, n: usize) -> Result<Report> {
         round_ratios.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", "),
         median_ratio
     ));
+    if let (Some(a), Some(b)) = (counters_before, WriterCounters::read(&anon).await) {
+        let (figures, note) = a.note_until(&b);
+        r.figures["writer"] = figures;
+        r.note(note);
+    }
     if sends.count < n {
         r.note(format!(
             "stopped by the time limit after {} of {n} sends",
@@ -289,6 +295,65 @@ pub async fn send_seq(base: &str, n: usize) -> Result<Report> {
         ));
     }
     Ok(r)
+}
+
+/// The writer's counters from the server's `GET /metrics`: batches, writes run in them, and the
+/// PostgreSQL writer's round trips (zero on SQLite).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WriterCounters {
+    pub batches: f64,
+    pub writes: f64,
+    pub round_trips: f64,
+}
+
+impl WriterCounters {
+    pub async fn read(api: &Api) -> Option<WriterCounters> {
+        let text = api
+            .http
+            .get(format!("{}/metrics", api.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let value = |name: &str| {
+            text.lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        Some(WriterCounters {
+            batches: value("imsync_writer_batches_total")?,
+            writes: value("imsync_writer_batched_writes_total")?,
+            round_trips: value("imsync_pg_writer_round_trips_total").unwrap_or(0.0),
+        })
+    }
+
+    /// What happened between `self` and a later reading: writes per batch, round trips per
+    /// batch and per write, as a note.
+    pub fn note_until(&self, later: &WriterCounters) -> (serde_json::Value, String) {
+        let batches = later.batches - self.batches;
+        let writes = later.writes - self.writes;
+        let trips = later.round_trips - self.round_trips;
+        let per = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let figures = json!({ "batches": batches, "writes": writes, "round_trips": trips,
+            "writes_per_batch": per(writes, batches),
+            "round_trips_per_batch": per(trips, batches),
+            "round_trips_per_write": per(trips, writes) });
+        let mut note = format!(
+            "writer: {writes:.0} writes in {batches:.0} batches ({:.1} per batch)",
+            per(writes, batches)
+        );
+        if trips > 0.0 {
+            note.push_str(&format!(
+                ", {trips:.0} PostgreSQL round trips ({:.2} per batch, {:.3} per write)",
+                per(trips, batches),
+                per(trips, writes)
+            ));
+        }
+        (figures, note)
+    }
 }
 
 /// Sizes of `send-par`.
@@ -420,6 +485,7 @@ pub async fn send_par(
             .collect();
         senders.push((Arc::new(AsyncMutex::new(conn)), paths));
     }
+    let counters_before = WriterCounters::read(&anon).await;
     let meter = CpuMeter::start(server_pid);
     let sends = run_par(name, p.clients, p.duration, 10_000_000, move |c, r| {
         let (conn, paths) = &senders[c];
@@ -455,6 +521,11 @@ pub async fn send_par(
         "clients": p.clients, "groups": p.groups, "members": p.members, "users": p.users,
         "cpu": cpu, "floor_cpu": floor_cpu, "server_cpu_us_per_msg": cpu.server_us_per(sends.count),
         "goal": "send >= 20000 msgs/s" });
+    if let (Some(a), Some(b)) = (counters_before, WriterCounters::read(&anon).await) {
+        let (figures, note) = a.note_until(&b);
+        r.figures["writer"] = figures;
+        r.note(note);
+    }
     if let (Some(per), Some(server), Some(bench), Some(idle), Some(steal)) = (
         cpu.server_us_per(sends.count),
         cpu.server_cores,

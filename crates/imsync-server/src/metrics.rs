@@ -66,6 +66,22 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Average writes per batch since the server started",
     ),
     (
+        "imsync_writer_batches_total",
+        "counter",
+        "Batches (transactions) the database writer committed or tried to",
+    ),
+    (
+        "imsync_writer_batched_writes_total",
+        "counter",
+        "Writes the database writer ran in its batches",
+    ),
+    (
+        "imsync_pg_writer_round_trips_total",
+        "counter",
+        "Network round trips the PostgreSQL writer made to the database (pipelined statements \
+         count once)",
+    ),
+    (
         "imsync_files_stored_total",
         "counter",
         "Files stored (uploads completed) by this node",

@@ -281,11 +281,17 @@ impl Service {
         // Rendered here, on the caller's thread, to keep the writer's share of a send small.
         let out = Arc::new(Outgoing::new(me, conv_id, &new));
         let new = Arc::new(new);
+        // What `send_in` reads first, so that a batch of sends can fetch it for all of them in
+        // one round trip (a conversation is the scope: a send writes only its own).
+        let mut reads = vec![convs::send_head_read(conv_id, &me.id)];
+        if let Some(key) = &new.idempotency_key {
+            reads.push(idempotency::find_read(&me.id, conv_id, key));
+        }
         for attempt in 0..2 {
             let (me2, new2, out2) = (me.clone(), new.clone(), out.clone());
             match self
                 .store
-                .write_repeatable(move |c| send_in(c, &me2, &new2, &out2))
+                .write_repeatable_reading(reads.clone(), move |c| send_in(c, &me2, &new2, &out2))
                 .await
             {
                 Err(e) if retry && attempt == 0 && e.code == ErrorCode::Conflict => continue,

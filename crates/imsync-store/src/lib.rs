@@ -17,3 +17,4 @@ mod writer;
 pub use pg::PgOptions;
 pub use sql::{Dialect, Row, SqlConn, Value};
 pub use store::{Durability, Store, StoreOptions};
+pub use writer::FirstRead;

@@ -14,7 +14,9 @@
 //! The price is one committing writer at a time across the cluster, so the lock is held as
 //! briefly as the write path allows: each node batches its jobs into one transaction (see
 //! `writer`), takes the lock once per batch, and sends the batch's statements pipelined (see
-//! `pg_writer`), about one round trip per send plus one for the lock and one for the commit.
+//! `pg_writer`): a batch of sends is three round trips whatever its size (the lock with every
+//! send's first reads, the writes, the commit), plus one for each send whose conversation an
+//! earlier send of the same batch wrote to, which reads it in its turn.
 //! The lock is the transaction's first statement, so that all transactions acquire locks in the
 //! same order and two nodes cannot deadlock. A scheme that let batches of different nodes
 //! overlap (seqs from a sequence, readers held below a frontier of in-flight appends) would

@@ -15,10 +15,16 @@
 //! commit writes the last one back in the same round trip as the batch's last writes,
 //! `pg_notify` and `COMMIT`. A lone send is thus two round trips. Why the lock keeps the cursor gap-free is
 //! said in `pg`.
+//!
+//! A batch of sends also fetches their first reads (the conversation and the sender's place in
+//! it, see [`FirstRead`]) in the round trip that takes the lock, after it: a send then reads
+//! nothing from the server in its turn, and the batch costs three round trips whatever its size
+//! (the lock with the reads, the writes, the commit). Those reads run after the lock is granted,
+//! so they see every transaction of every node that committed before this one can write.
 
 use crate::pg::{map_err, to_row, PgOptions, CHANNEL};
 use crate::sql::{Dialect, Row, SqlConn, Value};
-use crate::writer::WriterConn;
+use crate::writer::{FirstRead, WriterConn};
 use imsync_core::{model::Event, Error, ErrorCode, Result, Seq};
 use std::collections::HashMap;
 use std::future::Future;
@@ -40,6 +46,8 @@ enum Request {
     Simple(&'static str),
     /// Locks the counter row and reads it: the base of the transaction's seqs.
     Lock(Statement),
+    /// A job's first read fetched ahead: the batch's job and the read's place among its reads.
+    Ahead(Statement, Vec<Value>, usize, usize),
 }
 
 enum Response {
@@ -57,6 +65,10 @@ struct Conn {
     /// The counter's value when the open transaction locked it; `None` outside a transaction.
     seq_base: Option<Seq>,
     appended: Vec<Event>,
+    /// The first reads of the open transaction's jobs, by job, with their rows once fetched.
+    ahead: Vec<Vec<(FirstRead, Option<Vec<tokio_postgres::Row>>)>>,
+    /// The reads fetched ahead for the running job; they answer its reads until it writes.
+    offered: Vec<(FirstRead, Vec<tokio_postgres::Row>)>,
 }
 
 fn connect(o: &PgOptions) -> Result<Conn> {
@@ -82,6 +94,8 @@ fn connect(o: &PgOptions) -> Result<Conn> {
         queued: Vec::new(),
         seq_base: None,
         appended: Vec::new(),
+        ahead: Vec::new(),
+        offered: Vec::new(),
     })
 }
 
@@ -161,18 +175,30 @@ impl Conn {
                                 let rows = client.query(s, &[]).await.map_err(map_err)?;
                                 Ok(Response::Rows(rows))
                             }
+                            Request::Ahead(s, params, _, _) => {
+                                let refs: Vec<&(dyn ToSql + Sync)> =
+                                    params.iter().map(|v| v as _).collect();
+                                let rows = client.query(s, &refs).await.map_err(map_err)?;
+                                Ok(Response::Rows(rows))
+                            }
                         }
                     })
                 },
             )
             .collect();
         let responses = self.rt.block_on(in_order(futures));
+        metrics::counter!("imsync_pg_writer_round_trips_total").increment(1);
         let mut last = Ok(Response::Done);
-        for (request, r) in requests.iter().zip(responses) {
+        for (request, mut r) in requests.iter().zip(responses) {
             if let (Request::Lock(_), Ok(Response::Rows(rows))) = (request, &r) {
                 match rows.first().map(to_row).transpose()? {
                     Some(row) => self.seq_base = Some(row.i64(0)),
                     None => return Err(Error::internal("the event counter is missing")),
+                }
+            }
+            if let (Request::Ahead(_, _, job, read), Ok(Response::Rows(rows))) = (request, &mut r) {
+                if let Some(slot) = self.ahead.get_mut(*job).and_then(|j| j.get_mut(*read)) {
+                    slot.1 = Some(std::mem::take(rows));
                 }
             }
             match (r, &last) {
@@ -191,6 +217,16 @@ impl Conn {
         }
         self.pipeline(Vec::new()).map(|_| ())
     }
+
+    /// The rows fetched ahead for this read of the running job, if it has written nothing yet;
+    /// each answers once, so a read made again (after the job's own writes) goes to the server.
+    fn take_offered(&mut self, sql: &str, params: &[Value]) -> Option<Vec<tokio_postgres::Row>> {
+        let at = self
+            .offered
+            .iter()
+            .position(|(r, _)| r.sql == sql && r.params == params)?;
+        Some(self.offered.swap_remove(at).1)
+    }
 }
 
 impl SqlConn for Conn {
@@ -199,6 +235,7 @@ impl SqlConn for Conn {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        self.offered.clear();
         let s = self.statement(sql)?;
         match self.pipeline(vec![Request::Execute(s, params.to_vec(), None)])? {
             Response::Changed(n) => Ok(n),
@@ -207,6 +244,12 @@ impl SqlConn for Conn {
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        if let Some(rows) = self.take_offered(sql, params) {
+            return rows.iter().map(to_row).collect();
+        }
+        // A read the job makes in its turn may follow its writes; nothing fetched ahead is
+        // trusted after it.
+        self.offered.clear();
         let s = self.statement(sql)?;
         match self.pipeline(vec![Request::Query(s, params.to_vec())])? {
             Response::Rows(rows) => rows.iter().map(to_row).collect(),
@@ -220,6 +263,7 @@ impl SqlConn for Conn {
         params: &[Value],
         must_change: Option<&'static str>,
     ) -> Result<()> {
+        self.offered.clear();
         let s = self.statement(sql)?;
         self.queued
             .push(Request::Execute(s, params.to_vec(), must_change));
@@ -274,6 +318,8 @@ impl Writer {
         c.queued.clear();
         c.appended.clear();
         c.seq_base = None;
+        c.ahead.clear();
+        c.offered.clear();
         let lock = c.statement(LOCK_COUNTER)?;
         // Before any row lock: every write transaction in the cluster takes its locks in the
         // same order, so nodes cannot deadlock.
@@ -349,6 +395,37 @@ impl WriterConn for Writer {
         }
     }
 
+    /// Takes the lock and fetches every job's first reads in one round trip: sent after the
+    /// lock, they run once it is granted, so they see all that committed before.
+    fn begin_reading(&mut self, reads: Vec<Vec<FirstRead>>) -> Result<()> {
+        self.begin()?;
+        let c = self.connected()?;
+        for (job, reads) in reads.into_iter().enumerate() {
+            let mut slots = Vec::with_capacity(reads.len());
+            for (index, read) in reads.into_iter().enumerate() {
+                let s = c.statement(read.sql)?;
+                c.queued
+                    .push(Request::Ahead(s, read.params.clone(), job, index));
+                slots.push((read, None));
+            }
+            c.ahead.push(slots);
+        }
+        c.flush()
+    }
+
+    fn job_starts(&mut self, index: usize) {
+        if let Some(c) = self.conn.as_mut() {
+            c.offered = c
+                .ahead
+                .get_mut(index)
+                .map(std::mem::take)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(read, rows)| Some((read, rows?)))
+                .collect();
+        }
+    }
+
     fn flush(&mut self) -> Result<()> {
         match self.conn.as_mut() {
             Some(c) => c.flush(),
@@ -361,6 +438,8 @@ impl WriterConn for Writer {
         if let Some(c) = self.conn.as_mut() {
             c.queued.clear();
             c.seq_base = None;
+            c.ahead.clear();
+            c.offered.clear();
             if !c.client.is_closed() {
                 let _ = c.rt.block_on(c.client.batch_execute("ROLLBACK"));
             }

@@ -2,7 +2,7 @@
 //! and a feed of appended events in commit order for live fan-out.
 
 use crate::sql::{Dialect, SqlConn};
-use crate::writer::{self, Inline, Job, Writer};
+use crate::writer::{self, FirstRead, Inline, Job, Writer};
 use imsync_core::{model::Event, Error, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,7 +147,17 @@ impl Store {
         R: Send + 'static,
         F: FnMut(&mut dyn SqlConn) -> Result<R> + Send + 'static,
     {
-        self.submit(writer::repeatable_job(f)).await
+        self.submit(writer::repeatable_job(Vec::new(), f)).await
+    }
+
+    /// [`Store::write_repeatable`] for a closure that begins with `reads` (see [`FirstRead`]),
+    /// which a batch may fetch ahead for all its writes at once.
+    pub async fn write_repeatable_reading<R, F>(&self, reads: Vec<FirstRead>, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&mut dyn SqlConn) -> Result<R> + Send + 'static,
+    {
+        self.submit(writer::repeatable_job(reads, f)).await
     }
 
     async fn submit<R>(&self, (job, rx): (Job, oneshot::Receiver<Result<R>>)) -> Result<R> {

@@ -8,12 +8,14 @@
 //! copy of every page a job touches; if one of them fails, the batch is rolled back and run
 //! again the careful way, each job in its savepoint.
 
-use crate::sql::SqlConn;
+use crate::sql::{SqlConn, Value};
 use imsync_core::{model::Event, Error, ErrorCode, Result};
 use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
 /// Most jobs that share one commit.
@@ -21,6 +23,16 @@ const MAX_BATCH: usize = 512;
 
 /// Lone batches in a row after which a write may run on its caller's thread again.
 const LONE_BATCHES_BEFORE_INLINE: usize = 8;
+
+/// How long a batch smaller than the one before it may wait for more writes to join it, where
+/// a commit waits on a disk or a network ([`Inline::Never`]). The
+/// writers answered by the last commit are sending their next writes while this one begins; a
+/// batch that left without them would make them wait a whole commit, and the load would settle
+/// into alternating small and large batches, each paying a commit's fixed cost.
+const GATHER_WAIT: Duration = Duration::from_micros(300);
+const GATHER_STEP: Duration = Duration::from_micros(50);
+/// The longest the writer may have been idle before a write for it to count as part of a load.
+const BUSY_GAP: Duration = Duration::from_millis(1);
 
 pub(crate) type Reply = Box<dyn FnOnce(Option<Error>) + Send>;
 
@@ -37,23 +49,76 @@ type RepeatableFn = Box<dyn FnMut(&mut dyn SqlConn) -> JobDone + Send>;
 pub(crate) enum Job {
     /// Runs once; in a batch, inside its own savepoint.
     Once(OnceFn),
-    /// May run again when its batch is replayed; only its last run's reply is sent.
-    Repeatable(RepeatableFn),
+    /// May run again when its batch is replayed; only its last run's reply is sent. With the
+    /// reads it makes first, named ahead.
+    Repeatable(RepeatableFn, Vec<FirstRead>),
 }
 
 impl Job {
     fn run(self, conn: &mut dyn SqlConn) -> JobDone {
         match self {
             Job::Once(f) => f(conn),
-            Job::Repeatable(mut f) => f(conn),
+            Job::Repeatable(mut f, _) => f(conn),
         }
     }
+}
+
+/// A read a job makes before it writes anything, named when the job is submitted so that a
+/// backend whose every read costs a network round trip (PostgreSQL) can fetch the first reads of
+/// a whole batch in the round trip that opens its transaction.
+///
+/// A read fetched ahead sees the database as the transaction began, not as the jobs before it in
+/// the batch left it. The scope makes that safe: a job's first reads see only rows of its scope,
+/// and its writes touch no row another scope's first read sees. So a job whose scopes no earlier
+/// job of the batch shared reads exactly what it would have read in its turn. The writer fetches
+/// ahead only for such jobs, and only until a job that named no reads (its writes are unknown).
+#[derive(Debug, Clone)]
+pub struct FirstRead {
+    /// What the read and its job's writes are confined to (a conversation's id).
+    pub scope: String,
+    pub sql: &'static str,
+    pub params: Vec<Value>,
+}
+
+/// The first reads to fetch ahead for each job of a batch of repeatable jobs, empty for a job
+/// whose reads must go to the database in its turn (see [`FirstRead`]).
+fn reads_ahead(batch: &[Job]) -> Vec<Vec<FirstRead>> {
+    let mut scopes: HashSet<&str> = HashSet::new();
+    let mut blind = false;
+    batch
+        .iter()
+        .map(|job| {
+            let reads: &[FirstRead] = match job {
+                Job::Repeatable(_, reads) => reads,
+                Job::Once(_) => &[],
+            };
+            blind |= reads.is_empty();
+            let fresh = reads.iter().all(|r| !scopes.contains(r.scope.as_str()));
+            scopes.extend(reads.iter().map(|r| r.scope.as_str()));
+            if blind || !fresh {
+                Vec::new()
+            } else {
+                reads.to_vec()
+            }
+        })
+        .collect()
 }
 
 /// A backend's writing connection.
 pub(crate) trait WriterConn: Send {
     fn conn(&mut self) -> &mut dyn SqlConn;
     fn batch(&mut self, sql: &str) -> Result<()>;
+    /// Begins a transaction, like `batch("BEGIN IMMEDIATE")`, for a batch whose jobs will make
+    /// `reads` first (by job, see [`FirstRead`]); a backend may fetch them now, all together.
+    fn begin_reading(&mut self, reads: Vec<Vec<FirstRead>>) -> Result<()> {
+        let _ = reads;
+        self.batch("BEGIN IMMEDIATE")
+    }
+    /// The batch's job `index` (counted from the [`WriterConn::begin_reading`] that began the
+    /// transaction) starts: what was fetched ahead for it answers its first reads.
+    fn job_starts(&mut self, index: usize) {
+        let _ = index;
+    }
     /// Whether a transaction is open. A backend that cannot tell says yes.
     fn in_transaction(&self) -> bool {
         true
@@ -107,6 +172,8 @@ impl Shared {
     fn batch_ran(&self, size: usize) {
         let batches = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
         let jobs = self.batched_jobs.fetch_add(size as u64, Ordering::Relaxed) + size as u64;
+        metrics::counter!("imsync_writer_batches_total").increment(1);
+        metrics::counter!("imsync_writer_batched_writes_total").increment(size as u64);
         metrics::gauge!("imsync_writer_batch_size_last").set(size as f64);
         metrics::gauge!("imsync_writer_batch_size_average").set(jobs as f64 / batches as f64);
     }
@@ -175,15 +242,16 @@ pub(crate) fn spawn(
         .name(name.to_owned())
         .spawn(move || {
             let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+            let mut last_size = 0;
+            let mut last_end = Instant::now();
             while let Some(first) = rx.blocking_recv() {
                 batch.push(first);
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
+                // A write that finds the writer idle for longer than a commit's gap is not load;
+                // and where a commit costs next to nothing, waiting would cost more than it saves.
+                let busy = inline == Inline::Never && last_end.elapsed() < BUSY_GAP;
+                gather(&mut rx, &mut batch, if busy { last_size } else { 0 });
                 let taken = batch.len();
+                last_size = taken;
                 if taken > 1 {
                     own.lone_batches.store(0, Ordering::Relaxed);
                 } else {
@@ -204,6 +272,7 @@ pub(crate) fn spawn(
                 if let Some(conn) = own.conn.lock().as_mut() {
                     conn.after_batch();
                 }
+                last_end = Instant::now();
             }
             drop(own.conn.lock().take());
             tracing::debug!("writer stopped");
@@ -213,6 +282,26 @@ pub(crate) fn spawn(
         queue: tx,
         shared,
         inline,
+    }
+}
+
+/// Adds the queued jobs to `batch`. Under load (the last batch held several jobs) and while the
+/// batch is smaller than that one, waits up to [`GATHER_WAIT`] for more to arrive; a lone write
+/// (the last batch held one) never waits.
+fn gather(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, last_size: usize) {
+    let target = last_size.min(MAX_BATCH);
+    let deadline = Instant::now() + GATHER_WAIT;
+    loop {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if target < 2 || batch.len() >= target || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(GATHER_STEP);
     }
 }
 
@@ -233,7 +322,7 @@ fn run_batch(
     events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
 ) -> Vec<Answer> {
     let size = batch.len();
-    if size > 1 && batch.iter().all(|j| matches!(j, Job::Repeatable(_))) {
+    if size > 1 && batch.iter().all(|j| matches!(j, Job::Repeatable(..))) {
         if let Some(replies) = run_without_savepoints(wc, batch) {
             batch.clear();
             return finish(wc, replies, Ok(()), events);
@@ -325,12 +414,16 @@ fn run_without_savepoints(
     wc: &mut dyn WriterConn,
     batch: &mut [Job],
 ) -> Option<Vec<(Reply, bool)>> {
-    wc.batch("BEGIN IMMEDIATE").ok()?;
+    if wc.begin_reading(reads_ahead(batch)).is_err() {
+        wc.rollback();
+        return None;
+    }
     let mut replies = Vec::with_capacity(batch.len());
-    for job in batch.iter_mut() {
-        let Job::Repeatable(f) = job else {
+    for (index, job) in batch.iter_mut().enumerate() {
+        let Job::Repeatable(f, _) = job else {
             unreachable!("only batches of repeatable jobs run without savepoints")
         };
+        wc.job_starts(index);
         match catch_unwind(AssertUnwindSafe(|| f(wc.conn()))) {
             Ok(done) if done.ok => replies.push((done.reply, true)),
             // Dropping a reply unanswered leaves its job able to answer on the next run.
@@ -442,20 +535,62 @@ where
 
 /// Wraps a closure that may run more than once (each run starts from the same database state)
 /// as a repeatable job; the reply of its last run is the one sent.
-pub(crate) fn repeatable_job<R, F>(mut f: F) -> (Job, tokio::sync::oneshot::Receiver<Result<R>>)
+pub(crate) fn repeatable_job<R, F>(
+    reads: Vec<FirstRead>,
+    mut f: F,
+) -> (Job, tokio::sync::oneshot::Receiver<Result<R>>)
 where
     R: Send + 'static,
     F: FnMut(&mut dyn SqlConn) -> Result<R> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let slot = Arc::new(Mutex::new(Some(tx)));
-    let job = Job::Repeatable(Box::new(move |conn| {
-        let slot = slot.clone();
-        done(f(conn), move |r| {
-            if let Some(tx) = slot.lock().take() {
-                let _ = tx.send(r);
-            }
-        })
-    }));
+    let job = Job::Repeatable(
+        Box::new(move |conn| {
+            let slot = slot.clone();
+            done(f(conn), move |r| {
+                if let Some(tx) = slot.lock().take() {
+                    let _ = tx.send(r);
+                }
+            })
+        }),
+        reads,
+    );
     (job, rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(scopes: &[&str]) -> Job {
+        let reads = scopes
+            .iter()
+            .map(|s| FirstRead {
+                scope: (*s).to_owned(),
+                sql: "SELECT 1",
+                params: vec![Value::from(*s)],
+            })
+            .collect();
+        repeatable_job(reads, |_| Ok(())).0
+    }
+
+    fn fetched(batch: &[Job]) -> Vec<usize> {
+        reads_ahead(batch).iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn reads_are_fetched_ahead_only_for_the_first_job_of_each_scope() {
+        let batch = [send(&["a", "a"]), send(&["b"]), send(&["a"]), send(&["c"])];
+        assert_eq!(fetched(&batch), [2, 1, 0, 1]);
+        // A job that shares any of its scopes with an earlier one reads in its turn.
+        let batch = [send(&["a"]), send(&["b", "a"]), send(&["b"])];
+        assert_eq!(fetched(&batch), [1, 0, 0]);
+    }
+
+    #[test]
+    fn nothing_is_fetched_ahead_after_a_job_that_named_no_reads() {
+        let batch = [send(&["a"]), send(&[]), send(&["b"])];
+        assert_eq!(fetched(&batch), [1, 0, 0]);
+    }
 }

@@ -1,4 +1,4 @@
-use crate::{args, Row, SqlConn};
+use crate::{args, FirstRead, Row, SqlConn};
 use imsync_core::model::{Conversation, ConversationKind};
 use imsync_core::{Result, Seq};
 
@@ -105,25 +105,35 @@ pub struct SendHead {
     pub present: bool,
 }
 
+const SEND_HEAD: &str =
+    "SELECT c.kind, p.archived, c.last_msg_seq, c.last_touch_ms, p.joined_seq, p.left_seq \
+     FROM conversations c \
+     LEFT JOIN participants p ON p.conv_id = c.id AND p.user_id = $2 \
+     WHERE c.id = $1";
+
+/// [`send_head`] named ahead, for a write that begins with it. Its scope is the conversation: it
+/// reads that conversation's row and one of its participants.
+pub fn send_head_read(id: &str, user_id: &str) -> FirstRead {
+    FirstRead {
+        scope: id.to_owned(),
+        sql: SEND_HEAD,
+        params: args![id, user_id].to_vec(),
+    }
+}
+
 /// The [`SendHead`] of conversation `id` for sender `user_id`, `None` if there is no such
 /// conversation. One statement over two primary keys: a send's hottest read, which the full
 /// rows (metadata JSON and all) would make cost twice as much.
 pub fn send_head(c: &mut dyn SqlConn, id: &str, user_id: &str) -> Result<Option<SendHead>> {
-    Ok(c.query_opt(
-        "SELECT c.kind, p.archived, c.last_msg_seq, c.last_touch_ms, p.joined_seq, p.left_seq \
-         FROM conversations c \
-         LEFT JOIN participants p ON p.conv_id = c.id AND p.user_id = $2 \
-         WHERE c.id = $1",
-        args![id, user_id],
-    )?
-    .map(|r| SendHead {
-        id: id.to_owned(),
-        kind: ConversationKind::parse(r.str(0)).unwrap_or(ConversationKind::Group),
-        sender_archived: r.opt_i64(1) == Some(1),
-        last_msg_seq: r.i64(2),
-        last_touch_ms: r.i64(3),
-        present: r.opt_i64(4).is_some() && r.opt_i64(5).is_none(),
-    }))
+    Ok(c.query_opt(SEND_HEAD, args![id, user_id])?
+        .map(|r| SendHead {
+            id: id.to_owned(),
+            kind: ConversationKind::parse(r.str(0)).unwrap_or(ConversationKind::Group),
+            sender_archived: r.opt_i64(1) == Some(1),
+            last_msg_seq: r.i64(2),
+            last_touch_ms: r.i64(3),
+            present: r.opt_i64(4).is_some() && r.opt_i64(5).is_none(),
+        }))
 }
 
 /// The message seq and timestamp the next message takes: `head` must have been read in the
@@ -134,7 +144,8 @@ pub fn message_slot(head: &SendHead, now: i64) -> (i64, i64) {
 }
 
 /// Records a message appended at `slot` (from [`message_slot`]) by the event `seq`, in one
-/// statement. Refuses with a conflict if the conversation moved since it was read.
+/// statement. Refuses with a conflict if the conversation moved since `head` was read (a message
+/// or a touch), so that a head read too early cannot number or stamp a message twice.
 pub fn message_appended(
     c: &mut dyn SqlConn,
     head: &SendHead,
@@ -144,8 +155,15 @@ pub fn message_appended(
     c.execute_later(
         "UPDATE conversations SET last_msg_seq = $2, last_message_at = $3, \
          live_msg_count = live_msg_count + 1, last_touch_ms = $3, last_event_seq = $4 \
-         WHERE id = $1 AND last_msg_seq = $5",
-        args![&head.id, msg_seq, stamp, seq, head.last_msg_seq],
+         WHERE id = $1 AND last_msg_seq = $5 AND last_touch_ms = $6",
+        args![
+            &head.id,
+            msg_seq,
+            stamp,
+            seq,
+            head.last_msg_seq,
+            head.last_touch_ms
+        ],
         Some("the conversation changed while a message was being added"),
     )
 }

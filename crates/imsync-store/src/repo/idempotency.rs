@@ -1,5 +1,8 @@
-use crate::{args, SqlConn};
+use crate::{args, FirstRead, SqlConn};
 use imsync_core::Result;
+
+const FIND: &str = "SELECT message_id, payload_hash FROM idempotency \
+     WHERE sender_id = $1 AND conv_id = $2 AND key = $3";
 
 /// The message a key already produced, with the hash of the payload it was sent with.
 pub fn find(
@@ -8,12 +11,18 @@ pub fn find(
     conv_id: &str,
     key: &str,
 ) -> Result<Option<(String, String)>> {
-    Ok(c.query_opt(
-        "SELECT message_id, payload_hash FROM idempotency \
-         WHERE sender_id = $1 AND conv_id = $2 AND key = $3",
-        args![sender, conv_id, key],
-    )?
-    .map(|r| (r.string(0), r.string(1))))
+    Ok(c.query_opt(FIND, args![sender, conv_id, key])?
+        .map(|r| (r.string(0), r.string(1))))
+}
+
+/// [`find`] named ahead, for a send that begins with it; its scope is the conversation, in which
+/// only that sender's sends record keys.
+pub fn find_read(sender: &str, conv_id: &str, key: &str) -> FirstRead {
+    FirstRead {
+        scope: conv_id.to_owned(),
+        sql: FIND,
+        params: args![sender, conv_id, key].to_vec(),
+    }
 }
 
 /// Records the key; fails with a conflict when another transaction recorded it first (the
