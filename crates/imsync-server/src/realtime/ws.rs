@@ -50,9 +50,11 @@ pub async fn upgrade(
     let token = q.token.unwrap_or_default();
     let max_message = state.config.max_body_bytes;
     // Idle connections must stay cheap: small buffers that grow only while frames are large,
-    // frames written out as they come, and client messages bounded like request bodies.
+    // frames written out as they come, and client messages bounded like request bodies. The
+    // read buffer is allocated and zeroed to its size for every connection, and a client of
+    // `/ws` sends little more than pings: 1 KiB, which a larger frame grows while it is read.
     let ws = ws
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message);
