@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod pg;
+mod pg_bulk;
 mod pg_writer;
 pub mod repo;
 mod sql;

@@ -14,9 +14,9 @@
 //! The price is one committing writer at a time across the cluster, so the lock is held as
 //! briefly as the write path allows: each node batches its jobs into one transaction (see
 //! `writer`), takes the lock once per batch, and sends the batch's statements pipelined (see
-//! `pg_writer`): a batch of sends is three round trips whatever its size (the lock with every
-//! send's first reads, the writes, the commit), plus one for each send whose conversation an
-//! earlier send of the same batch wrote to, which reads it in its turn.
+//! `pg_writer`): a batch of sends is two round trips whatever its size (the lock with every
+//! send's first reads, the writes with the commit), plus one for each further send to a
+//! conversation the batch already wrote to (a wave: its reads follow the writes before it).
 //! The lock is the transaction's first statement, so that all transactions acquire locks in the
 //! same order and two nodes cannot deadlock. A scheme that let batches of different nodes
 //! overlap (seqs from a sequence, readers held below a frontier of in-flight appends) would
@@ -45,6 +45,10 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 pub(crate) const CHANNEL: &str = "imsync_events";
+/// The function that fails a write which had to change a row and changed none (see the
+/// migrations), with [`MUST_CHANGE_STATE`].
+pub(crate) const MUST_CHANGE: &str = "imsync_must_change";
+const MUST_CHANGE_STATE: &str = "IMS01";
 /// The listener's `application_name`, so operators (and tests) can tell its connection apart.
 const LISTENER: &str = "imsync-listener";
 const MIGRATION_LOCK: i64 = 0x016d_7379_6e63;
@@ -91,6 +95,9 @@ impl ToSql for Value {
 pub(crate) fn map_err(e: postgres::Error) -> Error {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
+        if code.code() == MUST_CHANGE_STATE {
+            return Error::conflict(db.message().to_owned());
+        }
         if *code == SqlState::UNIQUE_VIOLATION {
             return Error::conflict(format!("constraint violated: {}", db.message()));
         }

@@ -18,11 +18,18 @@
 //!
 //! A batch of sends also fetches their first reads (the conversation and the sender's place in
 //! it, see [`FirstRead`]) in the round trip that takes the lock, after it: a send then reads
-//! nothing from the server in its turn, and the batch costs three round trips whatever its size
-//! (the lock with the reads, the writes, the commit). Those reads run after the lock is granted,
-//! so they see every transaction of every node that committed before this one can write.
+//! nothing from the server in its turn. The batch runs in waves, one send per conversation in
+//! each (see `writer`); a later wave's reads travel with the writes of the waves before it, and
+//! the last writes with the COMMIT. So a batch of sends to different conversations costs two
+//! round trips whatever its size, and one more for each further wave. The reads run after the
+//! lock is granted, so they see every transaction of every node that committed before this one
+//! can write.
+//!
+//! A write that must change a row is checked by the server ([`crate::pg::MUST_CHANGE`]): sent
+//! with the COMMIT, a check on this side would come too late to stop it.
 
-use crate::pg::{map_err, to_row, PgOptions, CHANNEL};
+use crate::pg::{map_err, to_row, PgOptions, CHANNEL, MUST_CHANGE};
+use crate::pg_bulk::{for_each_row_form, multi_row_form, Columns};
 use crate::sql::{Dialect, Row, SqlConn, Value};
 use crate::writer::{FirstRead, WriterConn};
 use imsync_core::{model::Event, Error, ErrorCode, Result, Seq};
@@ -39,8 +46,10 @@ const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// One statement of a pipeline.
 enum Request {
-    /// A prepared write; with a reason, one that must change a row.
-    Execute(Statement, Vec<Value>, Option<&'static str>),
+    /// A prepared write; with the index of its multi-row form, one whose rows may go together.
+    Execute(Statement, Vec<Value>, Option<usize>),
+    /// The rows of several writes of one multi-row form.
+    Rows(Statement, Columns),
     Query(Statement, Vec<Value>),
     /// Transaction control, in the simple protocol.
     Simple(&'static str),
@@ -48,6 +57,9 @@ enum Request {
     Lock(Statement),
     /// A job's first read fetched ahead: the batch's job and the read's place among its reads.
     Ahead(Statement, Vec<Value>, usize, usize),
+    /// One first read of several jobs fetched ahead in one statement (see `pg_bulk`): for each
+    /// row of parameters, the job and the read's place among its reads.
+    AheadMany(Statement, Columns, Vec<(usize, usize)>),
 }
 
 enum Response {
@@ -66,9 +78,16 @@ struct Conn {
     seq_base: Option<Seq>,
     appended: Vec<Event>,
     /// The first reads of the open transaction's jobs, by job, with their rows once fetched.
-    ahead: Vec<Vec<(FirstRead, Option<Vec<tokio_postgres::Row>>)>>,
+    ahead: Vec<Vec<(FirstRead, Option<Vec<Row>>)>>,
     /// The reads fetched ahead for the running job; they answer its reads until it writes.
-    offered: Vec<(FirstRead, Vec<tokio_postgres::Row>)>,
+    offered: Vec<(FirstRead, Vec<Row>)>,
+    /// Whether the queued writes of the same multi-row form go as one statement (see `pg_bulk`):
+    /// only in a batch of sends run in waves.
+    merging: bool,
+    /// The multi-row form of each write statement, by its SQL, as an index into `forms`.
+    form_of: HashMap<String, Option<usize>>,
+    /// Multi-row forms, with their statement once prepared.
+    forms: Vec<(String, Option<Statement>)>,
 }
 
 fn connect(o: &PgOptions) -> Result<Conn> {
@@ -96,6 +115,9 @@ fn connect(o: &PgOptions) -> Result<Conn> {
         appended: Vec::new(),
         ahead: Vec::new(),
         offered: Vec::new(),
+        merging: false,
+        form_of: HashMap::new(),
+        forms: Vec::new(),
     })
 }
 
@@ -140,10 +162,86 @@ impl Conn {
         Ok(s)
     }
 
+    /// The index of the multi-row form of the write `sql`, prepared as `s`, if it has one.
+    fn form(&mut self, sql: &str, s: &Statement) -> Option<usize> {
+        if let Some(form) = self.form_of.get(sql) {
+            return *form;
+        }
+        let form = multi_row_form(sql, s.params()).map(|multi| {
+            self.forms.push((multi, None));
+            self.forms.len() - 1
+        });
+        self.form_of.insert(sql.to_owned(), form);
+        form
+    }
+
+    /// `requests` with the rows of each multi-row form that occurs more than once sent as one
+    /// statement, where the first of them was.
+    fn merged(&mut self, requests: Vec<Request>) -> Result<Vec<Request>> {
+        let mut count: HashMap<usize, usize> = HashMap::new();
+        for r in &requests {
+            if let Request::Execute(_, _, Some(form)) = r {
+                *count.entry(*form).or_default() += 1;
+            }
+        }
+        if count.values().all(|&n| n < 2) {
+            return Ok(requests);
+        }
+        let mut out: Vec<Request> = Vec::with_capacity(requests.len());
+        let mut placed: HashMap<usize, usize> = HashMap::new();
+        for r in requests {
+            let form = match &r {
+                Request::Execute(_, _, Some(form)) if count[form] > 1 => *form,
+                _ => {
+                    out.push(r);
+                    continue;
+                }
+            };
+            let Request::Execute(single, params, _) = r else {
+                unreachable!("matched above")
+            };
+            if let Some(Request::Rows(_, columns)) = placed.get(&form).map(|&at| &mut out[at]) {
+                if columns.push(params) {
+                    continue;
+                }
+                return Err(Error::internal("rows of one statement differ in length"));
+            }
+            let multi = match &self.forms[form].1 {
+                Some(s) => s.clone(),
+                None => {
+                    let sql = self.forms[form].0.clone();
+                    let s = self
+                        .rt
+                        .block_on(self.client.prepare(&sql))
+                        .map_err(map_err)?;
+                    self.forms[form].1 = Some(s.clone());
+                    s
+                }
+            };
+            drop(single);
+            placed.insert(form, out.len());
+            out.push(Request::Rows(multi, Columns::new(params)));
+        }
+        let rows: usize = out
+            .iter()
+            .map(|r| match r {
+                Request::Rows(_, c) => c.rows(),
+                _ => 0,
+            })
+            .sum();
+        metrics::counter!("imsync_pg_writer_merged_rows_total").increment(rows as u64);
+        Ok(out)
+    }
+
     /// Sends the queued statements and then `tail`, in one round trip; answers the first
     /// failure, else `tail`'s response.
     fn pipeline(&mut self, tail: Vec<Request>) -> Result<Response> {
-        let mut requests = std::mem::take(&mut self.queued);
+        let queued = std::mem::take(&mut self.queued);
+        let mut requests = if self.merging {
+            self.merged(queued)?
+        } else {
+            queued
+        };
         requests.extend(tail);
         let client = &self.client;
         let futures = requests
@@ -152,14 +250,17 @@ impl Conn {
                 |r| -> Pin<Box<dyn Future<Output = Result<Response>> + '_>> {
                     Box::pin(async move {
                         match r {
-                            Request::Execute(s, params, must_change) => {
+                            Request::Execute(s, params, _) => {
                                 let refs: Vec<&(dyn ToSql + Sync)> =
                                     params.iter().map(|v| v as _).collect();
                                 let changed = client.execute(s, &refs).await.map_err(map_err)?;
-                                match must_change {
-                                    Some(what) if changed == 0 => Err(Error::conflict(*what)),
-                                    _ => Ok(Response::Changed(changed)),
-                                }
+                                Ok(Response::Changed(changed))
+                            }
+                            Request::Rows(s, columns) => {
+                                let refs: Vec<&(dyn ToSql + Sync)> =
+                                    columns.0.iter().map(|c| c as _).collect();
+                                let changed = client.execute(s, &refs).await.map_err(map_err)?;
+                                Ok(Response::Changed(changed))
                             }
                             Request::Query(s, params) => {
                                 let refs: Vec<&(dyn ToSql + Sync)> =
@@ -173,6 +274,12 @@ impl Conn {
                             }
                             Request::Lock(s) => {
                                 let rows = client.query(s, &[]).await.map_err(map_err)?;
+                                Ok(Response::Rows(rows))
+                            }
+                            Request::AheadMany(s, columns, _) => {
+                                let refs: Vec<&(dyn ToSql + Sync)> =
+                                    columns.0.iter().map(|c| c as _).collect();
+                                let rows = client.query(s, &refs).await.map_err(map_err)?;
                                 Ok(Response::Rows(rows))
                             }
                             Request::Ahead(s, params, _, _) => {
@@ -189,17 +296,21 @@ impl Conn {
         let responses = self.rt.block_on(in_order(futures));
         metrics::counter!("imsync_pg_writer_round_trips_total").increment(1);
         let mut last = Ok(Response::Done);
-        for (request, mut r) in requests.iter().zip(responses) {
+        for (request, r) in requests.iter().zip(responses) {
             if let (Request::Lock(_), Ok(Response::Rows(rows))) = (request, &r) {
                 match rows.first().map(to_row).transpose()? {
                     Some(row) => self.seq_base = Some(row.i64(0)),
                     None => return Err(Error::internal("the event counter is missing")),
                 }
             }
-            if let (Request::Ahead(_, _, job, read), Ok(Response::Rows(rows))) = (request, &mut r) {
+            if let (Request::Ahead(_, _, job, read), Ok(Response::Rows(rows))) = (request, &r) {
+                let rows = rows.iter().map(to_row).collect::<Result<Vec<_>>>()?;
                 if let Some(slot) = self.ahead.get_mut(*job).and_then(|j| j.get_mut(*read)) {
-                    slot.1 = Some(std::mem::take(rows));
+                    slot.1 = Some(rows);
                 }
+            }
+            if let (Request::AheadMany(_, _, places), Ok(Response::Rows(rows))) = (request, &r) {
+                self.spread(places, rows)?;
             }
             match (r, &last) {
                 // The first failure is the cause; the later ones only say the transaction had
@@ -211,6 +322,95 @@ impl Conn {
         last
     }
 
+    /// Queues `reads`, the first reads of the jobs that follow those already given theirs; while
+    /// merging, a read that several jobs make goes as one statement.
+    fn queue_ahead(&mut self, reads: Vec<Vec<FirstRead>>) -> Result<()> {
+        let mut by_sql: Vec<(&'static str, Vec<(usize, usize)>)> = Vec::new();
+        for reads in reads {
+            let job = self.ahead.len();
+            let mut slots = Vec::with_capacity(reads.len());
+            for (index, read) in reads.into_iter().enumerate() {
+                match by_sql.iter_mut().find(|(sql, _)| *sql == read.sql) {
+                    Some((_, places)) => places.push((job, index)),
+                    None => by_sql.push((read.sql, vec![(job, index)])),
+                }
+                slots.push((read, None));
+            }
+            self.ahead.push(slots);
+        }
+        for (sql, places) in by_sql {
+            let s = self.statement(sql)?;
+            let many = match places.len() > 1 && self.merging {
+                true => self.for_each_row_statement(sql, &s)?,
+                false => None,
+            };
+            let params = |ahead: &[Vec<(FirstRead, _)>], (job, read): (usize, usize)| {
+                ahead[job][read].0.params.clone()
+            };
+            match many {
+                Some(many) => {
+                    let mut columns = Columns::new(params(&self.ahead, places[0]));
+                    for &place in &places[1..] {
+                        if !columns.push(params(&self.ahead, place)) {
+                            return Err(Error::internal("reads of one statement differ"));
+                        }
+                    }
+                    self.queued.push(Request::AheadMany(many, columns, places));
+                }
+                None => {
+                    for (job, read) in places {
+                        let p = params(&self.ahead, (job, read));
+                        self.queued.push(Request::Ahead(s.clone(), p, job, read));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The statement that runs the read `sql` (prepared as `s`) for many rows of parameters.
+    fn for_each_row_statement(&mut self, sql: &str, s: &Statement) -> Result<Option<Statement>> {
+        let key = format!("for each row: {sql}");
+        if let Some(many) = self.statements.get(&key) {
+            return Ok(Some(many.clone()));
+        }
+        let Some(many_sql) = for_each_row_form(sql, s.params()) else {
+            return Ok(None);
+        };
+        let many = self
+            .rt
+            .block_on(self.client.prepare(&many_sql))
+            .map_err(map_err)?;
+        self.statements.insert(key, many.clone());
+        Ok(Some(many))
+    }
+
+    /// Hands the rows of a read made for several jobs to each: every row begins with the number
+    /// of the row of parameters it answers.
+    fn spread(&mut self, places: &[(usize, usize)], rows: &[tokio_postgres::Row]) -> Result<()> {
+        let mut answers: Vec<Vec<Row>> = places.iter().map(|_| Vec::new()).collect();
+        let lost = || Error::internal("a read for several jobs lost its row numbers");
+        for r in rows {
+            let mut row = to_row(r)?;
+            let n = match (!row.0.is_empty()).then(|| row.0.remove(0)) {
+                Some(Value::Int(n)) if n >= 1 && (n as usize) <= places.len() => n as usize,
+                _ => return Err(lost()),
+            };
+            // Rows of one job's read could come back in another order than alone: only reads
+            // of one row per job are merged (a job's head, its key); any other is run alone.
+            if !answers[n - 1].is_empty() {
+                return Err(Error::internal("a merged read gave one job several rows"));
+            }
+            answers[n - 1].push(row);
+        }
+        for (&(job, read), rows) in places.iter().zip(answers) {
+            if let Some(slot) = self.ahead.get_mut(job).and_then(|j| j.get_mut(read)) {
+                slot.1 = Some(rows);
+            }
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         if self.queued.is_empty() {
             return Ok(());
@@ -220,7 +420,7 @@ impl Conn {
 
     /// The rows fetched ahead for this read of the running job, if it has written nothing yet;
     /// each answers once, so a read made again (after the job's own writes) goes to the server.
-    fn take_offered(&mut self, sql: &str, params: &[Value]) -> Option<Vec<tokio_postgres::Row>> {
+    fn take_offered(&mut self, sql: &str, params: &[Value]) -> Option<Vec<Row>> {
         let at = self
             .offered
             .iter()
@@ -245,7 +445,7 @@ impl SqlConn for Conn {
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         if let Some(rows) = self.take_offered(sql, params) {
-            return rows.iter().map(to_row).collect();
+            return Ok(rows);
         }
         // A read the job makes in its turn may follow its writes; nothing fetched ahead is
         // trusted after it.
@@ -264,9 +464,22 @@ impl SqlConn for Conn {
         must_change: Option<&'static str>,
     ) -> Result<()> {
         self.offered.clear();
-        let s = self.statement(sql)?;
-        self.queued
-            .push(Request::Execute(s, params.to_vec(), must_change));
+        let Some(what) = must_change else {
+            let s = self.statement(sql)?;
+            let form = self.form(sql, &s);
+            self.queued.push(Request::Execute(s, params.to_vec(), form));
+            return Ok(());
+        };
+        // Checked by the server, so that a write that changed nothing aborts the transaction:
+        // it may travel with the COMMIT, which must then not commit the rest.
+        let checked = format!(
+            "WITH changed AS ({sql} RETURNING 1) SELECT {MUST_CHANGE}(count(*), ${}) FROM changed",
+            params.len() + 1
+        );
+        let s = self.statement(&checked)?;
+        let mut params = params.to_vec();
+        params.push(Value::from(what));
+        self.queued.push(Request::Execute(s, params, None));
         Ok(())
     }
 
@@ -320,6 +533,7 @@ impl Writer {
         c.seq_base = None;
         c.ahead.clear();
         c.offered.clear();
+        c.merging = false;
         let lock = c.statement(LOCK_COUNTER)?;
         // Before any row lock: every write transaction in the cluster takes its locks in the
         // same order, so nodes cannot deadlock.
@@ -400,16 +614,21 @@ impl WriterConn for Writer {
     fn begin_reading(&mut self, reads: Vec<Vec<FirstRead>>) -> Result<()> {
         self.begin()?;
         let c = self.connected()?;
-        for (job, reads) in reads.into_iter().enumerate() {
-            let mut slots = Vec::with_capacity(reads.len());
-            for (index, read) in reads.into_iter().enumerate() {
-                let s = c.statement(read.sql)?;
-                c.queued
-                    .push(Request::Ahead(s, read.params.clone(), job, index));
-                slots.push((read, None));
-            }
-            c.ahead.push(slots);
+        c.merging = !reads.iter().all(Vec::is_empty);
+        c.queue_ahead(reads)?;
+        c.flush()
+    }
+
+    /// Fetches a later wave's first reads, with the writes queued before them.
+    fn read_ahead(&mut self, from: usize, reads: Vec<Vec<FirstRead>>) -> Result<()> {
+        let c = self.connected()?;
+        if reads.iter().all(Vec::is_empty) {
+            // The jobs that named no reads, which run last: they may write anything.
+            c.merging = false;
+            return Ok(());
         }
+        c.ahead.resize_with(from, Vec::new);
+        c.queue_ahead(reads)?;
         c.flush()
     }
 

@@ -11,7 +11,7 @@
 use crate::sql::{SqlConn, Value};
 use imsync_core::{model::Event, Error, ErrorCode, Result};
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -80,28 +80,78 @@ pub struct FirstRead {
     pub params: Vec<Value>,
 }
 
-/// The first reads to fetch ahead for each job of a batch of repeatable jobs, empty for a job
-/// whose reads must go to the database in its turn (see [`FirstRead`]).
-fn reads_ahead(batch: &[Job]) -> Vec<Vec<FirstRead>> {
-    let mut scopes: HashSet<&str> = HashSet::new();
-    let mut blind = false;
-    batch
+/// A run of a batch's jobs whose first reads are fetched together, before any of them runs.
+#[derive(Debug)]
+struct Wave {
+    /// The positions of its jobs in the reordered batch.
+    jobs: std::ops::Range<usize>,
+    /// What to fetch ahead for each of its jobs, in order; empty for a job that reads in its
+    /// turn.
+    reads: Vec<Vec<FirstRead>>,
+}
+
+/// Reorders a batch of repeatable jobs into waves and says what each wave fetches ahead.
+///
+/// A job goes in the wave after the last one holding a job of any of its scopes, so the jobs of
+/// one scope keep their order and a wave holds at most one job per scope: fetched once the waves
+/// before it have written, a job's first reads then see exactly what they would see in its turn
+/// (see [`FirstRead`]). Jobs of different scopes were submitted concurrently, so any order of
+/// them is one a caller could have seen. A job that named no reads may write anything: it and
+/// every job after it keep their order and run last, reading in their turn.
+fn into_waves(batch: &mut Vec<Job>) -> Vec<Wave> {
+    let reads_of = |job: &Job| -> Vec<FirstRead> {
+        match job {
+            Job::Repeatable(_, reads) => reads.clone(),
+            Job::Once(_) => Vec::new(),
+        }
+    };
+    let blind_from = batch
         .iter()
-        .map(|job| {
-            let reads: &[FirstRead] = match job {
-                Job::Repeatable(_, reads) => reads,
-                Job::Once(_) => &[],
-            };
-            blind |= reads.is_empty();
-            let fresh = reads.iter().all(|r| !scopes.contains(r.scope.as_str()));
-            scopes.extend(reads.iter().map(|r| r.scope.as_str()));
-            if blind || !fresh {
-                Vec::new()
-            } else {
-                reads.to_vec()
-            }
-        })
-        .collect()
+        .position(|job| reads_of(job).is_empty())
+        .unwrap_or(batch.len());
+    let mut last_wave: HashMap<String, usize> = HashMap::new();
+    let mut wave_of = Vec::with_capacity(blind_from);
+    for job in &batch[..blind_from] {
+        let reads = reads_of(job);
+        let wave = reads
+            .iter()
+            .filter_map(|r| last_wave.get(&r.scope).map(|w| w + 1))
+            .max()
+            .unwrap_or(0);
+        for r in reads {
+            last_wave.insert(r.scope, wave);
+        }
+        wave_of.push(wave);
+    }
+    let mut order: Vec<usize> = (0..blind_from).collect();
+    order.sort_by_key(|&i| wave_of[i]);
+    let mut jobs: Vec<Option<Job>> = batch.drain(..).map(Some).collect();
+    let mut waves: Vec<Wave> = Vec::new();
+    let mut current = None;
+    for i in order {
+        let job = jobs[i].take().expect("each job is placed once");
+        if current != Some(wave_of[i]) {
+            current = Some(wave_of[i]);
+            waves.push(Wave {
+                jobs: batch.len()..batch.len(),
+                reads: Vec::new(),
+            });
+        }
+        if let Some(w) = waves.last_mut() {
+            w.reads.push(reads_of(&job));
+            w.jobs.end += 1;
+        }
+        batch.push(job);
+    }
+    if blind_from < jobs.len() {
+        let start = batch.len();
+        batch.extend(jobs.into_iter().flatten());
+        waves.push(Wave {
+            jobs: start..batch.len(),
+            reads: Vec::new(),
+        });
+    }
+    waves
 }
 
 /// A backend's writing connection.
@@ -113,6 +163,12 @@ pub(crate) trait WriterConn: Send {
     fn begin_reading(&mut self, reads: Vec<Vec<FirstRead>>) -> Result<()> {
         let _ = reads;
         self.batch("BEGIN IMMEDIATE")
+    }
+    /// Fetches `reads` (by job, for the jobs from position `from` of the batch on) after the
+    /// writes made so far in the open transaction, which they see.
+    fn read_ahead(&mut self, from: usize, reads: Vec<Vec<FirstRead>>) -> Result<()> {
+        let _ = (from, reads);
+        Ok(())
     }
     /// The batch's job `index` (counted from the [`WriterConn::begin_reading`] that began the
     /// transaction) starts: what was fetched ahead for it answers its first reads.
@@ -324,8 +380,20 @@ fn run_batch(
     let size = batch.len();
     if size > 1 && batch.iter().all(|j| matches!(j, Job::Repeatable(..))) {
         if let Some(replies) = run_without_savepoints(wc, batch) {
-            batch.clear();
-            return finish(wc, replies, Ok(()), events);
+            // The batch's last writes travel with the commit (PostgreSQL): a failure among them
+            // that is not the database's own belongs to one of the jobs, which the careful run
+            // finds. PostgreSQL refused the commit after it, so nothing of the batch stands.
+            match wc.batch("COMMIT") {
+                Err(e) if !database_failed(&e) => {
+                    drop(replies);
+                    wc.rollback();
+                    wc.take_appended();
+                }
+                committed => {
+                    batch.clear();
+                    return finish(wc, replies, committed, events);
+                }
+            }
         }
     }
     if let Err(e) = wc.batch("BEGIN IMMEDIATE") {
@@ -402,57 +470,72 @@ fn run_batch(
             .collect();
     }
     // The failure that broke the batch was logged where it was made.
-    let committed = if broken { Err(lost()) } else { Ok(()) };
+    let committed = if broken {
+        Err(lost())
+    } else {
+        wc.batch("COMMIT")
+    };
     lost_early.extend(finish(wc, replies, committed, events));
     lost_early
 }
 
-/// Runs a batch of repeatable jobs in one transaction without savepoints. Answers their replies
-/// with the transaction still open, or `None` (everything rolled back, the jobs intact) when a
-/// job failed or panicked, so that the caller runs the batch again with savepoints.
+/// Runs a batch of repeatable jobs in one transaction without savepoints, wave after wave (see
+/// [`into_waves`]), each wave's first reads fetched in one go. Answers their replies with the
+/// transaction still open, or `None` (everything rolled back, the jobs intact, maybe in another
+/// order) when a job failed or panicked, so that the caller runs the batch again with savepoints.
 fn run_without_savepoints(
     wc: &mut dyn WriterConn,
-    batch: &mut [Job],
+    batch: &mut Vec<Job>,
 ) -> Option<Vec<(Reply, bool)>> {
-    if wc.begin_reading(reads_ahead(batch)).is_err() {
-        wc.rollback();
-        return None;
-    }
+    let waves = into_waves(batch);
     let mut replies = Vec::with_capacity(batch.len());
-    for (index, job) in batch.iter_mut().enumerate() {
-        let Job::Repeatable(f, _) = job else {
-            unreachable!("only batches of repeatable jobs run without savepoints")
+    for (n, wave) in waves.into_iter().enumerate() {
+        let (start, end) = (wave.jobs.start, wave.jobs.end);
+        let fetched = if n == 0 {
+            wc.begin_reading(wave.reads)
+        } else {
+            wc.read_ahead(start, wave.reads)
         };
-        wc.job_starts(index);
-        match catch_unwind(AssertUnwindSafe(|| f(wc.conn()))) {
-            Ok(done) if done.ok => replies.push((done.reply, true)),
+        if fetched.is_err() {
             // Dropping a reply unanswered leaves its job able to answer on the next run.
-            _ => {
-                drop(replies);
-                wc.rollback();
-                wc.take_appended();
-                return None;
+            drop(replies);
+            wc.rollback();
+            wc.take_appended();
+            return None;
+        }
+        for (index, job) in batch.iter_mut().enumerate().take(end).skip(start) {
+            let Job::Repeatable(f, _) = job else {
+                unreachable!("only batches of repeatable jobs run without savepoints")
+            };
+            wc.job_starts(index);
+            match catch_unwind(AssertUnwindSafe(|| f(wc.conn()))) {
+                Ok(done) if done.ok => replies.push((done.reply, true)),
+                _ => {
+                    drop(replies);
+                    wc.rollback();
+                    wc.take_appended();
+                    return None;
+                }
             }
         }
-    }
-    if wc.flush().is_err() {
-        drop(replies);
-        wc.rollback();
-        wc.take_appended();
-        return None;
     }
     Some(replies)
 }
 
-/// Commits (unless `state` already failed the batch), publishes the appended events and says
-/// how to answer every job.
+/// Whether a failure is the database's own (it is down, or broke), rather than one job's.
+fn database_failed(e: &Error) -> bool {
+    matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable)
+}
+
+/// Publishes the appended events of a batch that `committed` and says how to answer every
+/// job; or, if it did not, undoes it.
 fn finish(
     wc: &mut dyn WriterConn,
     replies: Vec<(Reply, bool)>,
-    state: Result<()>,
+    committed: Result<()>,
     events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
 ) -> Vec<Answer> {
-    match state.and_then(|_| wc.batch("COMMIT")) {
+    match committed {
         Ok(()) => {
             let appended = wc.take_appended();
             if !appended.is_empty() {
@@ -470,7 +553,7 @@ fn finish(
         Err(e) => {
             wc.rollback();
             wc.take_appended();
-            let database_failed = matches!(e.code, ErrorCode::Internal | ErrorCode::Unavailable);
+            let database_failed = database_failed(&e);
             // A lone job's writes may travel with the commit (PostgreSQL): a failure that is not
             // the database's own (text it refuses, a conflict) is the job's.
             if !database_failed && replies.len() == 1 && replies[0].1 {
@@ -575,22 +658,40 @@ mod tests {
         repeatable_job(reads, |_| Ok(())).0
     }
 
-    fn fetched(batch: &[Job]) -> Vec<usize> {
-        reads_ahead(batch).iter().map(Vec::len).collect()
+    /// The waves of `batch`, each as the scopes of its jobs' reads, and the scopes of the jobs
+    /// left to run last.
+    fn waves(batch: Vec<Job>) -> Vec<Vec<String>> {
+        let mut batch = batch;
+        let waves = into_waves(&mut batch);
+        let scopes = |job: &Job| match job {
+            Job::Repeatable(_, reads) if !reads.is_empty() => {
+                reads.iter().map(|r| r.scope.as_str()).collect::<String>()
+            }
+            _ => "-".to_owned(),
+        };
+        waves
+            .iter()
+            .map(|w| {
+                assert!(w.reads.is_empty() || w.reads.len() == w.jobs.len());
+                batch[w.jobs.clone()].iter().map(scopes).collect()
+            })
+            .collect()
     }
 
     #[test]
-    fn reads_are_fetched_ahead_only_for_the_first_job_of_each_scope() {
-        let batch = [send(&["a", "a"]), send(&["b"]), send(&["a"]), send(&["c"])];
-        assert_eq!(fetched(&batch), [2, 1, 0, 1]);
-        // A job that shares any of its scopes with an earlier one reads in its turn.
-        let batch = [send(&["a"]), send(&["b", "a"]), send(&["b"])];
-        assert_eq!(fetched(&batch), [1, 0, 0]);
+    fn each_wave_holds_one_job_per_scope_in_the_order_of_each_scope() {
+        let batch = vec![send(&["a", "a"]), send(&["b"]), send(&["a"]), send(&["c"])];
+        assert_eq!(waves(batch), [vec!["aa", "b", "c"], vec!["a"]]);
+        // A job of two scopes follows the last job of either.
+        let batch = vec![send(&["a"]), send(&["b", "a"]), send(&["b"]), send(&["c"])];
+        assert_eq!(waves(batch), [vec!["a", "c"], vec!["ba"], vec!["b"]]);
     }
 
     #[test]
-    fn nothing_is_fetched_ahead_after_a_job_that_named_no_reads() {
-        let batch = [send(&["a"]), send(&[]), send(&["b"])];
-        assert_eq!(fetched(&batch), [1, 0, 0]);
+    fn a_job_that_named_no_reads_runs_last_with_the_jobs_after_it() {
+        let batch = vec![send(&["a"]), send(&[]), send(&["b"]), send(&["a"])];
+        assert_eq!(waves(batch), [vec!["a"], vec!["-", "b", "a"]]);
+        let batch = vec![send(&[]), send(&["b"])];
+        assert_eq!(waves(batch), [vec!["-", "b"]]);
     }
 }

@@ -257,7 +257,27 @@ CREATE INDEX file_links_message ON file_links(message_id);
 ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 "#,
+    // PostgreSQL only: the writer's check of writes that must change a row.
+    MUST_CHANGE_STEP,
 ];
+
+/// The SQLite side of the step that adds [`MUST_CHANGE_FUNCTION`] on PostgreSQL.
+const MUST_CHANGE_STEP: &str = "-- imsync_must_change: nothing for SQLite\n";
+
+/// Fails with SQLSTATE IMS01 and `what` when `changed` is 0: the PostgreSQL writer wraps a write
+/// that must change a row in it, so that the failure aborts the transaction even when the write
+/// travels in one round trip with its COMMIT.
+const MUST_CHANGE_FUNCTION: &str = r#"
+CREATE OR REPLACE FUNCTION imsync_must_change(changed BIGINT, what TEXT) RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF changed = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'IMS01', MESSAGE = what;
+    END IF;
+    RETURN changed;
+END
+$$;
+"#;
 
 /// The SQLite migrations in order, for the tests that build a database as an earlier release
 /// left it and start the current one on it.
@@ -277,6 +297,9 @@ fn postgres_steps() -> Vec<String> {
         "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);\n\
          INSERT INTO counters (name, value) VALUES ('event_seq', 0);\n",
     );
+    for step in steps.iter_mut().filter(|s| *s == MUST_CHANGE_STEP) {
+        *step = MUST_CHANGE_FUNCTION.to_owned();
+    }
     steps
 }
 
