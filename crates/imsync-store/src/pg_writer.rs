@@ -29,7 +29,7 @@
 //! with the COMMIT, a check on this side would come too late to stop it.
 
 use crate::pg::{map_err, to_row, PgOptions, CHANNEL, MUST_CHANGE};
-use crate::pg_bulk::{for_each_row_form, multi_row_form, Columns};
+use crate::pg_bulk::{checked_form, for_each_row_form, multi_row_form, Columns};
 use crate::sql::{Dialect, Row, SqlConn, Value};
 use crate::writer::{FirstRead, WriterConn};
 use imsync_core::{model::Event, Error, ErrorCode, Result, Seq};
@@ -46,10 +46,11 @@ const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// One statement of a pipeline.
 enum Request {
-    /// A prepared write; with the index of its multi-row form, one whose rows may go together.
-    Execute(Statement, Vec<Value>, Option<usize>),
-    /// The rows of several writes of one multi-row form.
-    Rows(Statement, Columns),
+    /// A prepared write; one a job queued ([`SqlConn::execute_later`]) says which.
+    Execute(Statement, Vec<Value>, Option<Later>),
+    /// The rows of several writes of one multi-row form; with the reason a checked form fails
+    /// with (see `pg_bulk::checked_form`).
+    Rows(Statement, Columns, Option<Value>),
     Query(Statement, Vec<Value>),
     /// Transaction control, in the simple protocol.
     Simple(&'static str),
@@ -68,6 +69,23 @@ enum Response {
     Done,
 }
 
+/// A write a job queued: the job (its place in the batch) and the write statement's index in
+/// `Conn::forms`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Later {
+    job: usize,
+    form: usize,
+}
+
+/// A write statement and its multi-row form (see `pg_bulk`), if it has one, with that form's
+/// statement once prepared, and whether it is checked (the last parameter of a row is then the
+/// reason it fails with, given once).
+struct Form {
+    multi: Option<String>,
+    statement: Option<Statement>,
+    checked: bool,
+}
+
 struct Conn {
     /// Drives the connection while the writer thread waits on it; it runs nowhere else.
     rt: tokio::runtime::Runtime,
@@ -84,10 +102,11 @@ struct Conn {
     /// Whether the queued writes of the same multi-row form go as one statement (see `pg_bulk`):
     /// only in a batch of sends run in waves.
     merging: bool,
-    /// The multi-row form of each write statement, by its SQL, as an index into `forms`.
-    form_of: HashMap<String, Option<usize>>,
-    /// Multi-row forms, with their statement once prepared.
-    forms: Vec<(String, Option<Statement>)>,
+    /// The index in `forms` of each write statement a job queued, by its SQL.
+    form_of: HashMap<String, usize>,
+    forms: Vec<Form>,
+    /// The batch's running job, while merging.
+    job: Option<usize>,
 }
 
 fn connect(o: &PgOptions) -> Result<Conn> {
@@ -118,6 +137,7 @@ fn connect(o: &PgOptions) -> Result<Conn> {
         merging: false,
         form_of: HashMap::new(),
         forms: Vec::new(),
+        job: None,
     })
 }
 
@@ -162,75 +182,117 @@ impl Conn {
         Ok(s)
     }
 
-    /// The index of the multi-row form of the write `sql`, prepared as `s`, if it has one.
-    fn form(&mut self, sql: &str, s: &Statement) -> Option<usize> {
-        if let Some(form) = self.form_of.get(sql) {
+    /// The index in `forms` of the write `sql`, prepared as `s`; or, if `checked` names the
+    /// write it is wrapped in (whose statement `s` is), of that one.
+    fn form(&mut self, sql: &str, s: &Statement, checked: Option<&str>) -> usize {
+        let key = checked.unwrap_or(sql);
+        if let Some(form) = self.form_of.get(key) {
             return *form;
         }
-        let form = multi_row_form(sql, s.params()).map(|multi| {
-            self.forms.push((multi, None));
-            self.forms.len() - 1
+        let multi = match checked {
+            None => multi_row_form(sql, s.params()),
+            Some(_) => {
+                let types = s.params();
+                checked_form(sql, &types[..types.len().saturating_sub(1)], MUST_CHANGE)
+            }
+        };
+        self.forms.push(Form {
+            multi,
+            statement: None,
+            checked: checked.is_some(),
         });
-        self.form_of.insert(sql.to_owned(), form);
-        form
+        self.form_of.insert(key.to_owned(), self.forms.len() - 1);
+        self.forms.len() - 1
     }
 
-    /// `requests` with the rows of each multi-row form that occurs more than once sent as one
-    /// statement, where the first of them was.
+    /// `requests` with the writes of consecutive jobs that queued the same statements in the
+    /// same order taken a statement at a time: the rows of a statement with a multi-row form go
+    /// as one, the others one per job in the jobs' order. So each job's writes keep their order;
+    /// only writes of different jobs of one wave pass each other, and those touch different
+    /// rows (see `writer::into_waves`).
     fn merged(&mut self, requests: Vec<Request>) -> Result<Vec<Request>> {
-        let mut count: HashMap<usize, usize> = HashMap::new();
-        for r in &requests {
-            if let Request::Execute(_, _, Some(form)) = r {
-                *count.entry(*form).or_default() += 1;
-            }
-        }
-        if count.values().all(|&n| n < 2) {
-            return Ok(requests);
-        }
-        let mut out: Vec<Request> = Vec::with_capacity(requests.len());
-        let mut placed: HashMap<usize, usize> = HashMap::new();
+        // Each job's writes, and the requests of no job, in the order queued.
+        let mut runs: Vec<(Option<Later>, Vec<Request>)> = Vec::new();
         for r in requests {
-            let form = match &r {
-                Request::Execute(_, _, Some(form)) if count[form] > 1 => *form,
-                _ => {
-                    out.push(r);
-                    continue;
-                }
+            let later = match &r {
+                Request::Execute(_, _, later) => *later,
+                _ => None,
             };
-            let Request::Execute(single, params, _) = r else {
-                unreachable!("matched above")
-            };
-            if let Some(Request::Rows(_, columns)) = placed.get(&form).map(|&at| &mut out[at]) {
-                if columns.push(params) {
-                    continue;
-                }
-                return Err(Error::internal("rows of one statement differ in length"));
+            match (later, runs.last_mut()) {
+                (Some(l), Some((Some(last), run))) if last.job == l.job => run.push(r),
+                _ => runs.push((later, vec![r])),
             }
-            let multi = match &self.forms[form].1 {
-                Some(s) => s.clone(),
-                None => {
-                    let sql = self.forms[form].0.clone();
-                    let s = self
-                        .rt
-                        .block_on(self.client.prepare(&sql))
-                        .map_err(map_err)?;
-                    self.forms[form].1 = Some(s.clone());
-                    s
-                }
-            };
-            drop(single);
-            placed.insert(form, out.len());
-            out.push(Request::Rows(multi, Columns::new(params)));
         }
-        let rows: usize = out
-            .iter()
-            .map(|r| match r {
-                Request::Rows(_, c) => c.rows(),
-                _ => 0,
-            })
-            .sum();
+        let shape = |run: &(Option<Later>, Vec<Request>)| -> Option<Vec<usize>> {
+            run.0?;
+            run.1
+                .iter()
+                .map(|r| match r {
+                    Request::Execute(_, _, Some(l)) => Some(l.form),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut out: Vec<Request> = Vec::new();
+        let mut rows = 0;
+        let mut runs = runs.into_iter().peekable();
+        while let Some(first) = runs.next() {
+            let Some(forms) = shape(&first) else {
+                out.extend(first.1);
+                continue;
+            };
+            let mut jobs = vec![first.1.into_iter()];
+            while let Some(next) = runs.next_if(|r| shape(r).as_ref() == Some(&forms)) {
+                jobs.push(next.1.into_iter());
+            }
+            for form in forms {
+                let column: Vec<Request> = jobs.iter_mut().filter_map(Iterator::next).collect();
+                if jobs.len() < 2 || self.forms[form].multi.is_none() {
+                    out.extend(column);
+                    continue;
+                }
+                rows += column.len();
+                out.push(self.rows_of(form, column)?);
+            }
+        }
         metrics::counter!("imsync_pg_writer_merged_rows_total").increment(rows as u64);
         Ok(out)
+    }
+
+    /// One statement of the multi-row form `form` for the writes `column`.
+    fn rows_of(&mut self, form: usize, column: Vec<Request>) -> Result<Request> {
+        let mut columns: Option<Columns> = None;
+        let mut check = None;
+        for r in column {
+            let Request::Execute(_, mut params, _) = r else {
+                return Err(Error::internal("only writes go as rows"));
+            };
+            if self.forms[form].checked {
+                check = params.pop();
+            }
+            match columns.as_mut() {
+                None => columns = Some(Columns::new(params)),
+                Some(c) => {
+                    if !c.push(params) {
+                        return Err(Error::internal("rows of one statement differ in length"));
+                    }
+                }
+            }
+        }
+        let columns = columns.ok_or_else(|| Error::internal("a statement of no rows"))?;
+        let statement = match &self.forms[form].statement {
+            Some(s) => s.clone(),
+            None => {
+                let sql = self.forms[form].multi.clone().unwrap_or_default();
+                let s = self
+                    .rt
+                    .block_on(self.client.prepare(&sql))
+                    .map_err(map_err)?;
+                self.forms[form].statement = Some(s.clone());
+                s
+            }
+        };
+        Ok(Request::Rows(statement, columns, check))
     }
 
     /// Sends the queued statements and then `tail`, in one round trip; answers the first
@@ -256,9 +318,14 @@ impl Conn {
                                 let changed = client.execute(s, &refs).await.map_err(map_err)?;
                                 Ok(Response::Changed(changed))
                             }
-                            Request::Rows(s, columns) => {
-                                let refs: Vec<&(dyn ToSql + Sync)> =
+                            Request::Rows(s, columns, check) => {
+                                let count = Value::Int(columns.rows() as i64);
+                                let mut refs: Vec<&(dyn ToSql + Sync)> =
                                     columns.0.iter().map(|c| c as _).collect();
+                                if let Some(reason) = check {
+                                    refs.push(&count);
+                                    refs.push(reason);
+                                }
                                 let changed = client.execute(s, &refs).await.map_err(map_err)?;
                                 Ok(Response::Changed(changed))
                             }
@@ -466,8 +533,12 @@ impl SqlConn for Conn {
         self.offered.clear();
         let Some(what) = must_change else {
             let s = self.statement(sql)?;
-            let form = self.form(sql, &s);
-            self.queued.push(Request::Execute(s, params.to_vec(), form));
+            let later = self.job.map(|job| Later {
+                job,
+                form: self.form(sql, &s, None),
+            });
+            self.queued
+                .push(Request::Execute(s, params.to_vec(), later));
             return Ok(());
         };
         // Checked by the server, so that a write that changed nothing aborts the transaction:
@@ -477,9 +548,13 @@ impl SqlConn for Conn {
             params.len() + 1
         );
         let s = self.statement(&checked)?;
+        let later = self.job.map(|job| Later {
+            job,
+            form: self.form(sql, &s, Some(&checked)),
+        });
         let mut params = params.to_vec();
         params.push(Value::from(what));
-        self.queued.push(Request::Execute(s, params, None));
+        self.queued.push(Request::Execute(s, params, later));
         Ok(())
     }
 
@@ -534,6 +609,7 @@ impl Writer {
         c.ahead.clear();
         c.offered.clear();
         c.merging = false;
+        c.job = None;
         let lock = c.statement(LOCK_COUNTER)?;
         // Before any row lock: every write transaction in the cluster takes its locks in the
         // same order, so nodes cannot deadlock.
@@ -634,6 +710,7 @@ impl WriterConn for Writer {
 
     fn job_starts(&mut self, index: usize) {
         if let Some(c) = self.conn.as_mut() {
+            c.job = c.merging.then_some(index);
             c.offered = c
                 .ahead
                 .get_mut(index)

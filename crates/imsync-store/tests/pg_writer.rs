@@ -4,7 +4,7 @@
 //! `--include-ignored` and `IMSYNC_TEST_DATABASE_URL`, as `.ci/run` does.
 
 use imsync_core::ErrorCode;
-use imsync_store::{PgOptions, SqlConn, Store, Value};
+use imsync_store::{FirstRead, PgOptions, SqlConn, Store, Value};
 use std::time::Duration;
 
 async fn open(schema: &str) -> Store {
@@ -49,11 +49,44 @@ fn insert_then(c: &mut dyn SqlConn, name: &str, refuse: bool) -> imsync_core::Re
     Ok(())
 }
 
+/// Reads counter `name` (absent), inserts it, and moves it from 1 to 2, a write that must change
+/// a row; or, if `refuse`, moves a counter that is not there.
+fn read_insert_move(c: &mut dyn SqlConn, name: &str, refuse: bool) -> imsync_core::Result<()> {
+    if c.query_opt(READ, &[Value::from(name)])?.is_some() {
+        return Err(imsync_core::Error::conflict("the counter exists already"));
+    }
+    c.execute_later(
+        "INSERT INTO counters (name, value) VALUES ($1, 1)",
+        &[Value::from(name)],
+        None,
+    )?;
+    let target = if refuse { "no such counter" } else { name };
+    c.execute_later(
+        "UPDATE counters SET value = $2 WHERE name = $1 AND value = $2 - 1",
+        &[Value::from(target), Value::Int(2)],
+        Some("the counter is missing"),
+    )
+}
+
+const READ: &str = "SELECT value FROM counters WHERE name = $1";
+
 async fn counters(store: &Store) -> Vec<String> {
     store
         .read(|c| {
             let rows = c.query("SELECT name FROM counters ORDER BY name", &[])?;
             Ok(rows.iter().map(|r| r.str(0).to_owned()).collect())
+        })
+        .await
+        .unwrap()
+}
+
+async fn value(store: &Store, name: &str) -> i64 {
+    let name = name.to_owned();
+    store
+        .read(move |c| {
+            Ok(c.query_opt(READ, &[Value::from(name.as_str())])?
+                .unwrap()
+                .i64(0))
         })
         .await
         .unwrap()
@@ -103,4 +136,49 @@ async fn a_write_that_had_to_change_a_row_and_did_not_leaves_nothing_behind() {
     kept.push("event_seq".to_owned());
     kept.sort();
     assert_eq!(counters(&store).await, kept);
+}
+
+/// Writes that name their first reads run in waves, their repeated writes merged into one
+/// statement each: a checked write that changes fewer rows than it was given fails the merged
+/// statement, and the batch, run again one write at a time, keeps all but the refused ones.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
+async fn merged_writes_that_must_change_rows_keep_every_write_but_the_refused() {
+    let store = open(&unique_schema("merged")).await;
+    for round in 0..2 {
+        let mut writes = Vec::new();
+        for i in 0..64 {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                let name = format!("r{round}w{i:02}");
+                // The first round refuses none: its batches go through merged.
+                let refuse = round == 1 && i % 9 == 0;
+                let reads = vec![FirstRead {
+                    scope: name.clone(),
+                    sql: READ,
+                    params: vec![Value::from(name.as_str())],
+                }];
+                let n = name.clone();
+                let r = store
+                    .write_repeatable_reading(reads, move |c| read_insert_move(c, &n, refuse))
+                    .await;
+                (name, refuse, r)
+            }));
+        }
+        for w in writes {
+            let (name, refuse, r) = w.await.unwrap();
+            match r {
+                Ok(()) => {
+                    assert!(!refuse, "{name} should have been refused");
+                    assert_eq!(value(&store, &name).await, 2, "{name}");
+                }
+                Err(e) => {
+                    assert!(refuse, "{name} failed: {e}");
+                    assert_eq!(e.code, ErrorCode::Conflict, "{e}");
+                }
+            }
+        }
+    }
+    let names = counters(&store).await;
+    assert_eq!(names.len(), 1 + 64 + 64 - 8, "{names:?}");
 }
