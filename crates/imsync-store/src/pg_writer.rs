@@ -657,6 +657,12 @@ impl SqlConn for Broken {
 }
 
 impl WriterConn for Writer {
+    /// One: a send that would read after the batch's writes costs a round trip; put off to the
+    /// next batch, it costs none, and waits for one batch more.
+    fn waves_per_batch(&self) -> usize {
+        1
+    }
+
     fn conn(&mut self) -> &mut dyn SqlConn {
         match self.conn.as_mut() {
             Some(c) => c,

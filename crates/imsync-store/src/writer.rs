@@ -98,7 +98,10 @@ struct Wave {
 /// (see [`FirstRead`]). Jobs of different scopes were submitted concurrently, so any order of
 /// them is one a caller could have seen. A job that named no reads may write anything: it and
 /// every job after it keep their order and run last, reading in their turn.
-fn into_waves(batch: &mut Vec<Job>) -> Vec<Wave> {
+///
+/// Only the first `keep` waves stay; the jobs of the others, and those that run last, move to
+/// `deferred` in their order, to begin the next batch.
+fn into_waves(batch: &mut Vec<Job>, keep: usize, deferred: &mut Vec<Job>) -> Vec<Wave> {
     let reads_of = |job: &Job| -> Vec<FirstRead> {
         match job {
             Job::Repeatable(_, reads) => reads.clone(),
@@ -151,6 +154,10 @@ fn into_waves(batch: &mut Vec<Job>) -> Vec<Wave> {
             reads: Vec::new(),
         });
     }
+    if waves.len() > keep.max(1) {
+        let later = waves.split_off(keep.max(1));
+        deferred.extend(batch.drain(later[0].jobs.start..));
+    }
     waves
 }
 
@@ -174,6 +181,11 @@ pub(crate) trait WriterConn: Send {
     /// transaction) starts: what was fetched ahead for it answers its first reads.
     fn job_starts(&mut self, index: usize) {
         let _ = index;
+    }
+    /// How many waves of a batch of sends run in it (see [`into_waves`]); the jobs of later
+    /// waves begin the next batch. A backend whose reads cost a round trip each wave keeps few.
+    fn waves_per_batch(&self) -> usize {
+        usize::MAX
     }
     /// Whether a transaction is open. A backend that cannot tell says yes.
     fn in_transaction(&self) -> bool {
@@ -257,7 +269,12 @@ impl Writer {
         if self.inline == Inline::WhenIdle && alone && sequential {
             if let Some(mut guard) = self.shared.conn.try_lock() {
                 if let Some(conn) = guard.as_mut() {
-                    let answers = run_batch(conn.as_mut(), &mut vec![job], &self.shared.events);
+                    let answers = run_batch(
+                        conn.as_mut(),
+                        &mut vec![job],
+                        &self.shared.events,
+                        &mut Vec::new(),
+                    );
                     self.shared.batch_ran(1);
                     // Released before the answer, like the count, so that a caller who writes
                     // again at once finds the connection free.
@@ -298,10 +315,19 @@ pub(crate) fn spawn(
         .name(name.to_owned())
         .spawn(move || {
             let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+            // Jobs a batch put off to the next (see `WriterConn::waves_per_batch`).
+            let mut carried: Vec<Job> = Vec::new();
             let mut last_size = 0;
             let mut last_end = Instant::now();
-            while let Some(first) = rx.blocking_recv() {
-                batch.push(first);
+            loop {
+                if carried.is_empty() {
+                    match rx.blocking_recv() {
+                        Some(first) => batch.push(first),
+                        None => break,
+                    }
+                } else {
+                    batch.append(&mut carried);
+                }
                 // A write that finds the writer idle for longer than a commit's gap is not load;
                 // and where a commit costs next to nothing, waiting would cost more than it saves.
                 let busy = inline == Inline::Never && last_end.elapsed() < BUSY_GAP;
@@ -314,16 +340,17 @@ pub(crate) fn spawn(
                     own.lone_batches.fetch_add(1, Ordering::Relaxed);
                 }
                 let answers = match own.conn.lock().as_mut() {
-                    Some(conn) => run_batch(conn.as_mut(), &mut batch, &own.events),
+                    Some(conn) => run_batch(conn.as_mut(), &mut batch, &own.events, &mut carried),
                     None => {
                         batch.clear();
                         Vec::new()
                     }
                 };
-                own.batch_ran(taken);
+                let ran = taken - carried.len();
+                own.batch_ran(ran);
                 // Before the answers, so that a caller who writes again at once may find the
                 // writer idle.
-                own.pending.fetch_sub(taken, Ordering::AcqRel);
+                own.pending.fetch_sub(ran, Ordering::AcqRel);
                 answer(answers);
                 if let Some(conn) = own.conn.lock().as_mut() {
                     conn.after_batch();
@@ -376,10 +403,10 @@ fn run_batch(
     wc: &mut dyn WriterConn,
     batch: &mut Vec<Job>,
     events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
+    deferred: &mut Vec<Job>,
 ) -> Vec<Answer> {
-    let size = batch.len();
-    if size > 1 && batch.iter().all(|j| matches!(j, Job::Repeatable(..))) {
-        if let Some(replies) = run_without_savepoints(wc, batch) {
+    if batch.len() > 1 && batch.iter().all(|j| matches!(j, Job::Repeatable(..))) {
+        if let Some(replies) = run_without_savepoints(wc, batch, deferred) {
             // The batch's last writes travel with the commit (PostgreSQL): a failure among them
             // that is not the database's own belongs to one of the jobs, which the careful run
             // finds. PostgreSQL refused the commit after it, so nothing of the batch stands.
@@ -396,6 +423,7 @@ fn run_batch(
             }
         }
     }
+    let size = batch.len();
     if let Err(e) = wc.batch("BEGIN IMMEDIATE") {
         // Dropping a job that never ran closes its reply channel: its caller answers 503.
         batch.clear();
@@ -486,8 +514,9 @@ fn run_batch(
 fn run_without_savepoints(
     wc: &mut dyn WriterConn,
     batch: &mut Vec<Job>,
+    deferred: &mut Vec<Job>,
 ) -> Option<Vec<(Reply, bool)>> {
-    let waves = into_waves(batch);
+    let waves = into_waves(batch, wc.waves_per_batch(), deferred);
     let mut replies = Vec::with_capacity(batch.len());
     for (n, wave) in waves.into_iter().enumerate() {
         let (start, end) = (wave.jobs.start, wave.jobs.end);
@@ -662,7 +691,7 @@ mod tests {
     /// left to run last.
     fn waves(batch: Vec<Job>) -> Vec<Vec<String>> {
         let mut batch = batch;
-        let waves = into_waves(&mut batch);
+        let waves = into_waves(&mut batch, usize::MAX, &mut Vec::new());
         let scopes = |job: &Job| match job {
             Job::Repeatable(_, reads) if !reads.is_empty() => {
                 reads.iter().map(|r| r.scope.as_str()).collect::<String>()
@@ -685,6 +714,31 @@ mod tests {
         // A job of two scopes follows the last job of either.
         let batch = vec![send(&["a"]), send(&["b", "a"]), send(&["b"]), send(&["c"])];
         assert_eq!(waves(batch), [vec!["a", "c"], vec!["ba"], vec!["b"]]);
+    }
+
+    #[test]
+    fn the_waves_beyond_those_kept_begin_the_next_batch_in_order() {
+        let mut batch = vec![
+            send(&["a"]),
+            send(&["b"]),
+            send(&["a"]),
+            send(&["a"]),
+            send(&[]),
+            send(&["c"]),
+        ];
+        let mut deferred = Vec::new();
+        let waves = into_waves(&mut batch, 1, &mut deferred);
+        assert_eq!(waves.len(), 1);
+        assert_eq!(waves[0].jobs, 0..2);
+        assert_eq!(batch.len(), 2);
+        let scopes: Vec<String> = deferred
+            .iter()
+            .map(|job| match job {
+                Job::Repeatable(_, reads) if !reads.is_empty() => reads[0].scope.clone(),
+                _ => "-".to_owned(),
+            })
+            .collect();
+        assert_eq!(scopes, ["a", "a", "-", "c"]);
     }
 
     #[test]
