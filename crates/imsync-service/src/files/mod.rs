@@ -71,7 +71,7 @@ impl Backend {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         match self {
-            Backend::Disk(d) => d.store(&d.part_path(id, n)?, body, limit, true).await,
+            Backend::Disk(d) => d.store_part(id, n, body, limit).await,
             Backend::S3(o) => o.store(&s3::part_key(id, n)?, body, limit).await,
         }
     }
