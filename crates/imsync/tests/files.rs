@@ -424,6 +424,54 @@ async fn a_message_may_only_carry_a_file_its_sender_may_read() {
     assert_eq!(download(&alice, url, None).await.status(), 404);
 }
 
+/// The messages of `conv` that carry a file, by upload id.
+async fn file_messages(api: &Api, conv: &str) -> Vec<String> {
+    let (s, h) = api.get(&format!("/api/im/messages/{conv}?limit=50")).await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    h["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["metadata"]["uploadId"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_own_file_that_is_not_confirmed_or_is_removed_is_refused_and_nothing_is_written() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let g = alice.group("files", &[]).await;
+    // Uploaded but never confirmed.
+    let (s, b) = alice
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": "draft.txt", "fileSize": 5, "mimeType": "text/plain"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
+    let url = b["data"]["url"].as_str().unwrap().to_owned();
+    let (s, b) = post_form(&alice, &url, "draft.txt", "text/plain", b"draft".to_vec()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let unconfirmed = json!({"uploadId": id, "fileName": "draft.txt", "fileSize": 5,
+        "mimeType": "text/plain", "cdnUrl": format!("/api/im/files/{id}/content")});
+    let (s, b) = send_file(&alice, &g, &unconfirmed).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(error_code(&b), "INVALID_PARAM");
+    // Confirmed, sent once, then removed by its uploader: a later send of it is refused.
+    let up = upload(&alice, "gone.txt", "text/plain", b"gone".to_vec()).await;
+    let (s, b) = send_file(&alice, &g, &up).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let gone = up["uploadId"].as_str().unwrap();
+    let (s, b) = alice.delete(&format!("/api/im/files/{gone}")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = send_file(&alice, &g, &up).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(error_code(&b), "INVALID_PARAM");
+    // Neither refused send left a message behind.
+    assert_eq!(file_messages(&alice, &g).await, vec![gone.to_owned()]);
+}
+
 fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

@@ -154,6 +154,26 @@ pub fn link(c: &mut dyn SqlConn, l: &FileLink) -> Result<()> {
     Ok(())
 }
 
+/// Links a message to a confirmed file of `owner_id`, in one statement that reads the file's
+/// row as it inserts: false when no such file is there (another's, removed, not confirmed).
+pub fn link_own_ready(c: &mut dyn SqlConn, l: &FileLink, owner_id: &str) -> Result<bool> {
+    // The casts give PostgreSQL the parameters' types, which a SELECT list does not imply.
+    Ok(c.execute(
+        "INSERT INTO file_links (file_id, message_id, conv_id, event_seq) \
+         SELECT id, CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT) FROM files \
+         WHERE id = $1 AND owner_id = $5 AND state = $6 \
+         ON CONFLICT (file_id, message_id) DO NOTHING",
+        args![
+            &l.file_id,
+            &l.message_id,
+            &l.conv_id,
+            l.event_seq,
+            owner_id,
+            FileState::Ready.as_str()
+        ],
+    )? > 0)
+}
+
 pub fn links(c: &mut dyn SqlConn, file_id: &str) -> Result<Vec<FileLink>> {
     Ok(c.query(
         "SELECT file_id, message_id, conv_id, event_seq FROM file_links WHERE file_id = $1 \
