@@ -15,8 +15,8 @@
 //! briefly as the write path allows: each node batches its jobs into one transaction (see
 //! `writer`), takes the lock once per batch, and sends the batch's statements pipelined (see
 //! `pg_writer`): a batch of sends is two round trips whatever its size (the lock with every
-//! send's first reads, the writes with the commit), plus one for each further send to a
-//! conversation the batch already wrote to (a wave: its reads follow the writes before it).
+//! send's first reads, the writes with the commit); a second send to a conversation the batch
+//! writes to begins the next batch.
 //! The lock is the transaction's first statement, so that all transactions acquire locks in the
 //! same order and two nodes cannot deadlock. A scheme that let batches of different nodes
 //! overlap (seqs from a sequence, readers held below a frontier of in-flight appends) would

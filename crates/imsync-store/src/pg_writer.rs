@@ -18,10 +18,10 @@
 //!
 //! A batch of sends also fetches their first reads (the conversation and the sender's place in
 //! it, see [`FirstRead`]) in the round trip that takes the lock, after it: a send then reads
-//! nothing from the server in its turn. The batch runs in waves, one send per conversation in
-//! each (see `writer`); a later wave's reads travel with the writes of the waves before it, and
-//! the last writes with the COMMIT. So a batch of sends to different conversations costs two
-//! round trips whatever its size, and one more for each further wave. The reads run after the
+//! nothing from the server in its turn. A batch holds one wave, one send per conversation (see
+//! `writer`): a later wave's reads would have to follow the writes before it, a round trip more,
+//! so its sends begin the next batch. The writes go with the COMMIT, and a batch of sends costs
+//! two round trips whatever its size. The reads run after the
 //! lock is granted, so they see every transaction of every node that committed before this one
 //! can write.
 //!

@@ -339,9 +339,8 @@ async fn counter(base: &str, name: &str) -> f64 {
 /// Sends that arrive together share a batch, which fetches their conversations ahead in the
 /// round trip that takes the counter's lock: a batch of sends to different conversations costs
 /// two round trips however many sends it holds (the lock with the reads, the writes with the
-/// commit). Sends into one conversation in the same batch run in later waves, each reading after
-/// the writes before it, and every conversation's messages stay numbered 1, 2, 3, … with no
-/// number taken twice.
+/// commit). A second send into a conversation the batch writes to waits for the next batch, and
+/// every conversation's messages stay numbered 1, 2, 3, … with no number taken twice.
 #[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_of_sends_reads_its_conversations_in_one_round_trip() {
