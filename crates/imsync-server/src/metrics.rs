@@ -82,6 +82,12 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
          count once)",
     ),
     (
+        "imsync_pg_writer_merged_rows_total",
+        "counter",
+        "Writes the PostgreSQL writer sent as rows of a multi-row statement rather than one \
+         statement each",
+    ),
+    (
         "imsync_files_stored_total",
         "counter",
         "Files stored (uploads completed) by this node",
