@@ -79,11 +79,38 @@ fn insert_form(sql: &str, types: &[Type], tail_allowed: impl Fn(&str) -> bool) -
     ))
 }
 
-/// The multi-row form of `INSERT INTO t (c1, …, cn) VALUES ($1, …, $n)`, given the types its
-/// parameters were prepared with; `None` for any other statement (one with `ON CONFLICT`, a
-/// `RETURNING`, expressions among the values…), which keeps going row by row.
+/// The multi-row form of `UPDATE t SET … WHERE …` whose clauses use no `FROM` or `RETURNING`:
+/// the statement joined to the rows of parameters. Each row of parameters must pick other rows
+/// than the rest (a row picked twice would be updated once), which the writes of one wave do:
+/// they touch only rows of their own conversation.
+fn update_form(sql: &str, types: &[Type]) -> Option<String> {
+    let n = types.len();
+    let rest = sql.strip_prefix("UPDATE ")?;
+    let (table, rest) = rest.split_once(" SET ")?;
+    let (set, filter) = rest.split_once(" WHERE ")?;
+    let plain = |s: &str| !s.contains(" FROM ") && !s.contains("RETURNING");
+    if n == 0 || table.contains(' ') || !plain(set) || !plain(filter) {
+        return None;
+    }
+    Some(format!(
+        "UPDATE {table} SET {} FROM UNNEST({}) AS {ARGS}({}) WHERE {}",
+        from_args(set, n)?,
+        arrays(types),
+        names(n),
+        from_args(filter, n)?
+    ))
+}
+
+/// The multi-row form of `INSERT INTO t (c1, …, cn) VALUES ($1, …, $n)` or of a plain UPDATE
+/// (see `update_form`), given the types its parameters were prepared with; `None` for any other
+/// statement (one with `ON CONFLICT`, a `RETURNING`, expressions among the values…), which
+/// keeps going row by row.
 pub(crate) fn multi_row_form(sql: &str, types: &[Type]) -> Option<String> {
-    insert_form(sql.trim(), types, |_| false)
+    let sql = sql.trim();
+    if sql.starts_with("UPDATE ") {
+        return update_form(sql, types);
+    }
+    insert_form(sql, types, |_| false)
 }
 
 /// The multi-row form of a write that must change one row per row of parameters (see
@@ -98,20 +125,8 @@ pub(crate) fn checked_form(sql: &str, types: &[Type], check: &str) -> Option<Str
         insert_form(sql, types, |tail| {
             tail.starts_with("ON CONFLICT ") && tail.ends_with(" DO NOTHING")
         })?
-    } else if let Some(rest) = sql.strip_prefix("UPDATE ") {
-        let (table, rest) = rest.split_once(" SET ")?;
-        let (set, filter) = rest.split_once(" WHERE ")?;
-        let plain = |s: &str| !s.contains(" FROM ") && !s.contains("RETURNING");
-        if n == 0 || table.contains(' ') || !plain(set) || !plain(filter) {
-            return None;
-        }
-        format!(
-            "UPDATE {table} SET {} FROM UNNEST({}) AS {ARGS}({}) WHERE {}",
-            from_args(set, n)?,
-            arrays(types),
-            names(n),
-            from_args(filter, n)?
-        )
+    } else if sql.starts_with("UPDATE ") {
+        update_form(sql, types)?
     } else {
         return None;
     };
@@ -259,9 +274,24 @@ mod tests {
             "INSERT INTO t (a, b) VALUES ($2, $1)",
             "INSERT INTO t (a, b) VALUES ($1, $2) RETURNING a",
             "INSERT INTO t (a) VALUES ($1)",
-            "UPDATE t SET a = $1 WHERE b = $2",
+            "UPDATE t SET a = $1",
+            "UPDATE t SET a = $1 FROM u WHERE b = $2",
+            "UPDATE t SET a = $1 WHERE b = $2 RETURNING a",
+            "UPDATE t SET a = $3 WHERE b = $2",
         ] {
             assert_eq!(multi_row_form(sql, &types), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn a_plain_update_becomes_one_joined_to_arrays() {
+        let types = [Type::TEXT, Type::INT8];
+        assert_eq!(
+            multi_row_form("UPDATE t SET a = $2 WHERE id = $1 AND a < $2", &types).as_deref(),
+            Some(
+                "UPDATE t SET a = imsync_args.p2 FROM UNNEST($1::text[], $2::int8[]) \
+                 AS imsync_args(p1, p2) WHERE id = imsync_args.p1 AND a < imsync_args.p2"
+            )
+        );
     }
 }

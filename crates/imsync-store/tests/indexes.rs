@@ -73,3 +73,56 @@ async fn extras_sync_reads_the_partial_index() {
         );
     }
 }
+
+/// The conversations that moved after a seq are found through `moved_bucket`, whatever bucket
+/// the seq and each conversation's last event fall in, and no other.
+#[tokio::test]
+async fn conversations_that_moved_are_found_through_their_bucket() {
+    use imsync_store::repo::conversations;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // Conversation i last moved at seq 900 + 37 i: across buckets 0 to 3.
+    let last: Vec<(String, i64)> = (0..80).map(|i| (format!("c{i}"), 900 + 37 * i)).collect();
+    let rows = last.clone();
+    store
+        .write(move |c| {
+            for (id, seq) in &rows {
+                c.execute(
+                    "INSERT INTO conversations (id, kind, created_by, created_at, updated_at) \
+                     VALUES ($1, 'group', 'u', 0, 0)",
+                    args![id.as_str()],
+                )?;
+                conversations::touch_event(c, id, seq - 500)?;
+                conversations::touch_event(c, id, *seq)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for since in [
+        0, 899, 900, 1023, 1024, 1025, 2047, 2048, 3000, 3823, 3824, 9000,
+    ] {
+        let mut found = store
+            .read(move |c| conversations::changed_since(c, since, 1000))
+            .await
+            .unwrap();
+        found.sort();
+        let mut expected: Vec<String> = last
+            .iter()
+            .filter(|(_, seq)| *seq > since)
+            .map(|(id, _)| id.clone())
+            .collect();
+        expected.sort();
+        assert_eq!(found, expected, "since {since}");
+    }
+    let steps = plan(
+        &store,
+        "SELECT id FROM conversations WHERE moved_bucket >= $3 AND last_event_seq > $2 LIMIT $3"
+            .to_owned(),
+    )
+    .await;
+    assert!(
+        steps.iter().any(|s| s.contains("conversations_moved")),
+        "{steps:?}"
+    );
+}

@@ -50,7 +50,8 @@ fn insert_then(c: &mut dyn SqlConn, name: &str, refuse: bool) -> imsync_core::Re
 }
 
 /// Reads counter `name` (absent), inserts it, and moves it from 1 to 2, a write that must change
-/// a row; or, if `refuse`, moves a counter that is not there.
+/// a row (or, if `refuse`, moves a counter that is not there); then from 2 to 12 by a write that
+/// may change nothing.
 fn read_insert_move(c: &mut dyn SqlConn, name: &str, refuse: bool) -> imsync_core::Result<()> {
     if c.query_opt(READ, &[Value::from(name)])?.is_some() {
         return Err(imsync_core::Error::conflict("the counter exists already"));
@@ -65,6 +66,11 @@ fn read_insert_move(c: &mut dyn SqlConn, name: &str, refuse: bool) -> imsync_cor
         "UPDATE counters SET value = $2 WHERE name = $1 AND value = $2 - 1",
         &[Value::from(target), Value::Int(2)],
         Some("the counter is missing"),
+    )?;
+    c.execute_later(
+        "UPDATE counters SET value = value + $2 WHERE name = $1 AND value < $2",
+        &[Value::from(name), Value::Int(10)],
+        None,
     )
 }
 
@@ -139,8 +145,9 @@ async fn a_write_that_had_to_change_a_row_and_did_not_leaves_nothing_behind() {
 }
 
 /// Writes that name their first reads run in waves, their repeated writes merged into one
-/// statement each: a checked write that changes fewer rows than it was given fails the merged
-/// statement, and the batch, run again one write at a time, keeps all but the refused ones.
+/// statement each: every row of a merged write is written, and a checked write that changes
+/// fewer rows than it was given fails the merged statement, and the batch, run again one write
+/// at a time, keeps all but the refused ones.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
 async fn merged_writes_that_must_change_rows_keep_every_write_but_the_refused() {
@@ -170,7 +177,7 @@ async fn merged_writes_that_must_change_rows_keep_every_write_but_the_refused() 
             match r {
                 Ok(()) => {
                     assert!(!refuse, "{name} should have been refused");
-                    assert_eq!(value(&store, &name).await, 2, "{name}");
+                    assert_eq!(value(&store, &name).await, 12, "{name}");
                 }
                 Err(e) => {
                     assert!(refuse, "{name} failed: {e}");

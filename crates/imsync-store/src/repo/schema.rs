@@ -259,6 +259,15 @@ ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 "#,
     // PostgreSQL only: the writer's check of writes that must change a row.
     MUST_CHANGE_STEP,
+    // The conversations that moved are found by a coarse trace of `last_event_seq`, which
+    // changes seldom, so that a send's update of its conversation row leaves the indexes alone
+    // (see `conversations::MOVED_BUCKET`, whose value the backfill repeats).
+    r#"
+ALTER TABLE conversations ADD COLUMN moved_bucket INTEGER NOT NULL DEFAULT 0;
+UPDATE conversations SET moved_bucket = last_event_seq / 1024;
+DROP INDEX conversations_last_event;
+CREATE INDEX conversations_moved ON conversations(moved_bucket);
+"#,
 ];
 
 /// The SQLite side of the step that adds [`MUST_CHANGE_FUNCTION`] on PostgreSQL.
