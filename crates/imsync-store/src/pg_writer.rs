@@ -663,6 +663,13 @@ impl WriterConn for Writer {
         1
     }
 
+    /// None: a batch here lasts two round trips and a WAL flush, long enough for the sends its
+    /// predecessor answered to come back on their own. Waiting for them grew batches by 6% and
+    /// cost 10% of send-par (16,271 against 14,704 msgs/s with the usual wait, one run each).
+    fn gather_wait(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     fn conn(&mut self) -> &mut dyn SqlConn {
         match self.conn.as_mut() {
             Some(c) => c,

@@ -187,6 +187,11 @@ pub(crate) trait WriterConn: Send {
     fn waves_per_batch(&self) -> usize {
         usize::MAX
     }
+    /// How long a batch smaller than the one before it may wait for company under load (see
+    /// [`GATHER_WAIT`]).
+    fn gather_wait(&self) -> Duration {
+        GATHER_WAIT
+    }
     /// Whether a transaction is open. A backend that cannot tell says yes.
     fn in_transaction(&self) -> bool {
         true
@@ -302,6 +307,7 @@ pub(crate) fn spawn(
     inline: Inline,
 ) -> Writer {
     let (tx, mut rx) = mpsc::channel::<Job>(8192);
+    let gather_wait = wc.gather_wait();
     let shared = Arc::new(Shared {
         conn: Mutex::new(Some(wc)),
         pending: AtomicUsize::new(0),
@@ -331,7 +337,12 @@ pub(crate) fn spawn(
                 // A write that finds the writer idle for longer than a commit's gap is not load;
                 // and where a commit costs next to nothing, waiting would cost more than it saves.
                 let busy = inline == Inline::Never && last_end.elapsed() < BUSY_GAP;
-                gather(&mut rx, &mut batch, if busy { last_size } else { 0 });
+                gather(
+                    &mut rx,
+                    &mut batch,
+                    if busy { last_size } else { 0 },
+                    gather_wait,
+                );
                 let taken = batch.len();
                 last_size = taken;
                 if taken > 1 {
@@ -369,11 +380,11 @@ pub(crate) fn spawn(
 }
 
 /// Adds the queued jobs to `batch`. Under load (the last batch held several jobs) and while the
-/// batch is smaller than that one, waits up to [`GATHER_WAIT`] for more to arrive; a lone write
-/// (the last batch held one) never waits.
-fn gather(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, last_size: usize) {
+/// batch is smaller than that one, waits up to `wait` for more to arrive; a lone write (the
+/// last batch held one) never waits.
+fn gather(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, last_size: usize, wait: Duration) {
     let target = last_size.min(MAX_BATCH);
-    let deadline = Instant::now() + GATHER_WAIT;
+    let deadline = Instant::now() + wait;
     loop {
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
