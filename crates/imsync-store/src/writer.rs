@@ -28,7 +28,9 @@ const LONE_BATCHES_BEFORE_INLINE: usize = 8;
 /// a commit waits on a disk or a network ([`Inline::Never`]). The
 /// writers answered by the last commit are sending their next writes while this one begins; a
 /// batch that left without them would make them wait a whole commit, and the load would settle
-/// into alternating small and large batches, each paying a commit's fixed cost.
+/// into alternating small and large batches, each paying a commit's fixed cost. A backend whose
+/// batches last long enough for those writes to arrive anyway waits less
+/// ([`WriterConn::gather_wait`]).
 const GATHER_WAIT: Duration = Duration::from_micros(300);
 const GATHER_STEP: Duration = Duration::from_micros(50);
 /// The longest the writer may have been idle before a write for it to count as part of a load.
