@@ -187,6 +187,8 @@ pub(crate) fn send_in(
             });
         }
     }
+    // Before any read made in turn, which would end the use of the reads fetched ahead.
+    let file = crate::files::attachable(c, me, &out.message)?;
     if head.kind == ConversationKind::Direct {
         if let Some(peer) = participants::peer_of(c, &head.id, &me.id)? {
             check_not_blocked(c, &me.id, &peer)?;
@@ -252,8 +254,8 @@ pub(crate) fn send_in(
     message.version = e.seq;
     convs::message_appended(c, &head, slot, e.seq)?;
     messages::insert(c, &message)?;
-    if crate::files::upload_id_of(&message).is_some() {
-        crate::files::attach_in(c, me, &message)?;
+    if let Some(file) = file {
+        crate::files::attach_in(c, file, &message)?;
     }
     if let (Some(key), Some(fingerprint)) = (&new.idempotency_key, &fingerprint) {
         // Another node committed the same key first: this attempt fails with a conflict, rolls
@@ -287,6 +289,7 @@ impl Service {
         if let Some(key) = &new.idempotency_key {
             reads.push(idempotency::find_read(&me.id, conv_id, key));
         }
+        reads.extend(crate::files::attach_read(me, &out.message));
         for attempt in 0..2 {
             let (me2, new2, out2) = (me.clone(), new.clone(), out.clone());
             match self

@@ -7,89 +7,13 @@
 mod common;
 mod support;
 
+use common::files::{download, post_form, send_file, upload};
 use common::{Api, ChildServer, Options, TestServer};
 use reqwest::{multipart, Method, StatusCode};
 use serde_json::{json, Value};
 
 fn error_code(b: &Value) -> &str {
     b["error"]["code"].as_str().unwrap_or("")
-}
-
-/// Presigns, uploads and confirms `bytes`; answers the confirmed upload.
-async fn upload(api: &Api, name: &str, mime: &str, bytes: Vec<u8>) -> Value {
-    let (s, b) = api
-        .post(
-            "/api/im/files/presign",
-            json!({"fileName": name, "fileSize": bytes.len(), "mimeType": mime}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let (id, url) = (
-        b["data"]["uploadId"].as_str().unwrap().to_owned(),
-        b["data"]["url"].as_str().unwrap().to_owned(),
-    );
-    assert!(url.starts_with('/'), "a relative upload URL: {url}");
-    let (s, b) = post_form(api, &url, name, mime, bytes).await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b) = api
-        .post("/api/im/files/confirm", json!({"uploadId": id}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b["data"]["uploadId"], id);
-    b["data"].clone()
-}
-
-async fn post_form(
-    api: &Api,
-    url: &str,
-    name: &str,
-    mime: &str,
-    bytes: Vec<u8>,
-) -> (StatusCode, Value) {
-    let part = multipart::Part::bytes(bytes)
-        .file_name(name.to_owned())
-        .mime_str(mime)
-        .unwrap();
-    let resp = api
-        .http
-        .post(format!("{}{url}", api.base))
-        .bearer_auth(api.token.as_deref().unwrap())
-        .multipart(multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap())
-}
-
-/// Sends a confirmed upload as a Prismer SDK `send_file` does.
-async fn send_file(api: &Api, conv: &str, up: &Value) -> (StatusCode, Value) {
-    api.post(
-        &format!("/api/im/messages/{conv}"),
-        json!({
-            "content": up["fileName"],
-            "type": "file",
-            "metadata": {
-                "uploadId": up["uploadId"],
-                "fileUrl": up["cdnUrl"],
-                "fileName": up["fileName"],
-                "fileSize": up["fileSize"],
-                "mimeType": up["mimeType"],
-            },
-        }),
-    )
-    .await
-}
-
-async fn download(api: &Api, url: &str, range: Option<&str>) -> reqwest::Response {
-    let mut req = api
-        .http
-        .get(format!("{}{url}", api.base))
-        .bearer_auth(api.token.as_deref().unwrap());
-    if let Some(r) = range {
-        req = req.header("range", r);
-    }
-    req.send().await.unwrap()
 }
 
 fn text_bytes() -> Vec<u8> {
@@ -470,6 +394,88 @@ async fn an_own_file_that_is_not_confirmed_or_is_removed_is_refused_and_nothing_
     assert_eq!(error_code(&b), "INVALID_PARAM");
     // Neither refused send left a message behind.
     assert_eq!(file_messages(&alice, &g).await, vec![gone.to_owned()]);
+}
+
+/// Sends that arrive together share a batch of the writer, which may fetch their files' rows
+/// together: each is still judged on its own. Own confirmed files go through, an unconfirmed one
+/// and another's file its sender never received are refused, and every file sent is the
+/// members' to read.
+#[tokio::test]
+async fn file_sends_that_arrive_together_are_each_judged_alone() {
+    let srv = TestServer::start().await;
+    let reader = srv.user("reader").await;
+    let (mut senders, mut groups, mut ups) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..8 {
+        let u = srv.user(&format!("sender{i}")).await;
+        groups.push(u.group(&format!("g{i}"), &["reader"]).await);
+        ups.push(
+            upload(
+                &u,
+                &format!("f{i}.txt"),
+                "text/plain",
+                format!("file {i}").into(),
+            )
+            .await,
+        );
+        senders.push(u);
+    }
+    let (s, b) = senders[0]
+        .post(
+            "/api/im/files/presign",
+            json!({"fileName": "draft.txt", "fileSize": 5, "mimeType": "text/plain"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
+    let url = b["data"]["url"].as_str().unwrap().to_owned();
+    let (s, b) = post_form(
+        &senders[0],
+        &url,
+        "draft.txt",
+        "text/plain",
+        b"draft".to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let unconfirmed = json!({"uploadId": id, "fileName": "draft.txt", "fileSize": 5,
+        "mimeType": "text/plain", "cdnUrl": format!("/api/im/files/{id}/content")});
+
+    for round in 0..3 {
+        let sends = (0..8).map(|i| {
+            // Round 1: sender 0 sends its unconfirmed upload; round 2: sender 1 sends sender 2's
+            // file, which was only ever sent into sender 2's group.
+            let (up, refused) = match (round, i) {
+                (1, 0) => (&unconfirmed, true),
+                (2, 1) => (&ups[2], true),
+                _ => (&ups[i], false),
+            };
+            let (api, g) = (&senders[i], &groups[i]);
+            async move { (refused, send_file(api, g, up).await) }
+        });
+        for (refused, (s, b)) in futures_util::future::join_all(sends).await {
+            if refused {
+                assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+                assert_eq!(error_code(&b), "INVALID_PARAM");
+            } else {
+                assert_eq!(s, StatusCode::CREATED, "{b}");
+            }
+        }
+    }
+    for (i, (g, up)) in groups.iter().zip(&ups).enumerate() {
+        let sent = if i < 2 { 2 } else { 3 };
+        let own = up["uploadId"].as_str().unwrap().to_owned();
+        assert_eq!(
+            file_messages(&reader, g).await,
+            vec![own; sent],
+            "group {i}"
+        );
+        let r = download(&reader, up["cdnUrl"].as_str().unwrap(), None).await;
+        assert_eq!(r.status(), 200, "file {i}");
+        assert_eq!(
+            r.bytes().await.unwrap().to_vec(),
+            format!("file {i}").into_bytes()
+        );
+    }
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {

@@ -391,9 +391,38 @@ async fn a_batch_of_sends_reads_its_conversations_in_one_round_trip() {
         "{trips_taken} round trips for {sends} sends in {batches_taken} batches"
     );
 
+    // The same with a file in every message: checking the sender's file is one more first read
+    // of the batch, not a round trip per send.
+    let mut ups = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let bytes = format!("file {i}").into_bytes();
+        ups.push(common::files::upload(u, &format!("f{i}.txt"), "text/plain", bytes).await);
+    }
+    let (trips_before, batches_before) = (
+        counter(&node.base, trips).await,
+        counter(&node.base, batches).await,
+    );
+    for _ in 0..rounds {
+        let sends = users
+            .iter()
+            .zip(&own)
+            .zip(&ups)
+            .map(|((u, g), up)| common::files::send_file(u, g, up));
+        for (s, b) in futures_util::future::join_all(sends).await {
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+        }
+    }
+    let batches_taken = counter(&node.base, batches).await - batches_before;
+    let trips_taken = counter(&node.base, trips).await - trips_before;
+    eprintln!("{sends} file sends: {batches_taken} batches, {trips_taken} round trips");
+    assert!(
+        trips_taken <= 2.0 * batches_taken && trips_taken < sends,
+        "{trips_taken} round trips for {sends} file sends in {batches_taken} batches"
+    );
+
     // Everybody at once into one conversation, and into their own ones, mixed in one batch.
     let mut expected: std::collections::HashMap<String, i64> =
-        own.iter().map(|g| (g.clone(), rounds as i64)).collect();
+        own.iter().map(|g| (g.clone(), 2 * rounds as i64)).collect();
     expected.insert(shared.clone(), 0);
     for round in 0..rounds {
         let sends = users.iter().zip(&own).enumerate().map(|(i, (u, g))| {

@@ -24,7 +24,7 @@ use imsync_core::{ids, time::now_ms, Error, ErrorCode, Result};
 use imsync_store::repo::files::{self, FileLink};
 pub use imsync_store::repo::files::{FileRecord, FileState};
 use imsync_store::repo::messages;
-use imsync_store::SqlConn;
+use imsync_store::{FirstRead, SqlConn};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -315,29 +315,41 @@ pub(crate) fn upload_id_of(m: &Message) -> Option<&str> {
     m.metadata.get("uploadId").and_then(|v| v.as_str())
 }
 
-/// Links the file a message carries to it, inside the send: the sender must be able to read
-/// the file (their own, or one they were sent), and it must be confirmed.
-pub(crate) fn attach_in(c: &mut dyn SqlConn, me: &User, m: &Message) -> Result<()> {
+/// What a send of `m` reads first for its file, named ahead (see [`attachable`]).
+pub(crate) fn attach_read(me: &User, m: &Message) -> Option<FirstRead> {
+    upload_id_of(m).map(|id| files::own_ready_read(&m.conversation_id, id, &me.id))
+}
+
+/// The file `m` carries, checked inside the send before it writes anything: the sender must be
+/// able to read it (their own, or one they were sent), and it must be confirmed.
+pub(crate) fn attachable(c: &mut dyn SqlConn, me: &User, m: &Message) -> Result<Option<String>> {
     let Some(id) = upload_id_of(m) else {
-        return Ok(());
+        return Ok(None);
     };
-    let link = FileLink {
-        file_id: id.to_owned(),
-        message_id: m.id.clone(),
-        conv_id: m.conversation_id.clone(),
-        event_seq: m.event_seq,
-    };
-    // Nearly every file message carries its sender's own confirmed upload: one statement
-    // checks and links it, which keeps the writer's share of a file send to one more write.
-    if files::link_own_ready(c, &link, &me.id)? {
-        return Ok(());
+    // Nearly every file message carries its sender's own confirmed upload, which one read of a
+    // primary key settles (fetched with the batch's first reads where that saves a round trip).
+    if files::own_ready(c, id, &me.id)? {
+        return Ok(Some(id.to_owned()));
     }
     let refused = || Error::param("metadata.uploadId does not name a confirmed file you may send");
     let f = files::get(c, id)?.ok_or_else(refused)?;
     if f.state != FileState::Ready || may_read(c, &me.id, &f).is_err() {
         return Err(refused());
     }
-    files::link(c, &link)
+    Ok(Some(f.id))
+}
+
+/// Links the file [`attachable`] checked to its message, once the message has its event.
+pub(crate) fn attach_in(c: &mut dyn SqlConn, file_id: String, m: &Message) -> Result<()> {
+    files::link_later(
+        c,
+        &FileLink {
+            file_id,
+            message_id: m.id.clone(),
+            conv_id: m.conversation_id.clone(),
+            event_seq: m.event_seq,
+        },
+    )
 }
 
 impl Service {

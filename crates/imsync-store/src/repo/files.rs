@@ -1,7 +1,7 @@
 //! Uploaded files' records and the messages that carry them. The bytes are kept by the file
 //! store; a record says whose they are, what was declared, and how far the upload got.
 
-use crate::{args, Row, SqlConn};
+use crate::{args, FirstRead, Row, SqlConn};
 use imsync_core::Result;
 
 /// How far an upload got.
@@ -145,33 +145,36 @@ pub fn usage(c: &mut dyn SqlConn, owner_id: &str) -> Result<(i64, i64)> {
     Ok(row.map_or((0, 0), |r| (r.i64(0), r.i64(1))))
 }
 
-pub fn link(c: &mut dyn SqlConn, l: &FileLink) -> Result<()> {
-    c.execute(
-        "INSERT INTO file_links (file_id, message_id, conv_id, event_seq) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (file_id, message_id) DO NOTHING",
+/// Links a message to the file it carries. Queued with the send's other writes: the send
+/// checked the file first ([`own_ready`], or the full check), and the message id is new, so the
+/// row cannot collide.
+pub fn link_later(c: &mut dyn SqlConn, l: &FileLink) -> Result<()> {
+    c.execute_later(
+        "INSERT INTO file_links (file_id, message_id, conv_id, event_seq) VALUES ($1, $2, $3, $4)",
         args![&l.file_id, &l.message_id, &l.conv_id, l.event_seq],
-    )?;
-    Ok(())
+        None,
+    )
 }
 
-/// Links a message to a confirmed file of `owner_id`, in one statement that reads the file's
-/// row as it inserts: false when no such file is there (another's, removed, not confirmed).
-pub fn link_own_ready(c: &mut dyn SqlConn, l: &FileLink, owner_id: &str) -> Result<bool> {
-    // The casts give PostgreSQL the parameters' types, which a SELECT list does not imply.
-    Ok(c.execute(
-        "INSERT INTO file_links (file_id, message_id, conv_id, event_seq) \
-         SELECT id, CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT) FROM files \
-         WHERE id = $1 AND owner_id = $5 AND state = $6 \
-         ON CONFLICT (file_id, message_id) DO NOTHING",
-        args![
-            &l.file_id,
-            &l.message_id,
-            &l.conv_id,
-            l.event_seq,
-            owner_id,
-            FileState::Ready.as_str()
-        ],
-    )? > 0)
+const OWN_READY: &str = "SELECT 1 FROM files WHERE id = $1 AND owner_id = $2 AND state = $3";
+
+/// Whether `id` is a confirmed file of `owner_id`: what nearly every file message carries.
+pub fn own_ready(c: &mut dyn SqlConn, id: &str, owner_id: &str) -> Result<bool> {
+    Ok(
+        c.query_opt(OWN_READY, args![id, owner_id, FileState::Ready.as_str()])?
+            .is_some(),
+    )
+}
+
+/// [`own_ready`] named ahead, for a send into `conv_id` that reads it before it writes. Its
+/// scope is that conversation: no send writes a file's row, so what the read sees is the same
+/// whichever sends of its batch run before it.
+pub fn own_ready_read(conv_id: &str, id: &str, owner_id: &str) -> FirstRead {
+    FirstRead {
+        scope: conv_id.to_owned(),
+        sql: OWN_READY,
+        params: args![id, owner_id, FileState::Ready.as_str()].to_vec(),
+    }
 }
 
 pub fn links(c: &mut dyn SqlConn, file_id: &str) -> Result<Vec<FileLink>> {

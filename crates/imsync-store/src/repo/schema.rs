@@ -268,6 +268,9 @@ UPDATE conversations SET moved_bucket = last_event_seq / 1024;
 DROP INDEX conversations_last_event;
 CREATE INDEX conversations_moved ON conversations(moved_bucket);
 "#,
+    // File links are only ever looked up by file; an index by message made every file send
+    // write a third B-tree.
+    "DROP INDEX file_links_message;\n",
 ];
 
 /// The SQLite side of the step that adds [`MUST_CHANGE_FUNCTION`] on PostgreSQL.

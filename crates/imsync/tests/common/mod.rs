@@ -2,6 +2,7 @@
 //! process) and a small JSON client for the native API.
 #![allow(dead_code)]
 
+pub mod files;
 pub mod node;
 pub mod python;
 pub mod s3;
