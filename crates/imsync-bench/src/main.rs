@@ -82,9 +82,10 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
-    /// send-par on one server in four phases (plain, with files, with files, plain), where in
-    /// the file phases a share of the sends carry a file uploaded beforehand; the rate against
-    /// plain send-par, and every file message read back and checked.
+    /// send-par on one server in eight phases (plain, with files, with files, plain, twice),
+    /// where in the file phases a share of the sends carry a file uploaded beforehand; the rate
+    /// against plain send-par, how far phases of one kind spread, and every file message read
+    /// back and checked.
     SendParFiles {
         #[command(flatten)]
         common: Common,
