@@ -53,7 +53,7 @@ const MUST_CHANGE_STATE: &str = "IMS01";
 const LISTENER: &str = "imsync-listener";
 const MIGRATION_LOCK: i64 = 0x016d_7379_6e63;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgOptions {
     pub url: String,
     /// A schema to keep the tables in (created if missing); the connection's default otherwise.
@@ -61,6 +61,18 @@ pub struct PgOptions {
     /// Read connections per node.
     pub pool_size: usize,
     pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgOptions {
+    /// Without the URL, whose password would otherwise reach wherever the options are printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &"<redacted>")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
 }
 
 impl ToSql for Value {

@@ -37,7 +37,7 @@ macro_rules! settings {
     )+) => {
         /// The settings as given: by flag or environment variable (clap), or in the `--config`
         /// file (serde, which refuses unknown keys); `None` where not given.
-        #[derive(Args, Deserialize, Debug, Default, Clone)]
+        #[derive(Args, Deserialize, Default, Clone)]
         #[cfg_attr(test, derive(serde::Serialize))]
         #[serde(deny_unknown_fields)]
         pub struct ServeArgs {
@@ -52,10 +52,27 @@ macro_rules! settings {
         }
 
         /// Every setting's value: the one given, else its default.
-        #[derive(Debug, Clone)]
+        #[derive(Clone)]
         #[cfg_attr(test, derive(serde::Serialize))]
         pub struct Settings {
             $(pub $name: settings!(@type [$($unset)?] $ty),)+
+        }
+
+        impl std::fmt::Debug for ServeArgs {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut d = f.debug_struct("ServeArgs");
+                d.field("config", &self.config);
+                $(d.field(stringify!($name), &shown(stringify!($name), &self.$name));)+
+                d.finish()
+            }
+        }
+
+        impl std::fmt::Debug for Settings {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut d = f.debug_struct("Settings");
+                $(d.field(stringify!($name), &shown(stringify!($name), &self.$name));)+
+                d.finish()
+            }
         }
 
         impl ServeArgs {
@@ -85,6 +102,19 @@ macro_rules! settings {
             unset: stringify!($($unset)?).len() > 0,
         },)+];
     };
+}
+
+/// Settings that are secrets, or may carry one (a database URL's password): a debug print of
+/// the settings shows in their place only that they are there.
+const SECRET: &[&str] = &["database_url", "files_s3_secret_key"];
+
+/// What a debug print of the settings shows of setting `name`.
+fn shown<'a>(name: &str, value: &'a dyn std::fmt::Debug) -> &'a dyn std::fmt::Debug {
+    if SECRET.contains(&name) {
+        &"<redacted>"
+    } else {
+        value
+    }
 }
 
 /// A setting's help on the command line: its text, then its default.
@@ -342,6 +372,32 @@ mod tests {
     use super::*;
     use clap::FromArgMatches;
     use std::path::Path;
+
+    #[test]
+    fn a_debug_print_of_the_settings_shows_no_secret() {
+        let args = ServeArgs {
+            database_url: Some("postgres://imsync:hunter2-db@db/imsync".into()),
+            files_s3_endpoint: Some("http://s3.local:9000".into()),
+            files_s3_bucket: Some("files".into()),
+            files_s3_access_key: Some("AKIDEXAMPLE".into()),
+            files_s3_secret_key: Some("hunter2-s3".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(args.clone()).unwrap();
+        let Backend::Postgres(pg) = c.backend().unwrap() else {
+            panic!("a postgres:// URL is PostgreSQL")
+        };
+        for printed in [
+            format!("{args:?}"),
+            format!("{c:?}"),
+            format!("{:?}", *c),
+            format!("{pg:?}"),
+        ] {
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(printed.contains("<redacted>"), "{printed}");
+        }
+        assert!(format!("{c:?}").contains("AKIDEXAMPLE"));
+    }
 
     #[test]
     fn flags_beat_file_and_defaults_fill_in() {
