@@ -583,6 +583,23 @@ pub async fn send_par_files(base: &str, p: ParFiles, server_pid: Option<u32>) ->
         ratio(lo, hi)
     };
     let (plain_spread, files_spread) = (spread(false), spread(true));
+    // Each file phase against the plain phase beside it, which ran under nearly the same drift.
+    let mut paired: Vec<f64> = (0..phase_rates.len())
+        .filter(|&i| phase_rates[i].0)
+        .filter_map(|i| {
+            let beside = [i.checked_sub(1), Some(i + 1)]
+                .into_iter()
+                .flatten()
+                .find(|&j| phase_rates.get(j).is_some_and(|(f, _)| !f))?;
+            Some(ratio(phase_rates[i].1, phase_rates[beside].1))
+        })
+        .collect();
+    paired.sort_by(f64::total_cmp);
+    let paired_median = match paired.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => paired[n / 2],
+        n => (paired[n / 2 - 1] + paired[n / 2]) / 2.0,
+    };
     let mut r = Report::new(
         "send-par-files",
         &["measure", "count", "rate", "p50 ms", "p99 ms", "vs plain"],
@@ -608,6 +625,19 @@ pub async fn send_par_files(base: &str, p: ParFiles, server_pid: Option<u32>) ->
     );
     files_row[5] = format!("{}×", f(rel, 3));
     r.row(files_row);
+    r.row(vec![
+        "each file phase vs the plain phase beside it: median (lowest–highest)".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        format!(
+            "{}× ({}–{})",
+            f(paired_median, 3),
+            f(paired.first().copied().unwrap_or(f64::NAN), 3),
+            f(paired.last().copied().unwrap_or(f64::NAN), 3)
+        ),
+    ]);
     r.row(vec![
         "slowest vs fastest phase: plain, with files".into(),
         String::new(),
@@ -673,6 +703,7 @@ pub async fn send_par_files(base: &str, p: ParFiles, server_pid: Option<u32>) ->
         "users": p.par.users, "phase_secs": phase_time.as_secs_f64(),
         "phases": phase_rates.iter().map(|(files, rate)| json!({ "files": files, "msgs_per_sec": rate })).collect::<Vec<_>>(),
         "phase_spread": { "plain": plain_spread, "with_files": files_spread },
+        "paired_ratios": paired, "paired_median": paired_median,
         "goal": "with files unchanged: the ratio within the spread of the plain phases; every file message intact",
     });
     Ok(r)
