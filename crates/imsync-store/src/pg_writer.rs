@@ -13,12 +13,13 @@
 //! The transaction takes the counter row's lock as it begins (sent with its first statement),
 //! reads the counter once and hands the batch's seqs out itself ([`SqlConn::next_seq`]); the
 //! commit writes the last one back in the same round trip as the batch's last writes,
-//! `pg_notify` and `COMMIT`. A lone send is thus two round trips. Why the lock keeps the cursor gap-free is
-//! said in `pg`.
+//! `pg_notify` and `COMMIT`. A lone send is thus two round trips. Why the lock keeps the cursor
+//! gap-free is said in `pg`.
 //!
 //! A batch of sends also fetches their first reads (the conversation and the sender's place in
-//! it, see [`FirstRead`]) in the round trip that takes the lock, after it: a send then reads
-//! nothing from the server in its turn. A batch holds one wave, one send per conversation (see
+//! it, an idempotency key, the sender's file; see [`FirstRead`]) in the round trip that takes the
+//! lock, after it: a send then reads nothing from the server in its turn. So does a lone send
+//! that reads more than its conversation first, which in turn would cost a round trip a read. A batch holds one wave, one send per conversation (see
 //! `writer`): a later wave's reads would have to follow the writes before it, a round trip more,
 //! so its sends begin the next batch. The writes go with the COMMIT, and a batch of sends costs
 //! two round trips whatever its size. The reads run after the
@@ -668,6 +669,10 @@ impl WriterConn for Writer {
     /// cost 10% of send-par (16,271 against 14,704 msgs/s with the usual wait, one run each).
     fn gather_wait(&self) -> std::time::Duration {
         std::time::Duration::ZERO
+    }
+
+    fn reads_cost_round_trips(&self) -> bool {
+        true
     }
 
     fn conn(&mut self) -> &mut dyn SqlConn {

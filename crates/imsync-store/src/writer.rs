@@ -189,6 +189,11 @@ pub(crate) trait WriterConn: Send {
     fn waves_per_batch(&self) -> usize {
         usize::MAX
     }
+    /// Whether each read a job makes in its turn costs a round trip: then a lone job that names
+    /// several first reads runs as a batch does, its reads fetched together as it begins.
+    fn reads_cost_round_trips(&self) -> bool {
+        false
+    }
     /// How long a batch smaller than the one before it may wait for company under load (see
     /// [`GATHER_WAIT`]).
     fn gather_wait(&self) -> Duration {
@@ -418,7 +423,12 @@ fn run_batch(
     events: &Option<broadcast::Sender<Arc<Vec<Event>>>>,
     deferred: &mut Vec<Job>,
 ) -> Vec<Answer> {
-    if batch.len() > 1 && batch.iter().all(|j| matches!(j, Job::Repeatable(..))) {
+    let fetch_ahead = match batch.as_slice() {
+        // A lone send's head and its key or file: two round trips in turn, one fetched together.
+        [Job::Repeatable(_, reads)] => reads.len() > 1 && wc.reads_cost_round_trips(),
+        jobs => jobs.len() > 1 && jobs.iter().all(|j| matches!(j, Job::Repeatable(..))),
+    };
+    if fetch_ahead {
         if let Some(replies) = run_without_savepoints(wc, batch, deferred) {
             // The batch's last writes travel with the commit (PostgreSQL): a failure among them
             // that is not the database's own belongs to one of the jobs, which the careful run

@@ -360,13 +360,10 @@ async fn file_messages(api: &Api, conv: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_own_file_that_is_not_confirmed_or_is_removed_is_refused_and_nothing_is_written() {
-    let srv = TestServer::start().await;
-    let alice = srv.user("alice").await;
-    let g = alice.group("files", &[]).await;
-    // Uploaded but never confirmed.
-    let (s, b) = alice
+/// An upload of `api`'s whose bytes arrived but which was never confirmed, as a confirmed
+/// upload's answer would describe it.
+async fn unconfirmed_upload(api: &Api) -> Value {
+    let (s, b) = api
         .post(
             "/api/im/files/presign",
             json!({"fileName": "draft.txt", "fileSize": 5, "mimeType": "text/plain"}),
@@ -375,10 +372,18 @@ async fn an_own_file_that_is_not_confirmed_or_is_removed_is_refused_and_nothing_
     assert_eq!(s, StatusCode::OK, "{b}");
     let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
     let url = b["data"]["url"].as_str().unwrap().to_owned();
-    let (s, b) = post_form(&alice, &url, "draft.txt", "text/plain", b"draft".to_vec()).await;
+    let (s, b) = post_form(api, &url, "draft.txt", "text/plain", b"draft".to_vec()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let unconfirmed = json!({"uploadId": id, "fileName": "draft.txt", "fileSize": 5,
-        "mimeType": "text/plain", "cdnUrl": format!("/api/im/files/{id}/content")});
+    json!({"uploadId": id, "fileName": "draft.txt", "fileSize": 5,
+        "mimeType": "text/plain", "cdnUrl": format!("/api/im/files/{id}/content")})
+}
+
+#[tokio::test]
+async fn an_own_file_that_is_not_confirmed_or_is_removed_is_refused_and_nothing_is_written() {
+    let srv = TestServer::start().await;
+    let alice = srv.user("alice").await;
+    let g = alice.group("files", &[]).await;
+    let unconfirmed = unconfirmed_upload(&alice).await;
     let (s, b) = send_file(&alice, &g, &unconfirmed).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert_eq!(error_code(&b), "INVALID_PARAM");
@@ -419,26 +424,7 @@ async fn file_sends_that_arrive_together_are_each_judged_alone() {
         );
         senders.push(u);
     }
-    let (s, b) = senders[0]
-        .post(
-            "/api/im/files/presign",
-            json!({"fileName": "draft.txt", "fileSize": 5, "mimeType": "text/plain"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let id = b["data"]["uploadId"].as_str().unwrap().to_owned();
-    let url = b["data"]["url"].as_str().unwrap().to_owned();
-    let (s, b) = post_form(
-        &senders[0],
-        &url,
-        "draft.txt",
-        "text/plain",
-        b"draft".to_vec(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let unconfirmed = json!({"uploadId": id, "fileName": "draft.txt", "fileSize": 5,
-        "mimeType": "text/plain", "cdnUrl": format!("/api/im/files/{id}/content")});
+    let unconfirmed = unconfirmed_upload(&senders[0]).await;
 
     for round in 0..3 {
         let sends = (0..8).map(|i| {

@@ -324,16 +324,7 @@ async fn a_refused_write_in_a_busy_batch_fails_its_own_send_alone() {
 
 /// A counter of the node's `GET /metrics` (0 before it first moved).
 async fn counter(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last())
-        .map_or(0.0, |v| v.parse().unwrap())
+    common::value(&common::scrape(base).await, name).unwrap_or(0.0)
 }
 
 /// Sends that arrive together share a batch, which fetches their conversations ahead in the
@@ -420,9 +411,26 @@ async fn a_batch_of_sends_reads_its_conversations_in_one_round_trip() {
         "{trips_taken} round trips for {sends} file sends in {batches_taken} batches"
     );
 
+    // Alone, a send that reads more than its conversation first (a file, an idempotency key)
+    // fetches its reads together too: one batch, two round trips.
+    let (u, g) = (&users[0], &own[0]);
+    let (s, b) = common::files::send_file(u, g, &ups[0]).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let keyed = json!({ "content": "keyed", "idempotencyKey": "lone-key" });
+    let (s, b) = u.post(&format!("/api/im/messages/{g}"), keyed).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let lone_batches = counter(&node.base, batches).await - batches_before - batches_taken;
+    let lone_trips = counter(&node.base, trips).await - trips_before - trips_taken;
+    assert_eq!(
+        (lone_batches, lone_trips),
+        (2.0, 4.0),
+        "two lone sends, each reading two things first"
+    );
+
     // Everybody at once into one conversation, and into their own ones, mixed in one batch.
     let mut expected: std::collections::HashMap<String, i64> =
         own.iter().map(|g| (g.clone(), 2 * rounds as i64)).collect();
+    *expected.get_mut(&own[0]).unwrap() += 2;
     expected.insert(shared.clone(), 0);
     for round in 0..rounds {
         let sends = users.iter().zip(&own).enumerate().map(|(i, (u, g))| {

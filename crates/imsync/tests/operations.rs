@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{free_port, postgres_url, schema_for, Api, ChildServer, Options, TestServer};
+use common::{
+    free_port, postgres_url, schema_for, scrape, value, Api, ChildServer, Options, TestServer,
+};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use std::path::Path;
@@ -325,27 +327,6 @@ async fn from_an_untrusted_peer_the_header_is_ignored() {
     // The same peer, whatever it claims: the same bucket. (One request may pass if a second
     // went by and refilled it.)
     assert!(passing_of_three(&api, "203.0.113.2").await <= 1);
-}
-
-/// The metrics of `base`, as (name with labels, value) pairs.
-async fn scrape(base: &str) -> Vec<(String, f64)> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-fn value(metrics: &[(String, f64)], name: &str) -> Option<f64> {
-    metrics.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
 }
 
 const PROTOCOLS: [&str; 5] = [
