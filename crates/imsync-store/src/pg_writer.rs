@@ -19,12 +19,12 @@
 //! A batch of sends also fetches their first reads (the conversation and the sender's place in
 //! it, an idempotency key, the sender's file; see [`FirstRead`]) in the round trip that takes the
 //! lock, after it: a send then reads nothing from the server in its turn. So does a lone send
-//! that reads more than its conversation first, which in turn would cost a round trip a read. A batch holds one wave, one send per conversation (see
-//! `writer`): a later wave's reads would have to follow the writes before it, a round trip more,
-//! so its sends begin the next batch. The writes go with the COMMIT, and a batch of sends costs
-//! two round trips whatever its size. The reads run after the
-//! lock is granted, so they see every transaction of every node that committed before this one
-//! can write.
+//! that reads more than its conversation first, which in turn would cost a round trip a read.
+//! A batch holds one wave, one send per conversation (see `writer`): a later wave's reads would
+//! have to follow the writes before it, a round trip more, so its sends begin the next batch.
+//! The writes go with the COMMIT, and a batch of sends costs two round trips whatever its size.
+//! The reads run after the lock is granted, so they see every transaction of every node that
+//! committed before this one can write.
 //!
 //! A write that must change a row is checked by the server ([`crate::pg::MUST_CHANGE`]): sent
 //! with the COMMIT, a check on this side would come too late to stop it.
