@@ -204,7 +204,15 @@ async fn send_par_files_reads_back_every_file_message() {
     assert!(fig["plain"]["count"].as_u64().unwrap() > 0);
     assert!(fig["with_files"]["count"].as_u64().unwrap() > 0);
     assert!(fig["ratio"].as_f64().unwrap() > 0.0);
-    assert_eq!(cell(&r, 2, 1), format!("{sent} of {sent}"));
+    // Four file phases, each against a plain one beside it.
+    assert_eq!(fig["paired_ratios"].as_array().unwrap().len(), 4, "{fig}");
+    assert!(fig["paired_median"].as_f64().unwrap() > 0.0, "{fig}");
+    let intact = r
+        .rows
+        .iter()
+        .find(|row| row[0] == "file messages read back intact")
+        .expect("a row of intact file messages");
+    assert_eq!(intact[1], format!("{sent} of {sent}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
