@@ -105,7 +105,7 @@ macro_rules! settings {
 }
 
 /// Settings that are secrets, or may carry one (a database URL's password): a debug print of
-/// the settings shows in their place only that they are there.
+/// the settings shows `<redacted>` in their place, set or not.
 const SECRET: &[&str] = &["database_url", "files_s3_secret_key"];
 
 /// What a debug print of the settings shows of setting `name`.
