@@ -134,6 +134,10 @@ enum Command {
         /// Nodes to run, at least 2.
         #[arg(long, default_value_t = MULTI_NODES, value_parser = clap::value_parser!(u8).range(2..=26))]
         nodes: u8,
+        /// Load clients per node, where a deployment adds nodes for more users; by default
+        /// send-par's 64 clients are spread over the nodes, which measures the same load.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        clients_per_node: Option<u16>,
     },
     /// Every imsync scenario above, one after the other; with --database-url also send-seq and
     /// send-par on PostgreSQL and multi-node.
@@ -535,8 +539,16 @@ async fn idle_ws(c: &Common) -> Result<()> {
 /// others at once.
 const MULTI_NODES: u8 = 3;
 
-async fn multi_node(c: &Common, admin_url: &str, count: u8) -> Result<()> {
-    let p = MultiNode::scaled(c.scale);
+async fn multi_node(
+    c: &Common,
+    admin_url: &str,
+    count: u8,
+    clients_per_node: Option<u16>,
+) -> Result<()> {
+    let mut p = MultiNode::scaled(c.scale);
+    if let Some(k) = clients_per_node {
+        p = p.clients_per_node(k.into(), count.into());
+    }
     let tmp = tempfile::Builder::new()
         .prefix("imsync-bench-mn-")
         .tempdir()?;
@@ -782,7 +794,8 @@ fn main() -> Result<()> {
                 common,
                 database_url,
                 nodes,
-            } => multi_node(&common, &database_url, nodes).await,
+                clients_per_node,
+            } => multi_node(&common, &database_url, nodes, clients_per_node).await,
             Command::SendParFiles { common, file_share } => {
                 send_par_files(&common, file_share).await
             }
@@ -812,7 +825,7 @@ fn main() -> Result<()> {
                     Some(url) => {
                         send_seq(&c, &db).await?;
                         send_par(&c, &db).await?;
-                        multi_node(&c, url, MULTI_NODES).await
+                        multi_node(&c, url, MULTI_NODES, None).await
                     }
                     None => {
                         eprintln!(

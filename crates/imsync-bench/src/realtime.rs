@@ -609,6 +609,13 @@ impl MultiNode {
             par,
         }
     }
+
+    /// The load of a deployment that adds nodes for more users: `per_node` clients on each of
+    /// `nodes`, where by default send-par's clients are spread over the nodes.
+    pub fn clients_per_node(mut self, per_node: usize, nodes: usize) -> MultiNode {
+        self.par.clients = per_node * nodes;
+        self
+    }
 }
 
 /// `multi-node`: the `send-par` layout on several nodes sharing one database (`bases`, node A

@@ -458,9 +458,9 @@ async fn multi_node_times_cross_node_deliveries() {
     let b = start_pg(&url, Some(&schema)).await;
     let c = start_pg(&url, Some(&schema)).await;
     let mut par = SendPar::scaled(0.03);
-    par.clients = 6;
     par.duration = Duration::from_millis(600);
-    let p = MultiNode { par, receivers: 3 };
+    // Two clients on each node, as `--clients-per-node 2` asks.
+    let p = MultiNode { par, receivers: 3 }.clients_per_node(2, 3);
     let r = realtime::multi_node(&[a.base.clone(), b.base.clone(), c.base.clone()], p)
         .await
         .unwrap();
@@ -474,6 +474,7 @@ async fn multi_node_times_cross_node_deliveries() {
         }
     }
     assert_eq!(r.figures["nodes"], 3);
+    assert_eq!(r.figures["clients"], 6);
     assert!(r.figures["send"]["count"].as_u64().unwrap() > 0);
     // Clients 1, 2, 4 and 5 send through nodes B and C into groups with a receiver on node A.
     assert!(
