@@ -126,7 +126,8 @@ pub(crate) fn map_err(e: postgres::Error) -> Error {
         {
             return Error::unavailable(e);
         }
-        return Error::internal(e);
+        // The client's own text for a server error is only "db error": the log needs the cause.
+        return Error::internal(format!("{} ({})", db.message(), code.code()));
     }
     // No server answer: the connection is gone or never came.
     Error::unavailable(e)
