@@ -687,14 +687,21 @@ impl WriterConn for Writer {
             "BEGIN IMMEDIATE" => self.begin(),
             "COMMIT" => self.commit(),
             // Savepoints travel with the next statement: their own failure fails that one.
-            "SAVEPOINT job" | "RELEASE job" | "ROLLBACK TO job" => {
+            "SAVEPOINT job" | "RELEASE job" => {
                 let c = self.connected()?;
                 c.queued.push(Request::Simple(match sql {
                     "SAVEPOINT job" => "SAVEPOINT job",
-                    "RELEASE job" => "RELEASE job",
-                    _ => "ROLLBACK TO job",
+                    _ => "RELEASE job",
                 }));
                 Ok(())
+            }
+            // Sent at once, a round trip only after a failed job: until it runs, the server
+            // refuses everything, and the next job's first statement, if new to the connection,
+            // is prepared before anything queued is sent.
+            "ROLLBACK TO job" => {
+                let c = self.connected()?;
+                c.queued.push(Request::Simple("ROLLBACK TO job"));
+                c.flush()
             }
             other => Err(Error::new(
                 ErrorCode::Internal,

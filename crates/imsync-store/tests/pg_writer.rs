@@ -189,3 +189,45 @@ async fn merged_writes_that_must_change_rows_keep_every_write_but_the_refused() 
     let names = counters(&store).await;
     assert_eq!(names.len(), 1 + 64 + 64 - 8, "{names:?}");
 }
+
+/// A job that PostgreSQL refuses leaves the batch's transaction aborted until its savepoint is
+/// rolled back; the job after it, whose first statement is new to the connection and so is
+/// prepared before anything else is sent, must find the transaction usable again.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
+async fn a_job_after_a_refused_one_prepares_its_statements_in_a_usable_transaction() {
+    let store = open(&unique_schema("after_refused")).await;
+    for round in 0..3 {
+        let mut writes = Vec::new();
+        for i in 0..48 {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                let refuse = i % 3 == 0;
+                let name = format!("r{round}w{i:02}");
+                let r = store
+                    .write(move |c| {
+                        if refuse {
+                            // Text PostgreSQL cannot hold: the statement fails on the server.
+                            c.query(READ, &[Value::from("nul\0here")])?;
+                            unreachable!("PostgreSQL accepted a NUL character");
+                        }
+                        // A statement text of its own: prepared when the job first runs it.
+                        let sql = format!("INSERT INTO counters (name, value) VALUES ($1, {i})");
+                        c.execute(&sql, &[Value::from(name.as_str())])?;
+                        Ok(())
+                    })
+                    .await;
+                (i, refuse, r)
+            }));
+        }
+        for w in writes {
+            let (i, refuse, r) = w.await.unwrap();
+            match r {
+                Ok(()) => assert!(!refuse, "write {i} should have been refused"),
+                Err(e) if refuse => assert_eq!(e.code, ErrorCode::InvalidRequest, "{e}"),
+                Err(e) => panic!("round {round}, write {i} failed: {e}"),
+            }
+        }
+    }
+    assert_eq!(counters(&store).await.len(), 1 + 3 * 32);
+}
