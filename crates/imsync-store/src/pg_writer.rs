@@ -124,8 +124,15 @@ fn connect(o: &PgOptions) -> Result<Conn> {
             tracing::debug!(error = %e, "the writer's connection ended");
         }
     });
-    rt.block_on(client.batch_execute(&crate::pg::setup_sql(o)))
-        .map_err(map_err)?;
+    // A transaction left open by a node that stopped (a frozen process, a paused machine) would
+    // hold the counter lock, and with it every other node's writes, for as long as its TCP
+    // connection lives: the server ends it once it has idled as long as a statement may run.
+    let setup = format!(
+        "{} SET idle_in_transaction_session_timeout = {};",
+        crate::pg::setup_sql(o),
+        o.statement_timeout.as_millis()
+    );
+    rt.block_on(client.batch_execute(&setup)).map_err(map_err)?;
     Ok(Conn {
         rt,
         client,

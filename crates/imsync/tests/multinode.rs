@@ -74,7 +74,7 @@ fn needs_postgres() {
 }
 
 /// Runs `sql` on the test database (to cut connections the way an outage would).
-fn psql(sql: &str) {
+fn psql(sql: &str) -> String {
     let url = postgres_url().unwrap();
     let out = std::process::Command::new("psql")
         .args([url.as_str(), "-qAtc", sql])
@@ -85,6 +85,99 @@ fn psql(sql: &str) {
         "psql: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn signal(node: &ChildServer, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A node frozen in the middle of a write transaction (a stopped process, a paused machine)
+/// keeps its connection, and its transaction would hold the lock every write of every node
+/// takes. The server ends such a transaction once it has idled as long as a statement may run,
+/// so the other nodes write again after that; the frozen node, thawed, writes again too.
+#[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_frozen_inside_a_write_holds_the_others_up_only_as_long_as_a_statement_may_run() {
+    needs_postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let limit = ["--pg-statement-timeout-ms", "1500"];
+    let frozen = ChildServer::spawn_with(dir.path(), free_port(), &limit).await;
+    let other = ChildServer::spawn_with(dir.path(), free_port(), &limit).await;
+    let alice = register(&frozen.base, "alice").await;
+    let g = alice.group("g", &[]).await;
+    let path = format!("/api/im/messages/{g}");
+    let writer = format!("imsync:{}", schema_for(dir.path()));
+    // Sends through the node to freeze, so that its writer is inside a transaction most of the
+    // time; it is frozen again until the server shows it idle in one.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load: Vec<_> = (0..16)
+        .map(|i| {
+            let (api, path, busy) = (alice.clone(), path.clone(), busy.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                    api.post(&path, json!({ "content": format!("load {i}-{n}") }))
+                        .await;
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut caught = false;
+    for _ in 0..50 {
+        signal(&frozen, "STOP");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let idle = psql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{writer}' \
+             AND state = 'idle in transaction'"
+        ));
+        if idle == "1" {
+            caught = true;
+            break;
+        }
+        signal(&frozen, "CONT");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(caught, "the node was never frozen inside a transaction");
+    let started = std::time::Instant::now();
+    let through_other = on(&alice, &other.base);
+    loop {
+        let (s, b) = through_other
+            .post(&path, json!({ "content": "through the other node" }))
+            .await;
+        if s == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the other node could not write for 10 s while one node was frozen"
+        );
+    }
+    signal(&frozen, "CONT");
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    // Thawed, the node finds its connection ended and writes on a new one.
+    let started = std::time::Instant::now();
+    loop {
+        let (s, b) = alice.post(&path, json!({ "content": "thawed" })).await;
+        if s == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the thawed node stayed down"
+        );
+    }
 }
 
 #[ignore = "needs IMSYNC_TEST_DATABASE_URL (PostgreSQL)"]
