@@ -113,7 +113,7 @@ async fn a_node_frozen_inside_a_write_holds_the_others_up_only_as_long_as_a_stat
     let path = format!("/api/im/messages/{g}");
     let writer = format!("imsync:{}", schema_for(dir.path()));
     // Sends through the node to freeze, so that its writer is inside a transaction most of the
-    // time; it is frozen again until the server shows it idle in one.
+    // time; it is frozen again until the server shows the writer idle in one.
     let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let load: Vec<_> = (0..16)
         .map(|i| {
@@ -133,9 +133,11 @@ async fn a_node_frozen_inside_a_write_holds_the_others_up_only_as_long_as_a_stat
     for _ in 0..50 {
         signal(&frozen, "STOP");
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // The writer's transaction, which has locked a row and so has an id; a read-only
+        // transaction of the node's readers has none.
         let idle = psql(&format!(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{writer}' \
-             AND state = 'idle in transaction'"
+             AND state = 'idle in transaction' AND backend_xid IS NOT NULL"
         ));
         if idle == "1" {
             caught = true;
